@@ -1,0 +1,178 @@
+package jobstate
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Defaults of a Spec; a zero field takes these.
+const (
+	DefaultBatchSize       = 10
+	DefaultLease           = 30 * time.Second
+	DefaultMaxAttempts     = 3
+	DefaultBackoffLimit    = 6
+	DefaultParallelism     = 1
+	DefaultRetryBackoff    = time.Second
+	DefaultRetryBackoffMax = 5 * time.Minute
+
+	// MaxNameLength is the longest Job name: a Kubernetes DNS label.
+	MaxNameLength = 63
+	// MaxBatchSize bounds one lease: a Lua script unpacks this many values.
+	MaxBatchSize = 5000
+	// MinLease is the shortest lease; shorter ones cannot be heartbeated in time.
+	MinLease = 100 * time.Millisecond
+)
+
+// ErrInvalidSpec wraps every error of Spec.Validate and ValidateName.
+var ErrInvalidSpec = errors.New("invalid job spec")
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// ValidateName reports whether name is a valid Job name: a Kubernetes DNS
+// label (RFC 1123): at most 63 characters, lowercase letters, digits and '-',
+// starting and ending with a letter or digit. The error wraps ErrInvalidSpec.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: job name is empty; give a name such as \"thumbs\"", ErrInvalidSpec)
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("%w: job name %q is %d characters; use at most %d", ErrInvalidSpec, name, len(name), MaxNameLength)
+	case !dnsLabel.MatchString(name):
+		return fmt.Errorf("%w: job name %q is not a DNS label; use lowercase letters, digits and '-', starting and ending with a letter or digit", ErrInvalidSpec, name)
+	}
+	return nil
+}
+
+// Spec is what a Job is asked to do. Zero values take the defaults above;
+// pointer fields are unset when nil, as in Kubernetes.
+type Spec struct {
+	// BatchSize is how many items one lease returns at most. Default 10.
+	BatchSize int `json:"batchSize"`
+	// Lease is how long a leased item stays with its worker without a
+	// heartbeat. Default 30s.
+	Lease Duration `json:"lease"`
+	// MaxAttempts is how many times one item runs before it is dead. Default 3.
+	MaxAttempts int `json:"maxAttempts"`
+	// BackoffLimit is how many worker failures the Job tolerates. Default 6.
+	BackoffLimit *int `json:"backoffLimit"`
+	// Parallelism is how many workers run at once. Default 1.
+	Parallelism int `json:"parallelism"`
+	// Completions, when set, makes an Indexed Job with items 0..K-1.
+	// Unset (nil) is a work-queue Job.
+	Completions *int `json:"completions"`
+	// MaxFailedItems fails the Job early when more items are dead. Unset: no limit.
+	MaxFailedItems *int `json:"maxFailedItems"`
+	// ActiveDeadline fails the Job this long after it started. Zero: none.
+	ActiveDeadline Duration `json:"activeDeadline"`
+	// TTLAfterFinished deletes a finished Job's keys after this long. Unset: kept.
+	TTLAfterFinished *Duration `json:"ttlAfterFinished"`
+	// RetryBackoff is the delay before the first retry of a failed item;
+	// it doubles per attempt, with jitter, up to RetryBackoffMax. Default 1s.
+	RetryBackoff Duration `json:"retryBackoff"`
+	// RetryBackoffMax caps the retry delay. Default 5m.
+	RetryBackoffMax Duration `json:"retryBackoffMax"`
+}
+
+// WithDefaults returns s with every zero field set to its default.
+func (s Spec) WithDefaults() Spec {
+	s.BatchSize = cmp.Or(s.BatchSize, DefaultBatchSize)
+	s.Lease = cmp.Or(s.Lease, Duration(DefaultLease))
+	s.MaxAttempts = cmp.Or(s.MaxAttempts, DefaultMaxAttempts)
+	if s.BackoffLimit == nil {
+		s.BackoffLimit = Ptr(DefaultBackoffLimit)
+	}
+	s.Parallelism = cmp.Or(s.Parallelism, DefaultParallelism)
+	s.RetryBackoff = cmp.Or(s.RetryBackoff, Duration(DefaultRetryBackoff))
+	s.RetryBackoffMax = cmp.Or(s.RetryBackoffMax, Duration(DefaultRetryBackoffMax))
+	return s
+}
+
+// Validate checks a defaulted spec and names the first bad field and its fix.
+// The error wraps ErrInvalidSpec.
+func (s Spec) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidSpec}, a...)...)
+	}
+	switch {
+	case s.BatchSize < 1 || s.BatchSize > MaxBatchSize:
+		return bad("batch-size (%d) must be between 1 and %d", s.BatchSize, MaxBatchSize)
+	case s.Lease.D() < MinLease:
+		return bad("lease (%s) must be at least %s", s.Lease, Duration(MinLease))
+	case s.MaxAttempts < 1:
+		return bad("max-attempts (%d) must be at least 1", s.MaxAttempts)
+	case s.BackoffLimit != nil && *s.BackoffLimit < 0:
+		return bad("backoff-limit (%d) must not be negative", *s.BackoffLimit)
+	case s.Parallelism < 0:
+		return bad("parallelism (%d) must not be negative", s.Parallelism)
+	case s.Completions != nil && *s.Completions < 1:
+		return bad("completions (%d) must be at least 1; leave it unset for a work-queue Job", *s.Completions)
+	case s.MaxFailedItems != nil && *s.MaxFailedItems < 0:
+		return bad("max-failed-items (%d) must not be negative", *s.MaxFailedItems)
+	case s.ActiveDeadline < 0:
+		return bad("active-deadline (%s) must not be negative", s.ActiveDeadline)
+	case s.TTLAfterFinished != nil && *s.TTLAfterFinished < 0:
+		return bad("ttl-after-finished (%s) must not be negative", *s.TTLAfterFinished)
+	case s.RetryBackoff <= 0:
+		return bad("retry-backoff (%s) must be positive", s.RetryBackoff)
+	case s.RetryBackoffMax < s.RetryBackoff:
+		return bad("retry-backoff-max (%s) must not be shorter than retry-backoff (%s)", s.RetryBackoffMax, s.RetryBackoff)
+	}
+	return nil
+}
+
+// Kind is the kind of a Job, derived from its spec.
+type Kind string
+
+// The kinds of Job.
+const (
+	KindWorkQueue Kind = "WorkQueue"
+	KindIndexed   Kind = "Indexed"
+)
+
+// Kind tells whether s is a work-queue or an Indexed Job.
+func (s Spec) Kind() Kind {
+	if s.Completions != nil {
+		return KindIndexed
+	}
+	return KindWorkQueue
+}
+
+// Backoff is the delay before retry number attempt (1 for the first retry),
+// given jitter in [0,1): base*2^(attempt-1), capped at RetryBackoffMax, then
+// scaled into [delay/2, delay) so that retries of one batch spread out.
+func (s Spec) Backoff(attempt int, jitter float64) time.Duration {
+	d := s.RetryBackoff.D()
+	limit := s.RetryBackoffMax.D()
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d/2 + time.Duration(jitter*float64(d/2))
+}
+
+// Ptr returns a pointer to v, for the optional fields of Spec.
+func Ptr[T any](v T) *T { return &v }
+
+// Duration is a time.Duration that reads and writes as "30s" in JSON.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a Go duration string such as "1m30s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: use a number with a unit, such as 30s or 5m", b)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,141 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// maxWait caps one wait of an idle worker, so that a lost pub/sub message
+// costs at most this long. It is not polling: an idle worker makes one
+// cheap call per maxWait.
+const maxWait = 5 * time.Second
+
+// watchTimeout is the server-side timeout of one blocking watch on the
+// pending list; the watch is renewed while the worker waits.
+const watchTimeout = time.Second
+
+// waiter wakes a worker that has nothing to lease: on a Job event published
+// by a script (seal, done, drained, reclaim, resume, ...), on new pending
+// items (a blocking BLMOVE of the list onto itself, which notices even a
+// plain RPUSH from any client and changes nothing), or when a known
+// deadline passes. Its goroutines are owned by run.
+type waiter struct {
+	c   *Client
+	job string
+
+	mu       sync.Mutex
+	ch       chan struct{} // closed and replaced on every event
+	watching chan struct{} // non-nil while a pending watch runs; closed when it ends
+	wg       sync.WaitGroup
+}
+
+func newWaiter(c *Client, job string) *waiter {
+	return &waiter{c: c, job: job, ch: make(chan struct{})}
+}
+
+// gen returns the channel that the next event closes. Take it before the
+// call whose answer you will wait on, so no event in between is missed.
+func (w *waiter) gen() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ch
+}
+
+func (w *waiter) fire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	close(w.ch)
+	w.ch = make(chan struct{})
+}
+
+// run listens to the Job's events until ctx ends, then waits for any
+// pending watch to finish.
+func (w *waiter) run(ctx context.Context, subscribed chan<- struct{}) {
+	defer w.wg.Wait()
+	ps := w.c.rdb.Subscribe(ctx, keysFor(w.job).events)
+	defer ps.Close()
+	// Receive the subscription confirmation so that events published
+	// after run started are not missed.
+	if _, err := ps.Receive(ctx); err != nil && ctx.Err() == nil {
+		w.fire()
+	}
+	close(subscribed)
+	msgs := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-msgs:
+			if !ok {
+				return
+			}
+			w.fire()
+		}
+	}
+}
+
+// watch makes sure one blocking watch on the pending list runs and returns
+// the channel closed when it ends.
+func (w *waiter) watch(ctx context.Context) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.watching != nil {
+		return w.watching
+	}
+	done := make(chan struct{})
+	w.watching = done
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		pending := keysFor(w.job).pending
+		err := w.c.rdb.BLMove(ctx, pending, pending, "LEFT", "LEFT", watchTimeout).Err()
+		w.mu.Lock()
+		w.watching = nil
+		close(done)
+		w.mu.Unlock()
+		if err == nil {
+			w.fire()
+		} else if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+			// Redis trouble: do not spin; the caller's timer still runs.
+			select {
+			case <-ctx.Done():
+			case <-time.After(watchTimeout):
+			}
+		}
+	}()
+	return done
+}
+
+// wait blocks until an event closes gen, local fires, the wake hint (plus
+// a margin, so a lease has really expired) passes, maxWait passes, or ctx
+// ends. With watchPending it also wakes on new pending items.
+func (w *waiter) wait(ctx context.Context, gen <-chan struct{}, local <-chan struct{}, wake time.Duration, watchPending bool) {
+	d := maxWait
+	if wake >= 0 && wake+5*time.Millisecond < d {
+		d = wake + 5*time.Millisecond
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		var watchDone <-chan struct{}
+		if watchPending {
+			watchDone = w.watch(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-gen:
+			return
+		case <-local:
+			return
+		case <-timer.C:
+			return
+		case <-watchDone:
+			// The watch timed out without items: renew it.
+		}
+	}
+}
