@@ -22,7 +22,11 @@ const (
 
 // Observed is what the controller read about a Job in one atomic snapshot.
 type Observed struct {
-	Stored         Phase // the stored phase: "", Failing, Complete or Failed
+	Stored Phase // the stored phase: "", Failing, Complete or Failed
+	// FailureReason and FailureMessage are the FailureTarget condition's,
+	// while Failing: Failed repeats them.
+	FailureReason  string
+	FailureMessage string
 	Suspended      bool
 	Done           bool
 	Dead           int64
@@ -54,7 +58,7 @@ func Next(spec Spec, o Observed) (Transition, bool) {
 		return Transition{}, false
 	case PhaseFailing:
 		if o.LiveWorkers == 0 {
-			return Transition{To: PhaseFailed, Condition: cond(ConditionFailed, "", "every worker has terminated"), Guard: GuardTerminated}, true
+			return Transition{To: PhaseFailed, Condition: cond(ConditionFailed, o.FailureReason, o.FailureMessage), Guard: GuardTerminated}, true
 		}
 		return Transition{}, false
 	}

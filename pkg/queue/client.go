@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -65,28 +66,13 @@ func RedactURL(raw string) string {
 // It returns ErrUnavailable when Redis cannot be reached or refuses the
 // credentials.
 func Open(ctx context.Context, o Options) (*Client, error) {
-	raw := o.URL
-	if raw == "" {
-		raw = DefaultURL
-	}
-	opt, err := ParseURL(raw, o.Password)
+	c, err := Connect(o)
 	if err != nil {
 		return nil, err
 	}
-	if o.TLSConfig != nil && opt.TLSConfig != nil {
-		opt.TLSConfig = o.TLSConfig
-	}
-	if o.PoolSize > 0 {
-		opt.PoolSize = o.PoolSize
-	}
-	opt.MaxRetries = 2
-	opt.DialTimeout = 5 * time.Second
-	opt.ReadTimeout = 10 * time.Second
-	opt.WriteTimeout = 10 * time.Second
-	c := New(redis.NewClient(opt))
 	if err := c.Ping(ctx); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("connect to %s: %w", RedactURL(raw), err)
+		return nil, fmt.Errorf("connect to %s: %w", RedactURL(cmp.Or(o.URL, DefaultURL)), err)
 	}
 	return c, nil
 }
@@ -132,4 +118,28 @@ func (c *Client) run(ctx context.Context, s *redis.Script, job string, args ...a
 func (c *Client) Now(ctx context.Context) (time.Time, error) {
 	t, err := c.rdb.Time(ctx).Result()
 	return t, classify(err)
+}
+
+// Connect checks the options and returns a Client without contacting Redis,
+// for processes that wait for Redis to come up (workers). Calls return
+// ErrUnavailable until it answers; scripts load on first use.
+func Connect(o Options) (*Client, error) {
+	raw := o.URL
+	if raw == "" {
+		raw = DefaultURL
+	}
+	opt, err := ParseURL(raw, o.Password)
+	if err != nil {
+		return nil, err
+	}
+	if o.TLSConfig != nil && opt.TLSConfig != nil {
+		opt.TLSConfig = o.TLSConfig
+	}
+	if o.PoolSize > 0 {
+		opt.PoolSize = o.PoolSize
+	}
+	opt.DialTimeout = 5 * time.Second
+	opt.ReadTimeout = 10 * time.Second
+	opt.WriteTimeout = 10 * time.Second
+	return New(redis.NewClient(opt)), nil
 }

@@ -100,20 +100,6 @@ func (c *Client) snapshot(ctx context.Context, job string) (snapshot, error) {
 		s.Conditions = append(s.Conditions, jobstate.Condition{Type: jobstate.ConditionType(strings.TrimPrefix(k, "cond:")),
 			Status: parts[0], Reason: parts[1], Message: parts[3], LastTransitionTime: time.UnixMilli(t).UTC()})
 	}
-	if s.Phase == jobstate.PhaseFailed {
-		// The Failed condition carries the reason of the FailureTarget
-		// that led to it.
-		for i, c := range s.Conditions {
-			if c.Type == jobstate.ConditionFailed && c.Reason == "" {
-				for _, ft := range s.Conditions {
-					if ft.Type == jobstate.ConditionFailureTarget {
-						s.Conditions[i].Reason = ft.Reason
-						s.Conditions[i].Message = ft.Message
-					}
-				}
-			}
-		}
-	}
 	jobstate.SortConditions(s.Conditions)
 	rate := r[9].([]any)
 	var sum int64
@@ -134,12 +120,20 @@ func (c *Client) snapshot(ctx context.Context, job string) (snapshot, error) {
 		bm := []byte(r[11].(string))
 		s.CompletedIndexes = jobstate.Intervals(bm, *spec.Completions)
 	}
+	var failure jobstate.Condition
+	for _, c := range s.Conditions {
+		if c.Type == jobstate.ConditionFailureTarget {
+			failure = c
+		}
+	}
 	var start time.Time
 	if s.StartTime != nil {
 		start = *s.StartTime
 	}
 	obs := jobstate.Observed{
 		Stored:         jobstate.Phase(st["phase"]),
+		FailureReason:  failure.Reason,
+		FailureMessage: failure.Message,
 		Suspended:      s.Suspended,
 		Done:           s.Done,
 		Dead:           s.Items.Dead,

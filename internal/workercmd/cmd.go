@@ -1,0 +1,223 @@
+// Package workercmd is the `worker` command, shared by the worker binary and
+// by `coordinator run`, which starts its workers by running its own binary.
+package workercmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/pkg/jobstate"
+	"github.com/workq/workq/pkg/queue"
+)
+
+// Options are the worker command's flags.
+type Options struct {
+	Redis         cli.Redis
+	Job           string
+	ID            string
+	Concurrency   int
+	BatchSize     int
+	Heartbeat     time.Duration
+	Timeout       time.Duration
+	Grace         time.Duration
+	Wait          time.Duration
+	BatchExec     bool
+	NUL           bool
+	MetricsListen string
+	LogFormat     string
+	LogLevel      string
+	Framed        bool
+}
+
+// New returns the worker command. use is its name ("worker").
+func New(use string, stdout, stderr io.Writer) *cobra.Command {
+	var o Options
+	cmd := &cobra.Command{
+		Use:   use + " --job NAME [flags] -- COMMAND [ARG...]",
+		Short: "Lease a Job's items in batches, run a command for each, and exit 0 when the Job is drained",
+		Long: `A workq worker leases batches of a Job's items, runs COMMAND for each item
+(or once per batch with --batch-exec), acks or nacks them, extends its leases
+while items run, and exits 0 once the Job is sealed and drained. Start as
+many workers as you like, at any time; they coordinate through Redis.
+
+COMMAND runs without a shell. The item arrives on its stdin; an argument
+holding {} has it replaced by the item, as one argument. The environment
+carries WORKQ_JOB, WORKQ_ITEM_ID, WORKQ_ATTEMPT and WORKQ_WORKER_ID, plus
+WORKQ_INDEX and JOB_COMPLETION_INDEX for an Indexed Job. Exit status 0 acks
+the item; any other status fails it, with the tail of its stderr as its error.
+
+Exit codes: 0 the Job is drained, 1 the Job failed or the worker was stopped,
+2 bad usage.`,
+		Example: `  worker --job thumbs --concurrency 4 -- ./make-thumb {}
+  worker --job thumbs --batch-exec -- ./bulk-load
+  WORKQ_JOB=thumbs worker -- sh -c 'convert - out/$WORKQ_ITEM_ID.png'`,
+		Version: cli.Version,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd.Context(), o, args, stdout, stderr)
+		},
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	f := cmd.Flags()
+	o.Redis.AddFlags(f)
+	f.StringVar(&o.Job, "job", os.Getenv("WORKQ_JOB"), "the Job to work on (env WORKQ_JOB)")
+	f.StringVar(&o.ID, "id", os.Getenv("WORKQ_WORKER_ID"), "this worker's id in Redis (env WORKQ_WORKER_ID; default host-pid-random)")
+	f.IntVarP(&o.Concurrency, "concurrency", "c", 1, "items (or batches) run at once")
+	f.IntVar(&o.BatchSize, "batch-size", 0, "items per lease; 0 takes the Job's --batch-size")
+	f.DurationVar(&o.Heartbeat, "heartbeat", 0, "how often leases are extended; 0 is a third of the Job's --lease")
+	f.DurationVar(&o.Timeout, "timeout", 0, "kill an item's whole process group after this long and fail the item; 0 is no limit")
+	f.DurationVar(&o.Grace, "grace", queue.DefaultGrace, "on SIGTERM or SIGINT, how long running items may finish before they are stopped and handed back")
+	f.DurationVar(&o.Wait, "wait", queue.DefaultWait, "how long to wait for Redis and the Job to exist before giving up")
+	f.BoolVar(&o.BatchExec, "batch-exec", false, "run COMMAND once per leased batch, items on stdin one per line")
+	f.BoolVar(&o.NUL, "null", false, "with --batch-exec, separate the items on stdin by NUL bytes instead of newlines")
+	f.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address, such as :9090; empty is off")
+	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&o.Framed, "framed-output", false, "frame item output for a parent `coordinator run`")
+	_ = f.MarkHidden("framed-output")
+	return cmd
+}
+
+func (o Options) validate(args []string) error {
+	switch {
+	case o.Job == "":
+		return cli.Usagef("no Job given; pass --job NAME or set WORKQ_JOB")
+	case o.Concurrency < 1:
+		return cli.Usagef("--concurrency (%d) must be at least 1", o.Concurrency)
+	case o.BatchSize < 0 || o.BatchSize > jobstate.MaxBatchSize:
+		return cli.Usagef("--batch-size (%d) must be between 0 (the Job's) and %d", o.BatchSize, jobstate.MaxBatchSize)
+	case o.Heartbeat < 0:
+		return cli.Usagef("--heartbeat (%s) must not be negative", o.Heartbeat)
+	case o.Timeout < 0:
+		return cli.Usagef("--timeout (%s) must not be negative", o.Timeout)
+	case o.Grace < 0:
+		return cli.Usagef("--grace (%s) must not be negative", o.Grace)
+	case o.Wait < 0:
+		return cli.Usagef("--wait (%s) must not be negative", o.Wait)
+	case o.NUL && !o.BatchExec:
+		return cli.Usagef("--null only applies with --batch-exec")
+	case len(args) == 0:
+		return cli.Usagef("no command given; put it after --, such as: worker --job thumbs -- ./make-thumb {}")
+	}
+	if o.BatchExec {
+		for _, a := range args[1:] {
+			if a == "{}" || containsBraces(a) {
+				return cli.Usagef("{} cannot be used with --batch-exec: a batch holds many items; read them from stdin")
+			}
+		}
+	}
+	return cli.CheckName(o.Job)
+}
+
+func containsBraces(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '{' && s[i+1] == '}' {
+			return true
+		}
+	}
+	return false
+}
+
+func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer) error {
+	if err := o.validate(args); err != nil {
+		return err
+	}
+	log, err := cli.Logger(stderr, o.LogFormat, o.LogLevel)
+	if err != nil {
+		return err
+	}
+	ropts, err := o.Redis.Options()
+	if err != nil {
+		return err
+	}
+	ex := &Exec{Job: o.Job, Argv: args, Timeout: o.Timeout, NUL: o.NUL,
+		Out: &Output{Stdout: stdout, Stderr: stderr, Framed: o.Framed}}
+	if err := ex.Check(); err != nil {
+		return cli.UsageError{Err: err}
+	}
+	c, err := queue.Connect(ropts)
+	if err != nil {
+		return cli.UsageError{Err: err}
+	}
+	defer c.Close()
+
+	var metrics *queue.Metrics
+	reg := prometheus.NewRegistry()
+	if o.MetricsListen != "" {
+		metrics = queue.NewMetrics(reg)
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	cfg := queue.WorkerConfig{Job: o.Job, ID: o.ID, Concurrency: o.Concurrency, BatchSize: o.BatchSize,
+		Heartbeat: o.Heartbeat, Grace: o.Grace, Wait: o.Wait, Logger: log, Metrics: metrics, Version: cli.Version}
+	if o.BatchExec {
+		cfg.BatchHandler = ex
+	} else {
+		cfg.Handler = ex
+	}
+	w, err := queue.NewWorker(c, cfg)
+	if err != nil {
+		return cli.UsageError{Err: err}
+	}
+	ex.Worker = w.ID()
+	if spec, err := c.Spec(ctx, o.Job); err == nil && spec.Kind() == jobstate.KindIndexed {
+		ex.Indexed = true
+	} else if err != nil && !errors.Is(err, queue.ErrNoJob) && !errors.Is(err, queue.ErrUnavailable) {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	var srv *http.Server
+	if o.MetricsListen != "" {
+		ln, err := net.Listen("tcp", o.MetricsListen)
+		if err != nil {
+			return cli.Usagef("--metrics-listen %s: %v", o.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+	var runErr error
+	g.Go(func() error {
+		defer func() {
+			if srv != nil {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 2*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
+			}
+		}()
+		runErr = w.Run(ctx)
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	switch {
+	case runErr == nil:
+		return nil
+	case errors.Is(runErr, queue.ErrStopped):
+		return fmt.Errorf("stopped by signal before job %q ended; unfinished items were handed back", o.Job)
+	}
+	return runErr
+}
