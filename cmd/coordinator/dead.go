@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/workq/workq/internal/cli"
+)
+
+func newDeadCmd(d deps) *cobra.Command {
+	var out outputFlag
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "dead NAME",
+		Short: "List a Job's dead items with their attempts and last error",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cli.CheckName(args[0]); err != nil {
+				return err
+			}
+			if err := out.check(); err != nil {
+				return err
+			}
+			if limit < 0 {
+				return cli.Usagef("--limit (%d) must not be negative", limit)
+			}
+			c, err := d.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Spec(cmd.Context(), args[0]); err != nil {
+				return suggest(cmd.Context(), c, args[0], err)
+			}
+			dead, err := c.Dead(cmd.Context(), args[0], limit)
+			if err != nil {
+				return err
+			}
+			if out.json() {
+				return writeJSON(d.stdout, dead)
+			}
+			if len(dead) == 0 {
+				fmt.Fprintf(d.stdout, "no dead items in %s\n", args[0])
+				return nil
+			}
+			t := newTable(d.stdout)
+			t.row("ID", "ATTEMPTS", "ITEM", "LAST ERROR")
+			for _, it := range dead {
+				t.row(strconv.FormatInt(it.ID, 10), strconv.Itoa(it.Attempts), clip(strconv.Quote(it.Item), 40), clip(oneLine(it.LastError), 100))
+			}
+			t.flush()
+			return nil
+		},
+	}
+	out.add(cmd.Flags())
+	cmd.Flags().IntVar(&limit, "limit", 100, "show at most this many; 0 shows all")
+	return cmd
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func newRetryCmd(d deps) *cobra.Command {
+	return &cobra.Command{
+		Use:   "retry NAME",
+		Short: "Put a Job's dead items back with fresh attempts; the Job goes back to Running",
+		Long: `Put every dead item back, ready now with fresh attempts. A finished Job goes
+back to Running: its Complete or Failed condition, its done flag and its
+worker-failure count are cleared, so start workers again to process them.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cli.CheckName(args[0]); err != nil {
+				return err
+			}
+			c, err := d.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			n, err := c.RetryDead(cmd.Context(), args[0])
+			if err != nil {
+				return suggest(cmd.Context(), c, args[0], err)
+			}
+			if n == 0 {
+				fmt.Fprintf(d.stdout, "no dead items in %s; nothing changed\n", args[0])
+				return nil
+			}
+			fmt.Fprintf(d.stdout, "put %d dead items back into %s; start workers to process them\n", n, args[0])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+// specFlags are the Job spec flags of create and run.
+type specFlags struct {
+	fs               *pflag.FlagSet
+	batchSize        int
+	lease            time.Duration
+	maxAttempts      int
+	backoffLimit     int
+	parallelism      int
+	completions      int
+	maxFailedItems   int
+	activeDeadline   time.Duration
+	ttlAfterFinished time.Duration
+	retryBackoff     time.Duration
+	retryBackoffMax  time.Duration
+}
+
+func (f *specFlags) add(fs *pflag.FlagSet, parallelismDefault int) {
+	f.fs = fs
+	fs.IntVar(&f.batchSize, "batch-size", jobstate.DefaultBatchSize, "items per lease: a worker takes up to this many in one round trip")
+	fs.DurationVar(&f.lease, "lease", jobstate.DefaultLease, "how long a worker holds leased items without a heartbeat; a crashed worker's items return after this")
+	fs.IntVar(&f.maxAttempts, "max-attempts", jobstate.DefaultMaxAttempts, "runs of one item before it is dead")
+	fs.IntVar(&f.backoffLimit, "backoff-limit", jobstate.DefaultBackoffLimit, "worker failures (crashes, lost heartbeats, non-zero exits) before the Job fails with BackoffLimitExceeded")
+	fs.IntVarP(&f.parallelism, "parallelism", "p", parallelismDefault, "workers at once (run starts this many; status shows active against it)")
+	fs.IntVar(&f.completions, "completions", 0, "make an Indexed Job of this many indexes 0..K-1, each run until it succeeds once; unset is a work-queue Job")
+	fs.IntVar(&f.maxFailedItems, "max-failed-items", 0, "fail the Job early with MaxFailedItemsExceeded once more items than this are dead; unset is no limit")
+	fs.DurationVar(&f.activeDeadline, "active-deadline", 0, "fail the Job with DeadlineExceeded this long after it started; 0 is none")
+	fs.DurationVar(&f.ttlAfterFinished, "ttl-after-finished", 0, "delete a finished Job's keys this long after it ended; unset keeps them")
+	fs.DurationVar(&f.retryBackoff, "retry-backoff", jobstate.DefaultRetryBackoff, "delay before the first retry of a failed item; it doubles per attempt, with jitter")
+	fs.DurationVar(&f.retryBackoffMax, "retry-backoff-max", jobstate.DefaultRetryBackoffMax, "longest delay between retries of an item")
+}
+
+// spec builds the Job spec; unset optional flags stay unset.
+func (f *specFlags) spec() (jobstate.Spec, error) {
+	s := jobstate.Spec{
+		BatchSize:       f.batchSize,
+		Lease:           jobstate.Duration(f.lease),
+		MaxAttempts:     f.maxAttempts,
+		BackoffLimit:    jobstate.Ptr(f.backoffLimit),
+		Parallelism:     f.parallelism,
+		ActiveDeadline:  jobstate.Duration(f.activeDeadline),
+		RetryBackoff:    jobstate.Duration(f.retryBackoff),
+		RetryBackoffMax: jobstate.Duration(f.retryBackoffMax),
+	}
+	if f.fs.Changed("completions") {
+		s.Completions = jobstate.Ptr(f.completions)
+		if !f.fs.Changed("batch-size") {
+			s.BatchSize = 1 // one index per lease: indexes spread over the workers
+		}
+	}
+	if f.fs.Changed("max-failed-items") {
+		s.MaxFailedItems = jobstate.Ptr(f.maxFailedItems)
+	}
+	if f.fs.Changed("ttl-after-finished") {
+		s.TTLAfterFinished = jobstate.Ptr(jobstate.Duration(f.ttlAfterFinished))
+	}
+	// Zero means "default" inside Spec; here a zero given on purpose is an error.
+	for _, z := range []struct {
+		name string
+		bad  bool
+	}{{"batch-size", f.batchSize <= 0}, {"lease", f.lease <= 0}, {"max-attempts", f.maxAttempts <= 0}, {"retry-backoff", f.retryBackoff <= 0}, {"retry-backoff-max", f.retryBackoffMax <= 0}} {
+		if z.bad {
+			return s, cli.Usagef("--%s must be positive", z.name)
+		}
+	}
+	if f.parallelism < 0 {
+		return s, cli.Usagef("--parallelism (%d) must not be negative", f.parallelism)
+	}
+	s = s.WithDefaults()
+	if err := s.Validate(); err != nil {
+		return s, cli.UsageError{Err: err}
+	}
+	return s, nil
+}

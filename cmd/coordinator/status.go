@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+func newStatusCmd(d deps) *cobra.Command {
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show a Job's phase, items, workers, spec and conditions",
+		Long: `Show a Job's state, read in one atomic step. With -o json the fields are stable:
+name, kind, phase, spec, sealed, suspended, done, items{total, pending, leased,
+retrying, succeeded, dead, failedAttempts, takeovers}, leases, active, ready,
+succeeded, failed (workers, as Kubernetes counts Pods), completedIndexes,
+failedIndexes, startTime, completionTime, conditions[{type, status, reason,
+message, lastTransitionTime}], throughput, oldestPendingAgeSeconds, now.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cli.CheckName(args[0]); err != nil {
+				return err
+			}
+			if err := out.check(); err != nil {
+				return err
+			}
+			c, err := d.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			s, err := c.Status(cmd.Context(), args[0])
+			if err != nil {
+				return suggest(cmd.Context(), c, args[0], err)
+			}
+			if out.json() {
+				return writeJSON(d.stdout, s)
+			}
+			printStatus(d.stdout, s)
+			return nil
+		},
+	}
+	out.add(cmd.Flags())
+	return cmd
+}
+
+func newListCmd(d deps) *cobra.Command {
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List every Job, one line each",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			c, err := d.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			names, err := c.Names(cmd.Context())
+			if err != nil {
+				return err
+			}
+			all := make([]jobstate.Status, 0, len(names))
+			for _, n := range names {
+				s, err := c.Status(cmd.Context(), n)
+				if err != nil {
+					continue // deleted or expired meanwhile
+				}
+				all = append(all, s)
+			}
+			if out.json() {
+				return writeJSON(d.stdout, all)
+			}
+			if len(all) == 0 {
+				fmt.Fprintln(d.stdout, "no Jobs; create one with `coordinator create NAME`")
+				return nil
+			}
+			t := newTable(d.stdout)
+			t.row("NAME", "KIND", "PHASE", "SUCCEEDED", "PENDING", "LEASED", "RETRYING", "DEAD", "WORKERS", "AGE")
+			for _, s := range all {
+				t.row(s.Name, string(s.Kind), paint(d.stdout, s.Phase), fmt.Sprintf("%d/%d", s.Items.Succeeded, s.Items.Total),
+					fmt.Sprint(s.Items.Pending), fmt.Sprint(s.Items.Leased), fmt.Sprint(s.Items.Retrying), fmt.Sprint(s.Items.Dead),
+					fmt.Sprintf("%d/%d", s.Active, s.Spec.Parallelism), age(s.Now, s.StartTime))
+			}
+			t.flush()
+			return nil
+		},
+	}
+	out.add(cmd.Flags())
+	return cmd
+}

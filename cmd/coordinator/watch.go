@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/internal/controller"
+	"github.com/workq/workq/internal/progress"
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+func newWatchCmd(d deps) *cobra.Command {
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "watch NAME",
+		Short: "Show a Job's progress live until it ends; exit 0 when Complete, 1 when Failed",
+		Long: `Show a Job's progress until it is Complete (exit 0) or Failed (exit 1): a
+progress bar on a terminal, a plain line every few seconds otherwise.
+watch also acts as the Job's controller while it runs (as serve does), so it
+ends even where no serve runs; several controllers at once are safe.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := cli.CheckName(name); err != nil {
+				return err
+			}
+			if interval < 10*time.Millisecond {
+				return cli.Usagef("--interval (%s) must be at least 10ms", interval)
+			}
+			ctx := cmd.Context()
+			c, err := d.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Status(ctx, name); err != nil {
+				return suggest(ctx, c, name, err)
+			}
+			r := &controller.Reconciler{C: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			bar := progress.New(d.stdout, -1, name)
+			defer bar.Finish()
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				s, err := r.Step(ctx, name)
+				if err != nil {
+					if ctx.Err() != nil {
+						return fmt.Errorf("interrupted; job %s goes on", name)
+					}
+					return err
+				}
+				bar.SetTotal(s.Items.Total)
+				bar.Describe(fmt.Sprintf("%s %s", name, s.Phase))
+				bar.Set(s.Items.Succeeded)
+				if s.Phase.Finished() {
+					bar.Finish()
+					return finished(d.stdout, s)
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("interrupted; job %s goes on", name)
+				case <-t.C:
+				}
+			}
+		},
+	}
+	cmd.Flags().DurationVar(&interval, "interval", 500*time.Millisecond, "how often to refresh")
+	return cmd
+}
+
+// finished prints the end of a Job and returns an error when it failed.
+func finished(w io.Writer, s jobstate.Status) error {
+	took := "-"
+	if s.StartTime != nil && s.CompletionTime != nil {
+		took = s.CompletionTime.Sub(*s.StartTime).Round(time.Millisecond).String()
+	}
+	it := s.Items
+	fmt.Fprintf(w, "%s: %s: %d/%d items succeeded, %d dead, %d failed attempts, in %s\n",
+		s.Name, paint(w, s.Phase), it.Succeeded, it.Total, it.Dead, it.FailedAttempts, took)
+	if s.Phase == jobstate.PhaseFailed {
+		reason, msg := "", ""
+		for _, c := range s.Conditions {
+			if c.Type == jobstate.ConditionFailed {
+				reason, msg = c.Reason, c.Message
+			}
+		}
+		return fmt.Errorf("job %s failed: %s: %s", s.Name, reason, msg)
+	}
+	return nil
+}
