@@ -126,7 +126,10 @@ func TestValidate(t *testing.T) {
 
 	t.Run("RetryBackoffMaxErrorNamesBothFields", func(t *testing.T) {
 		t.Parallel()
-		s := ok(func(s *jobstate.Spec) { s.RetryBackoff = jobstate.Duration(time.Minute); s.RetryBackoffMax = jobstate.Duration(time.Second) })
+		s := ok(func(s *jobstate.Spec) {
+			s.RetryBackoff = jobstate.Duration(time.Minute)
+			s.RetryBackoffMax = jobstate.Duration(time.Second)
+		})
 		err := s.Validate()
 		require.ErrorContains(t, err, "retry-backoff-max (1s)")
 		require.ErrorContains(t, err, "retry-backoff (1m0s)")
