@@ -414,8 +414,8 @@ return {lost, leases, items}
 
 // snapshotScript reads everything a status needs in one atomic step.
 // ARGV none. Returns {spec JSON, state pairs, pending, leases, retrying,
-// dead, workers, liveWorkers, nowMs, rate pairs, oldest push "pos:ms" or ”,
-// indexes bitmap or ”} or {'NOJOB'}.
+// dead, workers, liveWorkers, nowMs, rate pairs, oldest push "pos:ms" or empty,
+// indexes bitmap or empty} or {'NOJOB'}.
 var snapshotScript = redis.NewScript(prelude + `
 local spec = redis.call('HGET', SPEC, 'json')
 if not spec then return {'NOJOB'} end
