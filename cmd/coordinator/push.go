@@ -1,12 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"bufio"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"

@@ -42,6 +42,12 @@ Exit codes: 0 success, 1 the Job failed or a runtime error, 2 bad usage or input
 		newWatchCmd(d), newDeadCmd(d), newRetryCmd(d), newDeleteCmd(d),
 		newSuspendCmd(d, true), newSuspendCmd(d, false), newServeCmd(d), newRunCmd(d), newVersionCmd(d),
 	)
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "push", "seal", "status", "watch", "dead", "retry", "delete", "suspend", "resume":
+			c.ValidArgsFunction = completeJobs(d)
+		}
+	}
 	w := workercmd.New("worker", d.stdout, d.stderr)
 	w.Hidden = true
 	root.AddCommand(w)

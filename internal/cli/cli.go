@@ -67,6 +67,7 @@ func Message(err error) string {
 // Main runs a cobra root command and returns the process exit code,
 // printing errors as one line to stderr.
 func Main(ctx context.Context, root *cobra.Command, stderr io.Writer) int {
+	queue.SetDriverLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	root.SilenceUsage = true
 	root.SilenceErrors = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -142,4 +143,15 @@ func Connect(o Options) (*Client, error) {
 	opt.ReadTimeout = 10 * time.Second
 	opt.WriteTimeout = 10 * time.Second
 	return New(redis.NewClient(opt)), nil
+}
+
+// SetDriverLogger sends the Redis driver's own messages (dial failures,
+// pool events) to l at debug level instead of stderr, where they would
+// repeat what workq's errors already say. It affects the whole process.
+func SetDriverLogger(l *slog.Logger) { redis.SetLogger(driverLogger{l}) }
+
+type driverLogger struct{ l *slog.Logger }
+
+func (d driverLogger) Printf(ctx context.Context, format string, v ...any) {
+	d.l.DebugContext(ctx, "redis driver", "msg", redact(fmt.Sprintf(format, v...)))
 }
