@@ -1,0 +1,192 @@
+// Command bench measures workq against the most a leased queue can do on
+// the same Redis (the "ceiling") and against asynq, and checks the
+// performance targets of docs/PERFORMANCE.md.
+//
+// Run it from the bench directory (it is a module of its own):
+//
+//	cd bench && go run .            # full matrix, ~10 minutes on 2 cores
+//	cd bench && go run . --quick    # reduced matrix, < 2 minutes
+//	go -C bench run . -o json       # the same from the repository root
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		os.Exit(childMain())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// sections the bench can run, in order.
+var allSections = []string{"ceiling", "workq", "binary", "asynq", "coordinator", "rss", "latency"}
+
+// config is the bench's flags.
+type config struct {
+	redisURL    string
+	flushDB     bool
+	runs        int
+	items       int
+	slowItems   int // B=1 rows and asynq
+	quick       bool
+	output      string
+	cpuProfile  string
+	only        map[string]bool
+	strict      bool
+	redisStats  bool
+	ceilWorkers int
+
+	ceilBatches     []int // per-item lease
+	ceilBatchBatch  []int // per-batch lease
+	batches         []int
+	workers         []int
+	asynqConc       []int
+	coordLines      []int
+	rssSizes        []int
+	latencyPushes   int
+	binaryProcesses int
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	var only string
+	fs.StringVar(&c.redisURL, "redis", "", "URL of a Redis to use (its db is flushed); default: start redis-server on a free loopback port")
+	fs.BoolVar(&c.flushDB, "flushdb", false, "allow flushing a --redis db that holds keys")
+	fs.IntVar(&c.runs, "runs", 3, "runs of each config; the table shows median, min and max")
+	fs.IntVar(&c.items, "items", 200_000, "items per run")
+	fs.IntVar(&c.slowItems, "slow-items", 20_000, "items per run of the configs bound by a round trip per item (B=1 rows, asynq); set it to --items for the full matrix at one size (~25 minutes)")
+	fs.BoolVar(&c.quick, "quick", false, "reduced matrix for a smoke run (< 2 minutes): 1 run, 50,000 items, fewer configs")
+	fs.StringVar(&c.output, "o", "table", "output: table or json")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the workq worker process of the B=100 W=4 config (first run) to this file")
+	fs.StringVar(&only, "only", "", "comma-separated sections to run: "+strings.Join(allSections, ","))
+	fs.BoolVar(&c.strict, "strict", false, "exit 1 when a target is missed")
+	fs.BoolVar(&c.redisStats, "redis-stats", false, "print Redis commandstats per item for every workq drain (to stderr)")
+	fs.IntVar(&c.ceilWorkers, "ceiling-workers", 8, "goroutines driving the ceiling queue")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q; see -h", fs.Arg(0))
+	}
+	if c.output != "table" && c.output != "json" {
+		return c, fmt.Errorf("-o %q: use table or json", c.output)
+	}
+	c.only = map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		ok := false
+		for _, a := range allSections {
+			ok = ok || a == s
+		}
+		if !ok {
+			return c, fmt.Errorf("--only %q: sections are %s", s, strings.Join(allSections, ","))
+		}
+		c.only[s] = true
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.binaryProcesses = 4
+	if c.quick {
+		if !set["runs"] {
+			c.runs = 1
+		}
+		if !set["items"] {
+			c.items = 50_000
+		}
+		if !set["slow-items"] {
+			c.slowItems = 5_000
+		}
+		c.ceilBatches = []int{1, 100}
+		c.batches = []int{10, 100}
+		c.workers = []int{4}
+		c.asynqConc = []int{100}
+		c.coordLines = []int{1_000_000}
+		c.rssSizes = []int{10_000, 100_000}
+		c.latencyPushes = 50
+	} else {
+		c.ceilBatches = []int{1, 10, 100, 1000}
+		c.ceilBatchBatch = []int{100, 1000}
+		c.batches = []int{1, 10, 100, 1000}
+		c.workers = []int{1, 4, 16}
+		c.asynqConc = []int{10, 50, 100}
+		c.coordLines = []int{1_000_000, 10_000_000}
+		c.rssSizes = []int{10_000, 100_000, 1_000_000}
+		c.latencyPushes = 200
+	}
+	if c.runs < 1 || c.items < 1000 || c.slowItems < 1000 {
+		return c, fmt.Errorf("--runs (%d) must be at least 1, --items (%d) and --slow-items (%d) at least 1000", c.runs, c.items, c.slowItems)
+	}
+	return c, nil
+}
+
+func (c config) want(section string) bool { return len(c.only) == 0 || c.only[section] }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	env, err := startRedis(ctx, cfg.redisURL, cfg.flushDB)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	defer env.close()
+	tmp, err := tempDir()
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	b, err := newBench(ctx, cfg, env, tmp, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	defer b.close()
+	rep := b.runAll(ctx)
+	rep.Command = "cd bench && go run . " + strings.Join(args, " ")
+	if cfg.output == "json" {
+		if err := rep.writeJSON(stdout); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	} else {
+		rep.writeTable(stdout)
+	}
+	switch {
+	case len(rep.Errors) > 0 || ctx.Err() != nil:
+		return 1
+	case cfg.strict:
+		for _, c := range rep.Checks {
+			if c.Target && c.Result != "PASS" {
+				return 1
+			}
+		}
+	}
+	return 0
+}
+
+// elapsed is for progress lines.
+func elapsed(t time.Time) string { return time.Since(t).Round(100 * time.Millisecond).String() }
