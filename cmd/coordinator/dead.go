@@ -49,7 +49,7 @@ func newDeadCmd(d deps) *cobra.Command {
 			t := newTable(d.stdout)
 			t.row("ID", "ATTEMPTS", "ITEM", "LAST ERROR")
 			for _, it := range dead {
-				t.row(strconv.FormatInt(it.ID, 10), strconv.Itoa(it.Attempts), clip(strconv.Quote(it.Item), 40), clip(oneLine(it.LastError), 100))
+				t.row(strconv.FormatInt(it.ID, 10), strconv.Itoa(it.Attempts), clip(strconv.Quote(it.Item), 40), clipHead(oneLine(it.LastError), 100))
 			}
 			t.flush()
 			return nil
@@ -69,6 +69,15 @@ func clip(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
+}
+
+// clipHead shortens s to n bytes by dropping its start: an item's error ends
+// with the tail of its stderr, where the cause is.
+func clipHead(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n+3:]
 }
 
 func newRetryCmd(d deps) *cobra.Command {

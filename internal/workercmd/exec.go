@@ -209,6 +209,12 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 		err = fmt.Errorf("stopped after %s: %w", time.Since(start).Round(time.Millisecond), ctx.Err())
 	}
 	if msg != "" {
+		// The queue keeps only the last queue.MaxErrorBytes of an error:
+		// shorten the stderr tail so the cause before it (exit status,
+		// timeout) is kept too.
+		if room := queue.MaxErrorBytes - len(err.Error()) - len(": ..."); len(msg) > room {
+			msg = "..." + msg[len(msg)-max(room, 0):]
+		}
 		return fmt.Errorf("%v: %s", err, msg)
 	}
 	return err
