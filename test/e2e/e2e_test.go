@@ -331,8 +331,9 @@ func condition(t *testing.T, s jobstate.Status, ct jobstate.ConditionType) jobst
 	return jobstate.Condition{}
 }
 
-// jobKeys returns every key of a Job with its DUMP, so that two snapshots
-// compare equal only if nothing of the Job changed.
+// jobKeys returns every key of a Job with its type, content and whether it
+// expires, so that two snapshots compare equal only if nothing of the Job
+// changed. (DUMP is not canonical: a hash table dumps in iteration order.)
 func (e *env) jobKeys(job string) map[string]string {
 	e.t.Helper()
 	ctx := context.Background()
@@ -340,18 +341,52 @@ func (e *env) jobKeys(job string) map[string]string {
 	iter := e.rdb.Scan(ctx, 0, "workq:{"+job+"}:*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
-		d, err := e.rdb.Dump(ctx, k).Result()
+		v, err := e.keyContent(ctx, k)
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
-		require.NoError(e.t, err)
-		out[k] = d
+		require.NoError(e.t, err, "read %s", k)
+		out[k] = v
 	}
 	require.NoError(e.t, iter.Err())
 	member, err := e.rdb.SIsMember(ctx, "workq:jobs", job).Result()
 	require.NoError(e.t, err)
 	out["workq:jobs has "+job] = strconv.FormatBool(member)
 	return out
+}
+
+func (e *env) keyContent(ctx context.Context, k string) (string, error) {
+	typ, err := e.rdb.Type(ctx, k).Result()
+	if err != nil {
+		return "", err
+	}
+	var v any
+	switch typ {
+	case "none":
+		return "", redis.Nil
+	case "string":
+		v, err = e.rdb.Get(ctx, k).Result()
+	case "list":
+		v, err = e.rdb.LRange(ctx, k, 0, -1).Result()
+	case "hash":
+		v, err = e.rdb.HGetAll(ctx, k).Result() // a map: printed sorted
+	case "set":
+		var m []string
+		m, err = e.rdb.SMembers(ctx, k).Result()
+		v = sorted(m)
+	case "zset":
+		v, err = e.rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+	default:
+		return "", fmt.Errorf("key %s has unexpected type %s", k, typ)
+	}
+	if err != nil {
+		return "", err
+	}
+	ttl, err := e.rdb.PTTL(ctx, k).Result()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %q expires=%t", typ, fmt.Sprint(v), ttl > 0), nil
 }
 
 // writeScript writes an sh script into dir and returns its path.
@@ -431,4 +466,13 @@ func pidsIn(t *testing.T, path string) []int {
 		out = append(out, n)
 	}
 	return out
+}
+
+// sub returns the env for a subtest: the same Redis, the subtest's t and a
+// directory of its own.
+func (e *env) sub(t *testing.T) *env {
+	c := *e
+	c.t = t
+	c.dir = t.TempDir()
+	return &c
 }
