@@ -191,7 +191,10 @@ func summaryLine(s jobstate.Status, wall time.Duration) string {
 func failureOf(s jobstate.Status) string {
 	for _, c := range s.Conditions {
 		if c.Type == jobstate.ConditionFailed || c.Type == jobstate.ConditionFailureTarget {
-			return strings.TrimSpace(c.Reason + ": " + c.Message)
+			// The hints of a condition's message name commands for a
+			// Redis that outlives run; the dead items were listed above.
+			msg, _, _ := strings.Cut(c.Message, ";")
+			return strings.TrimSpace(c.Reason + ": " + msg)
 		}
 	}
 	return ""

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -208,6 +209,7 @@ func (r *runController) run(ctx context.Context) error {
 	}
 	wall := time.Since(begin)
 	fmt.Fprintln(r.d.stderr, summaryLine(s, wall))
+	r.showDead(context.WithoutCancel(ctx), s)
 	switch {
 	case stopping && !s.Phase.Finished():
 		left := s.Items.Total - s.Items.Succeeded - s.Items.Dead
@@ -250,4 +252,26 @@ func (r *runController) show(s jobstate.Status) {
 	}
 	r.bar.Describe(desc)
 	r.bar.Set(s.Items.Succeeded)
+}
+
+// showDead lists the first dead items: with the embedded Redis they are
+// gone once run ends, so `coordinator dead` could not show them later.
+func (r *runController) showDead(ctx context.Context, s jobstate.Status) {
+	if s.Items.Dead == 0 {
+		return
+	}
+	dead, err := r.c.Dead(ctx, r.job, 10)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(r.d.stderr, "dead items (%d):\n", s.Items.Dead)
+	t := newTable(r.d.stderr)
+	t.row("  ID", "ATTEMPTS", "ITEM", "LAST ERROR")
+	for _, it := range dead {
+		t.row(fmt.Sprintf("  %d", it.ID), fmt.Sprint(it.Attempts), clip(strconv.Quote(it.Item), 40), clip(oneLine(it.LastError), 100))
+	}
+	t.flush()
+	if s.Items.Dead > int64(len(dead)) {
+		fmt.Fprintf(r.d.stderr, "  ... and %d more\n", s.Items.Dead-int64(len(dead)))
+	}
 }
