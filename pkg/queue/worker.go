@@ -549,12 +549,26 @@ func (w *Worker) settle(ctx context.Context, batch []result, closing bool) {
 func (w *Worker) heartbeatLoop(ctx context.Context, wa *waiter, stopLeasing, killItems context.CancelFunc) {
 	t := time.NewTicker(w.heartbeat)
 	defer t.Stop()
+	var last time.Time
 	for {
+		// A Job event (failing, deleted, ...) triggers a heartbeat at
+		// once, so running items stop without waiting for the ticker;
+		// at most one per 100ms however busy the events are.
+		gen := wa.gen()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-gen:
+			if d := 100*time.Millisecond - time.Since(last); d > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
 		}
+		last = time.Now()
 		hb, err := w.c.Heartbeat(ctx, w.cfg.Job, w.cfg.ID, w.tokens())
 		switch {
 		case errors.Is(err, ErrNoJob):
