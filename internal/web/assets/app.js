@@ -129,7 +129,15 @@
     window.addEventListener("resize", function () { self.draw(); });
   }
 
+  // recent is the mean per-second rate of the last few samples, or null.
+  Chart.prototype.recent = function () {
+    var r = this.samples.slice(-5).filter(function (p) { return p.rate !== null; });
+    if (!r.length) return null;
+    return r.reduce(function (a, p) { return a + p.rate; }, 0) / r.length;
+  };
+
   Chart.prototype.add = function (st) {
+    this.finished = st.phase === "Complete" || st.phase === "Failed";
     var t = Date.parse(st.now);
     var rate = null;
     if (this.last && t > this.last.t) {
@@ -166,12 +174,14 @@
     clear(svg);
     var L = 48, R = 8, T = 10, B = 22;
     var pts = s.filter(function (p) { return p.rate !== null; });
-    if (pts.length < 1) {
-      svg.appendChild(svgEl("text", { x: W / 2, y: H / 2, "class": "chart-empty" }, "collecting samples…"));
+    var idle = this.finished && !pts.some(function (p) { return p.rate > 0; });
+    if (pts.length < 1 || idle) {
+      svg.appendChild(svgEl("text", { x: W / 2, y: H / 2, "class": "chart-empty" },
+        idle ? "The Job has finished: the chart draws while its items succeed." : "collecting samples…"));
       return;
     }
     var tMax = s[s.length - 1].t;
-    var span = Math.max(60000, tMax - s[0].t);
+    var span = Math.max(10000, tMax - s[0].t);
     var tMin = tMax - span;
     var yMax = niceMax(1.1 * Math.max.apply(null, s.map(function (p) { return Math.max(p.rate || 0, p.avg); })));
     function X(t) { return L + (W - L - R) * (t - tMin) / span; }
@@ -292,9 +302,11 @@
     setField("wsucceeded", String(st.succeeded));
     setField("wfailed", String(st.failed));
     setField("throughput", fmtRate(st.throughput));
+    setField("throughputNote", "average of the last minute");
     setField("oldestPending", it.pending ? fmtDur(1000 * st.oldestPendingAgeSeconds) : "–");
     var end = st.completionTime ? Date.parse(st.completionTime) : Date.parse(st.now);
     setField("elapsed", st.startTime ? fmtDur(end - Date.parse(st.startTime)) : "not started");
+    setField("elapsedLabel", st.completionTime ? "Ran for" : "Running for");
     setField("startTime", st.startTime ? stamp(st.startTime) : "–");
     setField("completionTime", st.completionTime ? stamp(st.completionTime) : "–");
     setField("completedIndexes", st.completedIndexes || "–");
@@ -323,7 +335,14 @@
       renderStatus(v.status);
       renderWorkers(v.workers || [], v.status.now);
       if (v.dead) renderDead(v.dead, v.status.items.dead);
-      if (chart) chart.add(v.status);
+      if (chart) {
+        chart.add(v.status);
+        var recent = chart.recent();
+        if (recent !== null && !chart.finished) {
+          setField("throughput", fmtRate(recent));
+          setField("throughputNote", "last 5s · 1-minute average " + fmtRate(v.status.throughput));
+        }
+      }
       setLive("on", "live");
     });
     es.addEventListener("error", function (e) {

@@ -1,0 +1,253 @@
+package dashboard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/web"
+	"github.com/workq/workq/pkg/jobstate"
+	"github.com/workq/workq/pkg/queue"
+)
+
+const (
+	jobName  = "thumbnails"
+	items    = 480
+	itemTime = 60 * time.Millisecond
+	// Every failEvery-th item fails on each attempt, so the Job gets dead
+	// items with their errors.
+	failEvery = 48
+)
+
+// chromium finds Debian's Chromium, or skips (fails with
+// WORKQ_REQUIRE_CHROMIUM=1) when it is not installed.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("WORKQ_REQUIRE_CHROMIUM") == "1" {
+		t.Fatal("chromium is not installed and WORKQ_REQUIRE_CHROMIUM=1: install it with `apt-get install -y chromium`")
+	}
+	t.Skip("chromium is not installed: `apt-get install -y chromium` to run the dashboard browser test")
+	return ""
+}
+
+// artifacts is where screenshots are kept after the test.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("WORKQ_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "workq-dashboard")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+// checkScreenshot decodes a PNG and checks its size and that it is not a
+// blank page.
+func checkScreenshot(t *testing.T, path string, viewport bool) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	img, err := png.Decode(f)
+	require.NoError(t, err)
+	if viewport {
+		require.Equal(t, image.Rect(0, 0, 1280, 900), img.Bounds())
+	}
+	colours := map[[3]uint32]bool{}
+	for y := 0; y < 900; y += 9 {
+		for x := 0; x < 1280; x += 8 {
+			r, g, b, _ := img.At(x, y).RGBA()
+			colours[[3]uint32{r >> 12, g >> 12, b >> 12}] = true
+		}
+	}
+	require.Greater(t, len(colours), 8, "%s looks blank", path)
+}
+
+// settle applies the controller's transitions until none is left, as
+// `coordinator serve` would: the drained Job with dead items fails.
+func settle(t *testing.T, c *queue.Client) {
+	t.Helper()
+	ctx := context.Background()
+	for range 10 {
+		spec, obs, err := c.Observe(ctx, jobName)
+		require.NoError(t, err)
+		tr, ok := jobstate.Next(spec, obs)
+		if !ok {
+			return
+		}
+		_, err = c.Apply(ctx, jobName, tr)
+		require.NoError(t, err)
+	}
+	t.Fatal("the Job did not settle in 10 transitions")
+}
+
+func TestDashboardInABrowser(t *testing.T) {
+	t.Parallel()
+	bin := chromium(t)
+	srv := redistest.ForTest(t)
+	ctx := context.Background()
+	c, err := queue.Open(ctx, queue.Options{URL: srv.URL()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	require.NoError(t, c.Create(ctx, jobName, jobstate.Spec{BatchSize: 4, MaxAttempts: 2, Parallelism: 2,
+		Lease: jobstate.Duration(5 * time.Second), RetryBackoff: jobstate.Duration(100 * time.Millisecond)}))
+	payloads := make([][]byte, items)
+	for i := range payloads {
+		payloads[i] = fmt.Appendf(nil, "s3://photos/2030/IMG_%04d.jpg", i)
+	}
+	_, err = c.Push(ctx, jobName, payloads, queue.PushOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.Seal(ctx, jobName))
+
+	// Two workers, each running two items at a time. Items take a while
+	// until the test has seen the running Job; then they are quick.
+	var quick atomic.Bool
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	handler := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		d := itemTime + time.Duration(it.ID%5)*itemTime/2
+		if quick.Load() {
+			d = time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+		if it.ID%failEvery == failEvery-1 {
+			return fmt.Errorf("resize %s: image: unknown format <%s>", it.Payload, "HEIC")
+		}
+		return nil
+	})
+	workCtx, stopWork := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stopWork(); wg.Wait() })
+	for i := range 2 {
+		w, err := queue.NewWorker(c, queue.WorkerConfig{Job: jobName, ID: fmt.Sprintf("worker-%d", i),
+			Concurrency: 2, Handler: handler, Logger: log, Grace: time.Second, Version: "v1.0.0-test"})
+		require.NoError(t, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(workCtx); err != nil && !errors.Is(err, queue.ErrStopped) {
+				t.Errorf("worker: %v", err)
+			}
+		}()
+	}
+
+	site := httptest.NewServer(web.New(c, web.Options{Token: "demo-token", Actions: c, Logger: log}))
+	t.Cleanup(site.Close)
+	jobURL := site.URL + "/jobs/" + jobName
+	dir := artifacts(t)
+	tab := openBrowser(t, bin)
+	const succeeded = `Number(document.querySelector('[data-field="items.succeeded"]').textContent.replace(/,/g, ""))`
+
+	t.Run("TheJobPageFollowsTheRunningJobLive", func(t *testing.T) {
+		tab.t = t
+		tab.navigate(jobURL)
+		tab.waitFor(`document.getElementById("live").textContent === "live"`)
+		var first int64
+		tab.eval(succeeded, &first)
+		tab.waitFor(succeeded + " > " + strconv.FormatInt(first, 10))
+		tab.waitFor(`Number(document.querySelector('.progress rect[data-state="succeeded"]').getAttribute("width")) > 0`)
+		tab.waitFor(`document.querySelectorAll("#workers tr").length === 2`)
+		var workers string
+		tab.eval(`document.getElementById("workers").textContent`, &workers)
+		require.Contains(t, workers, "worker-0")
+		require.Contains(t, workers, "worker-1")
+		require.Contains(t, workers, "v1.0.0-test")
+		// The chart draws from the samples the page collected.
+		tab.waitFor(`document.querySelector("#chart path.line") && Number((/(\d+) samples/.exec(document.getElementById("chart-range").textContent) || [0, 0])[1]) >= 8`)
+		var phase string
+		tab.eval(`document.querySelector(".head .badge").textContent`, &phase)
+		require.Equal(t, "Running", phase)
+		shot := filepath.Join(dir, "job-running.png")
+		tab.screenshot(shot, false)
+		checkScreenshot(t, shot, true)
+		t.Logf("screenshot of the running Job: %s", shot)
+	})
+
+	t.Run("TheJobsListShowsTheJob", func(t *testing.T) {
+		tab.t = t
+		tab.navigate(site.URL + "/")
+		var html string
+		tab.eval(`document.querySelector("table.jobs").outerHTML`, &html)
+		require.Contains(t, html, `<a href="/jobs/thumbnails">thumbnails</a>`)
+		require.Contains(t, html, `class="seg succeeded"`)
+		shot := filepath.Join(dir, "jobs.png")
+		tab.screenshot(shot, false)
+		checkScreenshot(t, shot, true)
+		t.Logf("screenshot of the Jobs list: %s", shot)
+	})
+
+	t.Run("TheJobPageWorksWithoutJavaScript", func(t *testing.T) {
+		tab.t = t
+		tab.must("Emulation.setScriptExecutionDisabled", map[string]any{"value": true}, nil)
+		defer tab.must("Emulation.setScriptExecutionDisabled", map[string]any{"value": false}, nil)
+		tab.navigate(jobURL)
+		var n int64
+		tab.eval(succeeded, &n)
+		require.Positive(t, n, "the server rendered the progress")
+		var live bool
+		tab.eval(`document.getElementById("live").hidden`, &live)
+		require.True(t, live, "no script ran")
+	})
+
+	t.Run("TheFinishedJobShowsItsDeadItemsAndConditions", func(t *testing.T) {
+		tab.t = t
+		quick.Store(true)
+		require.Eventually(t, func() bool {
+			st, err := c.Status(ctx, jobName)
+			return err == nil && st.Items.Succeeded+st.Items.Dead == items && st.Items.Retrying == 0
+		}, 2*time.Minute, 20*time.Millisecond)
+		wg.Wait()
+		settle(t, c)
+		st, err := c.Status(ctx, jobName)
+		require.NoError(t, err)
+		require.Equal(t, jobstate.PhaseFailed, st.Phase)
+
+		tab.navigate(jobURL)
+		tab.waitFor(`document.getElementById("live").textContent === "live"`)
+		tab.waitFor(`document.querySelector(".head .badge").textContent === "Failed"`)
+		var rows int64
+		tab.eval(`document.querySelectorAll("#dead tr").length`, &rows)
+		require.Equal(t, st.Items.Dead, rows)
+		var text, html string
+		tab.eval(`document.getElementById("dead").textContent`, &text)
+		tab.eval(`document.getElementById("dead").innerHTML`, &html)
+		require.Contains(t, text, "unknown format <HEIC>", "error texts are shown as text")
+		require.Contains(t, html, "unknown format &lt;HEIC&gt;")
+		var conds string
+		tab.eval(`document.getElementById("conditions").textContent`, &conds)
+		require.Contains(t, conds, "FailedItems")
+
+		shot := filepath.Join(dir, "job-finished.png")
+		tab.screenshot(shot, false)
+		checkScreenshot(t, shot, true)
+		full := filepath.Join(dir, "job-finished-full.png")
+		tab.screenshot(full, true)
+		checkScreenshot(t, full, false)
+		t.Logf("screenshots of the finished Job: %s and %s", shot, full)
+	})
+}
