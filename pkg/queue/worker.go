@@ -259,11 +259,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	case endDeleted:
 		out = fmt.Errorf("job %q was deleted: %w", w.cfg.Job, ErrNoJob)
 	}
+	// Heartbeats stop before the end is recorded: one sent after it would
+	// register the worker again, alive until its heartbeat expired.
+	cancelRun()
+	bg.Wait()
 	if end != endDeleted {
 		w.finish(outcome)
 	}
-	cancelRun()
-	bg.Wait()
 	return out
 }
 
