@@ -182,6 +182,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
 
 	send := func(event string, v any) bool {
 		data, err := json.Marshal(v)

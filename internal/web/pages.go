@@ -223,7 +223,12 @@ var funcs = template.FuncMap{
 	"f2":     func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
 	"asset":  assetURL,
 	"add":    func(a, b int64) int64 { return a + b },
-	"plural": func(n int64, one, many string) string { return map[bool]string{true: one, false: many}[n == 1] },
+	"plural": func(n int64, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	},
 }
 
 func formatInt(n int64) string {

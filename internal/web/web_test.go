@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -364,9 +365,12 @@ func TestAPI(t *testing.T) {
 	t.Run("HeadIsAnsweredLikeGet", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t, nil)
-		r := do(t, e.srv, http.MethodHead, "/api/jobs", nil)
-		require.Equal(t, http.StatusOK, r.code)
-		require.Empty(t, r.body)
+		e.job(t, "thumbs", jobstate.Spec{})
+		for _, path := range []string{"/api/jobs", "/api/jobs/thumbs", "/api/jobs/thumbs/events", "/jobs/thumbs"} {
+			r := do(t, e.srv, http.MethodHead, path, nil)
+			require.Equal(t, http.StatusOK, r.code, path)
+			require.Empty(t, r.body, path)
+		}
 	})
 }
 
@@ -642,6 +646,27 @@ func TestNewServer(t *testing.T) {
 		require.Zero(t, srv.WriteTimeout)
 		require.Equal(t, 120*time.Second, srv.IdleTimeout)
 		require.Equal(t, 64<<10, srv.MaxHeaderBytes)
+	})
+
+	t.Run("EventStreamsOutliveTheServersReadTimeout", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, nil)
+		e.job(t, "thumbs", jobstate.Spec{})
+		srv := httptest.NewUnstartedServer(web.New(e.c, web.Options{Logger: quiet, EventInterval: 10 * time.Millisecond}))
+		const readTimeout = 200 * time.Millisecond
+		srv.Config.ReadTimeout = readTimeout
+		srv.Start()
+		t.Cleanup(srv.Close)
+		res, err := srv.Client().Get(srv.URL + "/api/jobs/thumbs/events")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		r := bufio.NewReader(res.Body)
+		start := time.Now()
+		for time.Since(start) < 4*readTimeout {
+			ev, err := readEvent(t, r)
+			require.NoError(t, err, "the stream ended after %s", time.Since(start))
+			require.Equal(t, "status", ev.name)
+		}
 	})
 
 	t.Run("ShutdownEndsOpenEventStreams", func(t *testing.T) {
