@@ -219,10 +219,10 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
-	"lower":  func(s any) string { return strings.ToLower(fmt.Sprint(s)) },
-	"f2":     func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
-	"asset":  assetURL,
-	"add":    func(a, b int64) int64 { return a + b },
+	"lower": func(s any) string { return strings.ToLower(fmt.Sprint(s)) },
+	"f2":    func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
+	"asset": assetURL,
+	"add":   func(a, b int64) int64 { return a + b },
 	"plural": func(n int64, one, many string) string {
 		if n == 1 {
 			return one
