@@ -18,6 +18,7 @@ import (
 	"github.com/workq/workq/internal/cli"
 	"github.com/workq/workq/internal/controller"
 	"github.com/workq/workq/internal/jobmetrics"
+	"github.com/workq/workq/internal/web"
 )
 
 func newServeCmd(d deps) *cobra.Command {
@@ -25,13 +26,16 @@ func newServeCmd(d deps) *cobra.Command {
 	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the Job controller for every Job, with an HTTP server: /healthz, /metrics",
+		Short: "Run the Job controller for every Job, with the dashboard, /metrics and /healthz",
 		Long: `Run the controller for every Job: it reclaims expired leases, records workers
 whose heartbeat expired as failed, and moves Jobs to Complete or Failed by
 the Kubernetes Job rules. Job state lives only in Redis: stop and restart
 serve at any time, or run several.
 
-HTTP: /healthz (200 when Redis answers), /metrics (Prometheus).`,
+HTTP: the dashboard at / (a page per Job, live), read-only JSON at /api/jobs
+and /api/jobs/NAME, /healthz (200 when Redis answers), /metrics (Prometheus).
+Endpoints that change a Job (suspend, resume, retry, delete) exist only with
+--token and need "Authorization: Bearer TOKEN".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if interval < 10*time.Millisecond {
@@ -68,8 +72,9 @@ HTTP: /healthz (200 when Redis answers), /metrics (Prometheus).`,
 				}
 				_, _ = io.WriteString(w, "ok\n")
 			})
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-				IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+			// The dashboard and its JSON API; changes over HTTP only with --token.
+			mux.Handle("/", web.New(c, web.Options{Token: token, Actions: c, Logger: log}))
+			srv := web.NewServer(listen, mux)
 			loop := &controller.Loop{R: &controller.Reconciler{C: c, Log: log}, Interval: interval}
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return loop.Run(gctx) })
