@@ -139,7 +139,8 @@ func (r *runController) run(ctx context.Context) error {
 		}
 	}
 	for {
-		canStart := !succeeded && !stopping && !last.Phase.Stopping() && !last.Suspended && time.Now().After(nextStart)
+		canStart := !succeeded && !stopping && !last.Phase.Stopping() && !last.Suspended && time.Now().After(nextStart) &&
+			r.fail <= *r.spec.BackoffLimit
 		for canStart && len(active) < r.spec.Parallelism {
 			w, err := r.start(exits)
 			if err != nil {
@@ -173,10 +174,14 @@ func (r *runController) run(ctx context.Context) error {
 			r.fail++
 			delay := min(100*time.Millisecond<<min(r.fail-1, 6), 5*time.Second)
 			nextStart = time.Now().Add(delay)
+			next := fmt.Sprintf("replacing it in %s", delay)
+			if r.fail > *r.spec.BackoffLimit {
+				next = "the Job fails; no more workers start"
+			}
 			r.out.Lock()
 			r.bar.Clear()
-			fmt.Fprintf(r.d.stderr, "worker %s failed (%v); %d worker failures of backoff limit %d; replacing it in %s\n",
-				e.w.id, e.err, r.fail, *r.spec.BackoffLimit, delay)
+			fmt.Fprintf(r.d.stderr, "worker %s failed (%v); %d worker failures of backoff limit %d; %s\n",
+				e.w.id, e.err, r.fail, *r.spec.BackoffLimit, next)
 			r.out.Unlock()
 		case <-tick.C:
 			s, err := r.r.Step(context.WithoutCancel(ctx), r.job)
