@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,28 @@ type browserTab struct {
 	fromB   *bufio.Reader
 	nextID  int
 	session string
-	stderr  bytes.Buffer
+	stderr  lockedBuffer
+}
+
+// lockedBuffer keeps Chromium's stderr for error messages; Chromium writes
+// it while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// tail returns the last 4 KiB written.
+func (b *lockedBuffer) tail() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	return s[max(0, len(s)-4096):]
 }
 
 // openBrowser starts Chromium with a 1280x900 window and one blank page.
@@ -117,7 +139,9 @@ func (b *browserTab) call(method string, params any) (json.RawMessage, error) {
 func (b *browserTab) must(method string, params, out any) {
 	b.t.Helper()
 	res, err := b.call(method, params)
-	require.NoError(b.t, err, "chromium: %s", b.stderr.String())
+	if err != nil {
+		b.t.Fatalf("chromium: %v\n%s", err, b.stderr.tail())
+	}
 	if out != nil {
 		require.NoError(b.t, json.Unmarshal(res, out))
 	}
