@@ -23,6 +23,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- allow_oom lets a script that frees memory, or needs a little, run while
+-- Redis is at maxmemory with noeviction, so that workers can drain a full
+-- queue: Redis refuses a deny-oom command (HSET, ZADD, ...) under OOM only
+-- as the script's first write, and HDEL of a missing field is a write that
+-- is not deny-oom and changes nothing. Push and create do not call it.
+local function allow_oom() redis.call('HDEL', STATE, '-') end
+
 local function num(v, d)
   local n = tonumber(v)
   if n == nil then return d end
@@ -146,6 +153,7 @@ return n
 // Returns {'LEASE', token, expiresMs, id, attempt, payload, ...},
 // {'WAIT', reason, wakeMs (-1: none known)}, {'DONE'}, {'FAILED'} or {'NOJOB'}.
 var leaseScript = redis.NewScript(prelude + `
+allow_oom()
 local now = now_ms()
 local spec = redis.call('HMGET', SPEC, 'batchSize', 'leaseMs', 'maxAttempts', 'completions')
 if not spec[1] then return {'NOJOB'} end
@@ -234,6 +242,7 @@ return out
 // Items whose lease is gone (expired and taken over) are refused.
 // Returns {acked, failed, released, refused} or an error reply NOJOB.
 var settleScript = redis.NewScript(prelude + `
+allow_oom()
 local now = now_ms()
 local spec = redis.call('HMGET', SPEC, 'maxAttempts', 'completions', 'retryBackoffMs', 'retryBackoffMaxMs')
 if not spec[1] then return redis.error_reply('NOJOB') end
@@ -335,6 +344,7 @@ return {acked, failed, released, refused}
 // Returns {phase, suspended, reregistered (0/1), done, lost tokens...} or
 // {'NOJOB'} when the Job was deleted.
 var heartbeatScript = redis.NewScript(prelude + `
+allow_oom()
 local now = now_ms()
 local leaseMs = tonumber(redis.call('HGET', SPEC, 'leaseMs'))
 if not leaseMs then return {'NOJOB'} end
@@ -361,6 +371,7 @@ return out
 // Returns {'OK'}, {'DONE'} (the Job is drained: the worker is recorded as
 // succeeded and must exit 0 at once), {'FAILED'} or {'NOJOB'}.
 var registerScript = redis.NewScript(prelude + `
+allow_oom()
 local leaseMs = tonumber(redis.call('HGET', SPEC, 'leaseMs'))
 if not leaseMs then return {'NOJOB'} end
 local st = redis.call('HMGET', STATE, 'phase', 'done')
@@ -380,6 +391,7 @@ return {'OK'}
 // ARGV[1] worker id; ARGV[2] "succeeded", "failed" or "stopped".
 // Returns 1 when this call recorded the end, 0 when it was known already.
 var finishScript = redis.NewScript(prelude + `
+allow_oom()
 redis.call('ZREM', WORKERS, ARGV[1])
 local first = redis.call('HSETNX', WENDED, ARGV[1], ARGV[2])
 if first == 1 then
@@ -395,6 +407,7 @@ return first
 // ARGV none. Returns {workersLost, leasesReclaimed, itemsReclaimed} or
 // {'NOJOB'}.
 var reapScript = redis.NewScript(prelude + `
+allow_oom()
 local maxAtt = tonumber(redis.call('HGET', SPEC, 'maxAttempts'))
 if not maxAtt then return {'NOJOB'} end
 local now = now_ms()
@@ -435,6 +448,7 @@ return {spec, st, redis.call('LLEN', PENDING), redis.call('ZCARD', LEASES),
 // ARGV[1] guard; ARGV[2] new phase; ARGV[3] condition type; ARGV[4] reason;
 // ARGV[5] message. Returns 1 when applied, 0 when refused, or {'NOJOB'}.
 var transitionScript = redis.NewScript(prelude + `
+allow_oom()
 local spec = redis.call('HMGET', SPEC, 'backoffLimit', 'activeDeadlineMs', 'maxFailedItems', 'ttlMs')
 if not spec[1] then return {'NOJOB'} end
 local now = now_ms()
@@ -479,6 +493,7 @@ return 1
 // sealScript seals a Job: no more pushes. ARGV none.
 // Returns 1 when sealed now, 0 when it was sealed already, or error NOJOB.
 var sealScript = redis.NewScript(prelude + `
+allow_oom()
 if redis.call('EXISTS', SPEC) == 0 then return redis.error_reply('NOJOB') end
 if redis.call('HGET', STATE, 'sealed') == '1' then return 0 end
 redis.call('HSET', STATE, 'sealed', '1')
