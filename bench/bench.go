@@ -194,7 +194,7 @@ func (b *bench) ceilingRun(ctx context.Context, n, items int, perBatch bool) (sa
 		return sample{}, err
 	}
 	return sample{pushRate: float64(items) / pd.Seconds(), drainRate: float64(items) / res.DrainSeconds,
-		bytesPerItem: float64(mem1-mem0)/float64(items) - payloadBytes, rssBytes: float64(res.MaxRSSBytes),
+		bytesPerItem: float64(mem1-mem0)/float64(items) - payloadBytes, rssBytes: float64(res.PeakRSSBytes),
 		pushCPU: pcpu / float64(items) * 1e5, drainCPU: dcpu / float64(items) * 1e5, clientCPU: res.CPUSeconds / float64(items) * 1e5}, nil
 }
 
@@ -249,7 +249,7 @@ func (b *bench) workqRun(ctx context.Context, n, w, items int, cpuProfile string
 		b.printCommandStats(ctx, fmt.Sprintf("B=%d W=%d", n, w), items)
 	}
 	return sample{pushRate: float64(items) / p.seconds, drainRate: float64(items) / res.DrainSeconds,
-		bytesPerItem: p.bytesPerItem, rssBytes: float64(res.MaxRSSBytes), pushCPU: p.redisCPU / float64(items) * 1e5,
+		bytesPerItem: p.bytesPerItem, rssBytes: float64(res.PeakRSSBytes), pushCPU: p.redisCPU / float64(items) * 1e5,
 		drainCPU: dcpu / float64(items) * 1e5, clientCPU: res.CPUSeconds / float64(items) * 1e5}, res, nil
 }
 
@@ -364,7 +364,7 @@ func (b *bench) asynq(ctx context.Context) []*matrixCase {
 				return sample{}, err
 			}
 			return sample{pushRate: float64(items) / p.seconds, drainRate: float64(items) / res.DrainSeconds, bytesPerItem: p.bytesPerItem,
-				rssBytes: float64(res.MaxRSSBytes), pushCPU: p.redisCPU / float64(items) * 1e5, drainCPU: dcpu / float64(items) * 1e5,
+				rssBytes: float64(res.PeakRSSBytes), pushCPU: p.redisCPU / float64(items) * 1e5, drainCPU: dcpu / float64(items) * 1e5,
 				clientCPU: res.CPUSeconds / float64(items) * 1e5}, nil
 		}})
 	}
@@ -590,7 +590,7 @@ func (b *bench) notes() {
 		fmt.Sprintf("items are %d-byte strings; push rates include creating no Job (it exists), drain rates run from starting the workers to the last one exiting (workq: Job drained and detected; asynq: every task handled and acked)", payloadBytes),
 		fmt.Sprintf("ceiling: %d goroutines on one go-redis client, one Lua call to lease N (LPOP N + ZADD) and one to ack (ZREM + INCRBY); per-item lease = one zset entry per item, per-batch = one zset entry per batch, its items in a list under the lease id", b.cfg.ceilWorkers),
 		fmt.Sprintf("workq: W queue.Workers in one child process, each with its own Client and ID, Concurrency %d, heartbeat %s, lease 30s (default), batch size from the Job spec; ×ceiling compares with the per-item ceiling at the same N (asynq: N=1)", workerConcurrency, workerHeartbeat),
-		"peak RSS is ru_maxrss (wait4) of the child process that drained (all W workers of a row share it), or of the worker / coordinator process; it includes the Go runtime and the bench binary's text",
+		"peak RSS is VmHWM (/proc/PID/status) of the process that drained: for in-process rows the child reports its own at the end of the drain (all W workers of a row share that process, whose binary also holds the ceiling and asynq code); worker and coordinator processes are polled every 5 ms",
 		"Redis B/item is the growth of INFO used_memory over the push divided by the items, minus the payload; Redis CPU is used_cpu_user+used_cpu_sys over the phase, per 100k items",
 		fmt.Sprintf("asynq: enqueued by %d goroutines with Client.Enqueue (one Lua call per task; asynq has no batch enqueue), drained by one Server", asynqEnqueuers),
 	}

@@ -14,8 +14,8 @@ import (
 )
 
 // Every drain runs in a child process (this binary, re-executed with
-// childArg), so that its peak RSS is the child's own: wait4's rusage
-// ru_maxrss of a process that did nothing but drain, never the bench's.
+// childArg), so that its peak RSS is that of a process that did nothing
+// but drain: the child reports its own VmHWM when the drain ends.
 
 const childArg = "__drain"
 
@@ -36,14 +36,14 @@ type childReq struct {
 type childResp struct {
 	DrainSeconds float64 `json:"drainSeconds"`
 	Processed    int64   `json:"processed"`
+	PeakRSSBytes int64   `json:"peakRSSBytes"` // VmHWM at the end of the drain
 	Err          string  `json:"err,omitempty"`
 }
 
-// childResult is a child's report and its peak RSS.
+// childResult is a child's report and its CPU time.
 type childResult struct {
 	childResp
-	MaxRSSBytes int64
-	CPUSeconds  float64 // user + system time of the child
+	CPUSeconds float64 // user + system time of the child
 }
 
 // runChild drains in a child process and returns its report and peak RSS.
@@ -66,7 +66,6 @@ func runChild(ctx context.Context, req childReq, timeout time.Duration) (childRe
 	var res childResult
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			res.MaxRSSBytes = ru.Maxrss * 1024 // kilobytes on Linux
 			res.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
 		}
 	}
@@ -122,6 +121,9 @@ func childMain() int {
 		err = fmt.Errorf("unknown drain kind %q", req.Kind)
 	}
 	resp.DrainSeconds, resp.Processed = d.Seconds(), n
+	if hwm, herr := vmHWM("self"); herr == nil {
+		resp.PeakRSSBytes = hwm
+	}
 	if err != nil {
 		resp.Err = err.Error()
 		return 1

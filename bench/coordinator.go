@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/workq/workq/pkg/queue"
@@ -42,8 +41,8 @@ type coordPush struct {
 }
 
 // runCoordinatorPush creates job with the coordinator binary, then pushes
-// the file with one `coordinator push`, timing the push and reading its
-// peak RSS from wait4's rusage. It checks that every line arrived.
+// the file with one `coordinator push`, timing the push and polling its
+// peak RSS (VmHWM). It checks that every line arrived.
 func runCoordinatorPush(ctx context.Context, e *redisEnv, bin, job, file string, lines int) (coordPush, error) {
 	if out, err := exec.CommandContext(ctx, bin, "--redis", e.url, "create", job).CombinedOutput(); err != nil {
 		return coordPush{}, fmt.Errorf("coordinator create: %v: %s", err, firstLine(out))
@@ -57,16 +56,19 @@ func runCoordinatorPush(ctx context.Context, e *redisEnv, bin, job, file string,
 	cmd := exec.CommandContext(cctx, bin, "--redis", e.url, "push", job, "-f", file)
 	errb := &tailBuffer{max: 4096}
 	cmd.Stdout, cmd.Stderr = io.Discard, errb
-	runErr := cmd.Run()
+	var runErr error
+	var hwm int64
+	if runErr = cmd.Start(); runErr == nil {
+		w := watchHWM(cmd.Process.Pid)
+		runErr = cmd.Wait()
+		hwm = w.Stop()
+	}
 	d, cpu, err := m.stop(ctx)
 	if err != nil {
 		return coordPush{}, err
 	}
 	var res coordPush
-	res.seconds, res.redisCPU = d.Seconds(), cpu
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.maxRSSBytes = ru.Maxrss * 1024
-	}
+	res.seconds, res.redisCPU, res.maxRSSBytes = d.Seconds(), cpu, hwm
 	if runErr != nil {
 		return res, fmt.Errorf("coordinator push: %v: %s", runErr, firstLine([]byte(errb.String())))
 	}

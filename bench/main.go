@@ -16,6 +16,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,7 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
-	var only string
+	var only, batches, workers, asynqConc string
 	fs.StringVar(&c.redisURL, "redis", "", "URL of a Redis to use (its db is flushed); default: start redis-server on a free loopback port")
 	fs.BoolVar(&c.flushDB, "flushdb", false, "allow flushing a --redis db that holds keys")
 	fs.IntVar(&c.runs, "runs", 3, "runs of each config; the table shows median, min and max")
@@ -74,6 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the workq worker process of the B=100 W=4 config (first run) to this file")
 	fs.StringVar(&only, "only", "", "comma-separated sections to run: "+strings.Join(allSections, ","))
+	fs.StringVar(&batches, "batches", "", "comma-separated batch sizes of the workq and ceiling rows (default 1,10,100,1000; --quick 10,100)")
+	fs.StringVar(&workers, "workers", "", "comma-separated worker counts of the workq rows (default 1,4,16; --quick 4)")
+	fs.StringVar(&asynqConc, "asynq-concurrency", "", "comma-separated asynq Server concurrencies (default 10,50,100; --quick 100)")
 	fs.BoolVar(&c.strict, "strict", false, "exit 1 when a target is missed")
 	fs.BoolVar(&c.redisStats, "redis-stats", false, "print Redis commandstats per item for every workq drain (to stderr)")
 	fs.IntVar(&c.ceilWorkers, "ceiling-workers", 8, "goroutines driving the ceiling queue")
@@ -129,6 +134,28 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.coordLines = []int{1_000_000, 10_000_000}
 		c.rssSizes = []int{10_000, 100_000, 1_000_000}
 		c.latencyPushes = 200
+	}
+	for _, l := range []struct {
+		flag string
+		val  string
+		dst  *[]int
+	}{{"batches", batches, &c.batches}, {"workers", workers, &c.workers}, {"asynq-concurrency", asynqConc, &c.asynqConc}} {
+		if l.val == "" {
+			continue
+		}
+		var xs []int
+		for _, f := range strings.Split(l.val, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return c, fmt.Errorf("--%s %q: want positive integers separated by commas", l.flag, l.val)
+			}
+			xs = append(xs, n)
+		}
+		*l.dst = xs
+		if l.flag == "batches" {
+			c.ceilBatches = xs
+			c.ceilBatchBatch = slices.DeleteFunc(slices.Clone(xs), func(n int) bool { return n < 100 })
+		}
 	}
 	if c.runs < 1 || c.items < 1000 || c.slowItems < 1000 {
 		return c, fmt.Errorf("--runs (%d) must be at least 1, --items (%d) and --slow-items (%d) at least 1000", c.runs, c.items, c.slowItems)

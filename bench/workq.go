@@ -143,29 +143,36 @@ func workqDrain(ctx context.Context, req childReq) (time.Duration, int64, error)
 }
 
 // binaryDrain runs `worker --redis URL --job JOB --batch-exec -- true` in
-// procs processes and waits for them all to exit. It returns the wall time
-// the largest peak RSS of the processes and their CPU seconds, added up.
+// procs processes and waits for them all to exit. It returns the wall time,
+// the largest peak RSS (VmHWM) of the processes and their CPU seconds,
+// added up.
 func binaryDrain(ctx context.Context, bin, url, job string, procs int, timeout time.Duration) (time.Duration, int64, float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmds := make([]*exec.Cmd, procs)
 	logs := make([]*tailBuffer, procs)
+	watches := make([]*hwmWatch, procs)
 	start := time.Now()
 	for i := range cmds {
 		logs[i] = &tailBuffer{max: 4096}
 		cmds[i] = exec.CommandContext(ctx, bin, "--redis", url, "--job", job, "--batch-exec", "--", "true")
 		cmds[i].Stdout, cmds[i].Stderr = io.Discard, logs[i]
 		if err := cmds[i].Start(); err != nil {
+			for _, c := range cmds[:i] {
+				_ = c.Process.Kill()
+				_ = c.Wait()
+			}
 			return 0, 0, 0, fmt.Errorf("start %s: %w", bin, err)
 		}
+		watches[i] = watchHWM(cmds[i].Process.Pid)
 	}
 	var rss int64
 	var cpu float64
 	var errs []error
 	for i, cmd := range cmds {
 		err := cmd.Wait()
+		rss = max(rss, watches[i].Stop())
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = max(rss, ru.Maxrss*1024)
 			cpu += tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
 		}
 		if err != nil {
