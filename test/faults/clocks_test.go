@@ -1,0 +1,100 @@
+//go:build faults
+
+package faults_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/test/faults/harness"
+)
+
+// scenarioClocks shows that the clocks of the workers do not matter: only
+// the server's does (the scripts call TIME). faketime cannot skew the
+// workers (Go reads the clock through the vDSO, not libc) nor redis-server
+// (libfaketime recurses into jemalloc and redis-server does not start), so
+// the skew is made the other way round: the server's clock runs an hour
+// ahead of, then an hour behind, the clock of every worker process. A
+// miniredis in this test serves the real binaries over TCP, its TIME set
+// to the host's time plus the offset every 2ms. Leases expire and are
+// taken over, failed items come back after their backoff, and the Job
+// completes in seconds, as with no skew.
+func scenarioClocks(t *testing.T) []row {
+	var rows []row
+	for _, off := range []time.Duration{time.Hour, -time.Hour} {
+		rows = append(rows, clockRun(t, off))
+	}
+	return rows
+}
+
+func clockRun(t *testing.T, off time.Duration) row {
+	m := miniredis.NewMiniRedis()
+	require.NoError(t, m.StartAddr("127.0.0.1:0"))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			m.SetTime(time.Now().Add(off))
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait(); m.Close() })
+	e := newEnvOn(t, "redis://"+m.Addr()+"/0", nil)
+	srvNow, err := e.c.Now(context.Background())
+	require.NoError(t, err)
+	require.InDelta(t, off.Seconds(), srvNow.Sub(time.Now()).Seconds(), 5, "the server's clock is off by %s", off)
+
+	const n, batch, failing = 600, 10, 60
+	file, items := writeItems(t, "c", n)
+	job := "clock"
+	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", "1s", "--retry-backoff", "300ms",
+		"--max-attempts", "3", "--backoff-limit", "100")
+	e.coord("push", job, "-f", file, "--seal")
+	e.serve("serve")
+	// Per item: record it, then fail the first attempt of every tenth.
+	cmd := []string{"--concurrency", "4", "--", "sh", "-c",
+		`printf '%s\n' "$1" >> "$OUT/out.$$"; [ "$WORKQ_ATTEMPT" -gt 1 ] || [ $((WORKQ_ITEM_ID % 10)) -ne 0 ]`, "sh", "{}"}
+	start := time.Now()
+	w1 := e.worker("worker-1", job, "", nil, cmd)
+	w2 := e.worker("worker-2", job, "", nil, cmd)
+	harness.Eventually(t, time.Minute, "progress", func() (bool, string) {
+		s := e.status(job)
+		return s.Items.Succeeded >= n/4, fmt.Sprintf("%+v", s.Items)
+	})
+	w1.Kill9()
+	killedAt := time.Now()
+	harness.Eventually(t, 30*time.Second, "the killed worker's leases are taken over", func() (bool, string) {
+		s := e.status(job)
+		return s.Items.Takeovers > 0, fmt.Sprintf("%+v", s.Items)
+	})
+	takeover := time.Since(killedAt)
+	require.Less(t, takeover, 5*time.Second, "leases expire after the 1s lease, not an hour off")
+	w3 := e.worker("worker-3", job, "", nil, cmd)
+	done := e.waitComplete(job, time.Minute)
+	require.Equal(t, 0, w2.Wait(t, 30*time.Second), w2.Output())
+	require.Equal(t, 0, w3.Wait(t, 30*time.Second), w3.Output())
+	s := e.status(job)
+	require.GreaterOrEqual(t, s.Items.FailedAttempts, int64(failing), "every tenth item failed once and came back after its backoff")
+	// Every tenth item runs twice by design; the killed worker's items in
+	// flight (4 running, a batch leased) may too.
+	r := e.account(job, items, failing+4+2*batch)
+	r.Scenario = fmt.Sprintf("7. server clock %+.0fh from every worker's (miniredis serving the real binaries)", off.Hours())
+	r.Faults = 1
+	r.TimeToComplete = done.Sub(start)
+	r.Note = fmt.Sprintf("lease 1s: a killed worker's leases taken over %.1fs after the kill; %d first attempts failed and retried after a 300ms backoff; executed twice includes those by design",
+		takeover.Seconds(), s.Items.FailedAttempts)
+	return r
+}

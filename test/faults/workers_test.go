@@ -1,0 +1,246 @@
+//go:build faults
+
+package faults_test
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/test/faults/harness"
+)
+
+// scenarioKill9: 100,000 items, 8 workers, a random one killed with
+// SIGKILL every 300ms and replaced at once.
+func scenarioKill9(t *testing.T) []row {
+	e := newEnv(t)
+	const n, batch, workers = 100_000, 50, 8
+	file, items := writeItems(t, "k", n)
+	job := "kill9"
+	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", "2s", "--backoff-limit", "1000000")
+	e.coord("push", job, "-f", file, "--seal")
+	e.serve("serve")
+
+	start := time.Now()
+	var all []*harness.Proc
+	live := map[*harness.Proc]bool{}
+	seq := 0
+	spawn := func() {
+		seq++
+		p := e.worker(fmt.Sprintf("worker-%d", seq), job, "", nil, nil)
+		all = append(all, p)
+		live[p] = true
+	}
+	for range workers {
+		spawn()
+	}
+	killed := map[*harness.Proc]bool{}
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		<-tick.C
+		require.True(t, time.Now().Before(deadline), "the Job was not drained within 2 minutes: %+v", e.status(job).Items)
+		if s := e.status(job); s.Done || s.Phase.Finished() {
+			break
+		}
+		var cands []*harness.Proc
+		for p := range live {
+			if p.Exited() {
+				delete(live, p)
+				continue
+			}
+			cands = append(cands, p)
+		}
+		if len(cands) == 0 {
+			continue
+		}
+		victim := cands[rand.IntN(len(cands))]
+		victim.Kill9()
+		killed[victim] = true
+		delete(live, victim)
+		spawn()
+	}
+	done := e.waitComplete(job, time.Minute)
+	for _, p := range all {
+		if !killed[p] {
+			require.Equal(t, 0, p.Wait(t, 30*time.Second), "a worker that was not killed exits 0; output:\n%s", p.Output())
+		}
+	}
+	// In flight at a kill: the batch running and the one leased next.
+	r := e.account(job, items, int64(len(killed)*batch*2))
+	r.Scenario = fmt.Sprintf("1. %d workers, a random one `kill -9`ed every 300 ms and replaced", workers)
+	r.Faults = len(killed)
+	r.TimeToComplete = done.Sub(start)
+	r.Note = fmt.Sprintf("batch %d, lease 2s, `--batch-exec`", batch)
+	return []row{r}
+}
+
+// slowBatch records a batch and then takes 300ms, so that a worker is
+// almost always inside a batch when a fault hits it.
+var slowBatch = []string{"--batch-exec", "--", "sh", "-c", `cat >> "$OUT/out.$$"; sleep 0.3`}
+
+// scrape reads one counter from a worker's /metrics; ok is false when the
+// endpoint does not answer.
+func scrape(addr, metric string) (float64, bool) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	re := regexp.MustCompile(`(?m)^` + metric + `\{[^}]*\} ([0-9.e+]+)$`)
+	m := re.FindSubmatch(body)
+	if m == nil {
+		return 0, true
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v, true
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	p, err := redistest.FreePort()
+	require.NoError(t, err)
+	return "127.0.0.1:" + strconv.Itoa(p)
+}
+
+// takeoverScenario runs the shape shared by the frozen and the cut-off
+// worker: worker A (metrics on) works alone until it has run batches, the
+// fault hits it (freeze or cut), two peers start and take its items over,
+// the fault heals after twice the lease, and A's late acks must be refused
+// while the Job is still unsealed (so A is still there to ask). Then the
+// Job is sealed and must complete with every item counted once.
+func takeoverScenario(t *testing.T, e *env, job, urlA string, hit, heal func(a *harness.Proc)) row {
+	const n, batch, lease = 1200, 10, 2 * time.Second
+	file, items := writeItems(t, job, n)
+	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", lease.String(), "--backoff-limit", "1000")
+	e.coord("push", job, "-f", file)
+	e.serve("serve")
+	metrics := freeAddr(t)
+	start := time.Now()
+	a := e.worker("worker-A", job, urlA, []string{"--id", "worker-A", "--metrics-listen", metrics}, slowBatch)
+	harness.Eventually(t, 30*time.Second, "worker A runs batches", func() (bool, string) {
+		s := e.status(job)
+		return s.Items.Succeeded >= 2*batch, fmt.Sprintf("%+v", s.Items)
+	})
+	hit(a)
+	held := e.status(job).Items.Leased
+	require.Positive(t, held, "worker A holds leased items when the fault hits")
+	b := e.worker("worker-B", job, "", nil, slowBatch)
+	c := e.worker("worker-C", job, "", nil, slowBatch)
+	time.Sleep(2*lease + 500*time.Millisecond) // the fault lasts longer than the lease
+	takeovers := e.status(job).Items.Takeovers
+	require.Positive(t, takeovers, "A's expired leases were taken over")
+	heal(a)
+
+	var stale float64
+	harness.Eventually(t, 30*time.Second, "worker A's late acks are refused", func() (bool, string) {
+		v, ok := scrape(metrics, "workq_worker_stale_acks_total")
+		stale = v
+		return ok && v > 0 && outputHas(a, "stale acks refused"), fmt.Sprintf("metric %v (answered %v); A's output:\n%s", v, ok, a.Output())
+	})
+	e.coord("seal", job)
+	done := e.waitComplete(job, 2*time.Minute)
+	for _, p := range []*harness.Proc{a, b, c} {
+		require.Equal(t, 0, p.Wait(t, 30*time.Second), "%s exits 0 once the Job is drained:\n%s", p.Name, p.Output())
+	}
+	// A's running batch and the one it had leased next may run twice.
+	r := e.account(job, items, 2*batch)
+	r.Faults = 1
+	r.TimeToComplete = done.Sub(start)
+	r.Note = fmt.Sprintf("lease 2s, fault 4.5s; %d items held by A, %d leases taken over, %.0f late acks refused (`workq_worker_stale_acks_total`, log \"stale acks refused\")",
+		held, takeovers, stale)
+	return r
+}
+
+// scenarioSIGSTOP: a worker frozen with SIGSTOP for longer than its lease,
+// then SIGCONT.
+func scenarioSIGSTOP(t *testing.T) []row {
+	e := newEnv(t)
+	r := takeoverScenario(t, e, "frozen", "",
+		func(a *harness.Proc) { require.NoError(t, a.Signal(syscall.SIGSTOP)) },
+		func(a *harness.Proc) { require.NoError(t, a.Signal(syscall.SIGCONT)) })
+	r.Scenario = "2. a worker frozen (SIGSTOP) past its lease, then SIGCONT"
+	return []row{r}
+}
+
+// scenarioPartition: a worker cut off from Redis by a TCP proxy for longer
+// than its lease, then reconnected.
+func scenarioPartition(t *testing.T) []row {
+	e := newEnv(t)
+	px := newProxy(t, e.srv.Addr)
+	r := takeoverScenario(t, e, "cutoff", "redis://"+px.Addr()+"/0",
+		func(*harness.Proc) { px.Cut() },
+		func(*harness.Proc) { px.Restore() })
+	r.Scenario = "4. a worker cut off from Redis (TCP proxy drops its connections) past its lease, then reconnected"
+	require.Positive(t, px.Dropped(), "the proxy dropped connections")
+	return []row{r}
+}
+
+// scenarioServeKill: the controller killed with SIGKILL mid-run, twice,
+// and restarted.
+func scenarioServeKill(t *testing.T) []row {
+	e := newEnv(t)
+	const n, batch = 20_000, 20
+	file, items := writeItems(t, "s", n)
+	job := "serve-kill"
+	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", "2s")
+	e.coord("push", job, "-f", file, "--seal")
+	srv := e.serve("serve-1")
+	start := time.Now()
+	var ws []*harness.Proc
+	for i := range 4 {
+		ws = append(ws, e.worker(fmt.Sprintf("worker-%d", i), job, "", nil, nil))
+	}
+	kills := 0
+	for _, frac := range []int64{4, 2} {
+		harness.Eventually(t, time.Minute, "progress before killing serve", func() (bool, string) {
+			s := e.status(job)
+			return s.Items.Succeeded >= n/frac, fmt.Sprintf("%+v", s.Items)
+		})
+		srv.Kill9()
+		kills++
+		time.Sleep(300 * time.Millisecond) // the controller stays dead a moment
+		srv = e.serve(fmt.Sprintf("serve-%d", kills+1))
+	}
+	done := e.waitComplete(job, time.Minute)
+	for _, p := range ws {
+		require.Equal(t, 0, p.Wait(t, 30*time.Second), p.Output())
+	}
+	r := e.account(job, items, 0)
+	r.Scenario = "5. the coordinator (`serve`) `kill -9`ed and restarted mid-run"
+	r.Faults = kills
+	r.TimeToComplete = done.Sub(start)
+	r.Note = "4 workers, batch 20; nothing runs twice: workers do not need the controller"
+	return []row{r}
+}
+
+func redisVersion() string {
+	out, err := exec.Command("redis-server", "--version").Output()
+	if err != nil {
+		return "redis-server (version unknown)"
+	}
+	f := strings.Fields(string(out))
+	for _, x := range f {
+		if strings.HasPrefix(x, "v=") {
+			return "redis-server " + strings.TrimPrefix(x, "v=")
+		}
+	}
+	return strings.TrimSpace(string(out))
+}
