@@ -166,6 +166,46 @@ func (c *capped) bytes() []byte {
 	return c.Bytes()
 }
 
+// smallInput fits in an empty pipe on every Unix without blocking.
+const smallInput = 4096
+
+// inputFile returns a file that holds all of b, for a command's stdin. The
+// whole input is in place before the command starts, so if this worker dies
+// meanwhile (kill -9) the command still reads the whole item, never a
+// cut-short one that looks complete. Small inputs go through a pipe, larger
+// ones through an unlinked temporary file.
+func inputFile(b []byte) (*os.File, error) {
+	if len(b) <= smallInput {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		_, err = w.Write(b)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		return r, nil
+	}
+	f, err := os.CreateTemp("", "workq-input-*")
+	if err != nil {
+		return nil, err
+	}
+	_ = os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []string) error {
 	if e.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -174,7 +214,13 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), append([]string{"WORKQ_JOB=" + e.Job, "WORKQ_WORKER_ID=" + e.Worker}, env...)...)
-	cmd.Stdin = bytes.NewReader(stdin)
+	if in, ierr := inputFile(stdin); ierr == nil {
+		defer in.Close()
+		cmd.Stdin = in
+	} else {
+		// No temporary file (a read-only filesystem): stream it instead.
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var stdout, stderr capped
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	// Its own process group, so a timeout or a stop kills every process
