@@ -168,3 +168,37 @@ func TestNewItemLatency(t *testing.T) {
 	e.ok("seal", "idle")
 	require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
 }
+
+// TestKilledWorkersItemReadsWholeItem: a command whose worker is killed
+// while it runs is orphaned and runs on (a duplicate, allowed); it must
+// still read its whole item on stdin, not a cut-short one that looks
+// complete.
+func TestKilledWorkersItemReadsWholeItem(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	const size = 300_000 // far more than a pipe holds
+	item := strings.Repeat("y", size)
+	e.ok("create", "orphan", "--lease", "1s")
+	r := e.coordIn(strings.NewReader(item+"\n"), "push", "orphan", "-f", "-", "--seal")
+	require.Equal(t, 0, r.code, r.String())
+	// The command says it started, waits for the test's go-ahead, then
+	// counts the bytes of its stdin.
+	w := e.startWorker("--job", "orphan", "--", "sh", "-c",
+		`[ "$WORKQ_ATTEMPT" = 1 ] || exit 0; : > "$0/started"; while [ ! -e "$0/go" ]; do sleep 0.01; done; wc -c > "$0/size"`, e.dir)
+	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(e.dir, "started")); return err == nil }, 30*time.Second, 5*time.Millisecond)
+	w.signal(t, syscall.SIGKILL)
+	w.wait(t, 10*time.Second)
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644))
+	var got string
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(e.dir, "size"))
+		got = strings.TrimSpace(string(b))
+		return err == nil && got != ""
+	}, 30*time.Second, 5*time.Millisecond, "the orphaned command never ended")
+	require.Equal(t, fmt.Sprint(size), got, "bytes the orphaned command read on stdin")
+
+	// The item runs again elsewhere (its lease expired) and the Job ends.
+	w = e.startWorker("--job", "orphan", "--", "true")
+	require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+	require.Equal(t, 0, e.coord("watch", "orphan", "--interval", "50ms").code)
+}
