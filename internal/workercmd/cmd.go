@@ -173,9 +173,14 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 		return cli.UsageError{Err: err}
 	}
 	ex.Worker = w.ID()
-	if spec, err := c.Spec(ctx, o.Job); err == nil && spec.Kind() == jobstate.KindIndexed {
-		ex.Indexed = true
-	} else if err != nil && !errors.Is(err, queue.ErrNoJob) && !errors.Is(err, queue.ErrUnavailable) {
+	if spec, err := c.Spec(ctx, o.Job); err == nil {
+		// Checked before the worker registers, so that a bad flag leaves
+		// the Job untouched.
+		if lease := spec.WithDefaults().Lease.D(); o.Heartbeat >= lease {
+			return cli.Usagef("--heartbeat (%s) must be shorter than the Job's lease (%s); pass a shorter one, or 0 for a third of the lease", o.Heartbeat, lease)
+		}
+		ex.Indexed = spec.Kind() == jobstate.KindIndexed
+	} else if !errors.Is(err, queue.ErrNoJob) && !errors.Is(err, queue.ErrUnavailable) {
 		return err
 	}
 
