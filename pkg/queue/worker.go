@@ -295,7 +295,11 @@ func (w *Worker) register(ctx context.Context) (spec jobstate.Spec, err error) {
 			return jobstate.Spec{}, ErrStopped
 		}
 		if time.Now().After(deadline) {
-			return jobstate.Spec{}, fmt.Errorf("waited %s (--wait) for job %q: %w", w.cfg.Wait, w.cfg.Job, err)
+			hint := ""
+			if errors.Is(err, ErrNoJob) {
+				hint = fmt.Sprintf("; create it with `coordinator create %s`, or check --job", w.cfg.Job)
+			}
+			return jobstate.Spec{}, fmt.Errorf("waited %s (--wait) for job %q: %w%s", w.cfg.Wait, w.cfg.Job, err, hint)
 		}
 		if time.Since(logged) > 30*time.Second {
 			w.log.Info("waiting for redis and the job", "reason", err.Error(), "wait", w.cfg.Wait)
