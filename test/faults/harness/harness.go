@@ -199,35 +199,75 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 
 // KeyState is one key as a snapshot holds it.
 type KeyState struct {
-	Dump string // DUMP: type, encoding and value
+	// Dump is the key's DUMP when its serialisation is canonical (strings,
+	// lists); for hashes, sets and sorted sets it is their content, sorted:
+	// DUMP of a hashtable-encoded key follows the table's order, which a
+	// mere read can change (incremental rehashing).
+	Dump string
 	TTL  string // "none", or "expiring" (PTTL > 0; its exact value moves)
 }
 
 // Snapshot returns every key matching pattern (such as "workq:*") with its
-// DUMP and whether it expires, read with SCAN.
+// DUMP (see KeyState) and whether it expires, read with SCAN and PTTL.
 func Snapshot(ctx context.Context, rdb redis.UniversalClient, pattern string) (map[string]KeyState, error) {
 	out := map[string]KeyState{}
 	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
-		dump, err := rdb.Dump(ctx, k).Result()
+		v, err := canonical(ctx, rdb, k)
 		if errors.Is(err, redis.Nil) {
 			continue // gone meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("dump %s: %w", k, err)
+			return nil, fmt.Errorf("read %s: %w", k, err)
 		}
 		ttl, err := rdb.PTTL(ctx, k).Result()
 		if err != nil {
 			return nil, fmt.Errorf("pttl %s: %w", k, err)
 		}
-		st := KeyState{Dump: dump, TTL: "none"}
+		st := KeyState{Dump: v, TTL: "none"}
 		if ttl > 0 {
 			st.TTL = "expiring"
 		}
 		out[k] = st
 	}
 	return out, iter.Err()
+}
+
+func canonical(ctx context.Context, rdb redis.UniversalClient, k string) (string, error) {
+	typ, err := rdb.Type(ctx, k).Result()
+	if err != nil {
+		return "", err
+	}
+	var parts []string
+	switch typ {
+	case "none":
+		return "", redis.Nil
+	case "hash":
+		m, err := rdb.HGetAll(ctx, k).Result()
+		if err != nil {
+			return "", err
+		}
+		for f, v := range m {
+			parts = append(parts, fmt.Sprintf("%q=%q", f, v))
+		}
+	case "set":
+		if parts, err = rdb.SMembers(ctx, k).Result(); err != nil {
+			return "", err
+		}
+	case "zset":
+		zs, err := rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+		if err != nil {
+			return "", err
+		}
+		for _, z := range zs {
+			parts = append(parts, fmt.Sprintf("%q=%v", z.Member, z.Score))
+		}
+	default:
+		return rdb.Dump(ctx, k).Result()
+	}
+	sort.Strings(parts)
+	return typ + ":" + strings.Join(parts, ","), nil
 }
 
 // DiffSnapshots describes how two snapshots differ; empty when equal.

@@ -1,0 +1,277 @@
+// Package badinput_test feeds both binaries bad input of every kind and
+// checks that each is answered with one clear line on stderr, the right
+// exit code (2 usage or input, 1 runtime), and no change at all to the
+// keys in Redis.
+package badinput_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/items"
+	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/test/faults/harness"
+)
+
+var bins harness.Bins
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "workq-badinput-bin-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if bins, err = harness.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const password = "s3cret-pw-4badinput"
+
+// fixture is what every case runs against.
+type fixture struct {
+	open, locked *redistest.Server // no password; requirepass
+	openURL      string
+	dir          string
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir()}
+	f.open = redistest.ForTest(t)
+	f.locked = redistest.ForTest(t, "--requirepass", password)
+	f.openURL = f.open.URL()
+	run := func(args ...string) {
+		t.Helper()
+		r := harness.Run(t, time.Minute, harness.Env("WORKQ_REDIS_URL="+f.openURL), nil, bins.Coordinator, args...)
+		require.Equal(t, 0, r.Code, "%v: %s", args, r)
+	}
+	run("create", "photos", "--lease", "5s")
+	run("push", "photos", "a.jpg", "b.jpg", "c.jpg")
+	run("create", "closed", "--lease", "5s")
+	run("push", "closed", "x", "--seal")
+	r := harness.Run(t, time.Minute, harness.Env("WORKQ_REDIS_URL=redis://:"+password+"@"+f.locked.Addr+"/0"), nil, bins.Coordinator, "create", "vault")
+	require.Equal(t, 0, r.Code, r.String())
+	return f
+}
+
+// file writes content to a file of the fixture and returns its path.
+func (f *fixture) file(t *testing.T, name string, content []byte) string {
+	t.Helper()
+	p := filepath.Join(f.dir, name)
+	require.NoError(t, os.WriteFile(p, content, 0o644))
+	return p
+}
+
+func snapshot(t *testing.T, srv *redistest.Server, pw string) map[string]harness.KeyState {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: pw})
+	defer rdb.Close()
+	s, err := harness.Snapshot(context.Background(), rdb, "workq:*")
+	require.NoError(t, err)
+	require.NotEmpty(t, s, "the fixture's keys are there")
+	return s
+}
+
+// badCase is one bad input.
+type badCase struct {
+	name   string
+	worker bool     // run the worker, not the coordinator
+	args   []string // command line
+	env    []string // beyond WORKQ_REDIS_URL of the open server
+	stdin  []byte
+	locked bool // the case runs against the password-protected server
+	code   int
+	want   []string // substrings of the one stderr line
+	// run replaces the plain run (the endless stdin).
+	run func(t *testing.T, f *fixture) harness.Result
+}
+
+func cases(t *testing.T, f *fixture) []badCase {
+	big := f.file(t, "big.txt", append(bytes.Repeat([]byte("x"), items.DefaultMaxBytes+1), '\n'))
+	atLimit := append(bytes.Repeat([]byte("y"), items.DefaultMaxBytes), '\n')
+	lockedAddr := f.locked.Addr
+	return []badCase{
+		// Names.
+		{name: "CreateNameNotADNSLabel", args: []string{"create", "Bad_Name"}, code: 2, want: []string{`"Bad_Name" is not a DNS label`, "use lowercase letters"}},
+		{name: "CreateNameTooLong", args: []string{"create", strings.Repeat("a", 64)}, code: 2, want: []string{"job name"}},
+		{name: "StatusNameWithSlash", args: []string{"status", "a/b"}, code: 2, want: []string{"not a DNS label"}},
+		{name: "WorkerJobNameFromEnvironmentBad", worker: true, env: []string{"WORKQ_JOB=Bad_Name"}, args: []string{"--", "true"}, code: 2, want: []string{"not a DNS label"}},
+		// Durations and counts.
+		{name: "LeaseNotADuration", args: []string{"create", "x", "--lease", "1s2"}, code: 2, want: []string{`"1s2"`, "--lease", "see `coordinator create --help`"}},
+		{name: "LeaseNegative", args: []string{"create", "x", "--lease", "-5s"}, code: 2, want: []string{"--lease must be positive"}},
+		{name: "BatchSizeNegative", args: []string{"create", "x", "--batch-size", "-1"}, code: 2, want: []string{"--batch-size must be positive"}},
+		{name: "BatchSizeOverMaximum", args: []string{"create", "x", "--batch-size", "100000"}, code: 2, want: []string{"batch-size (100000) must be between 1 and 5000"}},
+		{name: "MaxAttemptsZero", args: []string{"create", "x", "--max-attempts", "0"}, code: 2, want: []string{"--max-attempts must be positive"}},
+		{name: "ParallelismNegative", args: []string{"create", "x", "--parallelism", "-3"}, code: 2, want: []string{"--parallelism (-3) must not be negative"}},
+		{name: "CompletionsNegative", args: []string{"create", "x", "--completions", "-1"}, code: 2, want: []string{"completions"}},
+		{name: "CountNotANumber", args: []string{"create", "x", "--max-attempts", "three"}, code: 2, want: []string{`"three"`, "--max-attempts"}},
+		{name: "MaxItemBytesZero", args: []string{"push", "photos", "a", "--max-item-bytes", "0"}, code: 2, want: []string{"--max-item-bytes (0) must be between 1"}},
+		{name: "DeadLimitNegative", args: []string{"dead", "photos", "--limit", "-1"}, code: 2, want: []string{"--limit (-1) must not be negative"}},
+		{name: "WatchIntervalTooShort", args: []string{"watch", "photos", "--interval", "1ms"}, code: 2, want: []string{"--interval (1ms) must be at least 10ms"}},
+		{name: "ServeIntervalTooShort", args: []string{"serve", "--interval", "1ms"}, code: 2, want: []string{"--interval (1ms) must be at least 10ms"}},
+		{name: "WorkerConcurrencyZero", worker: true, args: []string{"--job", "photos", "--concurrency", "0", "--", "true"}, code: 2, want: []string{"--concurrency (0) must be at least 1"}},
+		{name: "WorkerBatchSizeNegative", worker: true, args: []string{"--job", "photos", "--batch-size", "-1", "--", "true"}, code: 2, want: []string{"--batch-size (-1) must be between 0"}},
+		{name: "WorkerTimeoutNegative", worker: true, args: []string{"--job", "photos", "--timeout", "-1s", "--", "true"}, code: 2, want: []string{"--timeout (-1s) must not be negative"}},
+		{name: "WorkerWaitNegative", worker: true, args: []string{"--job", "photos", "--wait", "-1s", "--", "true"}, code: 2, want: []string{"--wait (-1s) must not be negative"}},
+		{name: "WorkerHeartbeatNotShorterThanLease", worker: true, args: []string{"--job", "photos", "--heartbeat", "10s", "--", "true"}, code: 2, want: []string{"--heartbeat (10s) must be shorter than the Job's lease (5s)"}},
+		// Flags, commands and formats.
+		{name: "UnknownFlag", args: []string{"create", "x", "--bogus"}, code: 2, want: []string{"unknown flag: --bogus", "--help"}},
+		{name: "UnknownCommand", args: []string{"bogus"}, code: 2, want: []string{`unknown command "bogus"`, "see `coordinator --help`"}},
+		{name: "WorkerUnknownFlag", worker: true, args: []string{"--job", "photos", "--bogus", "--", "true"}, code: 2, want: []string{"unknown flag: --bogus", "--help"}},
+		{name: "StatusOutputFormatUnknown", args: []string{"status", "photos", "-o", "yaml"}, code: 2, want: []string{`output format "yaml": use table or json`}},
+		{name: "WorkerLogFormatUnknown", worker: true, args: []string{"--job", "photos", "--log-format", "xml", "--", "true"}, code: 2, want: []string{`log format "xml": use text or json`}},
+		{name: "WorkerNullWithoutBatchExec", worker: true, args: []string{"--job", "photos", "--null", "--", "cat"}, code: 2, want: []string{"--null only applies with --batch-exec"}},
+		{name: "WorkerBracesWithBatchExec", worker: true, args: []string{"--job", "photos", "--batch-exec", "--", "echo", "{}"}, code: 2, want: []string{"{} cannot be used with --batch-exec", "read them from stdin"}},
+		{name: "WorkerMetricsAddressBad", worker: true, args: []string{"--job", "photos", "--metrics-listen", "no:such:addr", "--", "true"}, code: 2, want: []string{"--metrics-listen no:such:addr"}},
+		{name: "RunCompletionsWithItems", args: []string{"run", "--completions", "3", "a", "--", "true"}, code: 2, want: []string{"--completions makes the items"}},
+		// Redis URLs, passwords and reachability.
+		{name: "RedisURLWrongScheme", args: []string{"--redis", "http://127.0.0.1:6379", "status", "photos"}, code: 2, want: []string{"redis URL", "is not valid", "use redis://"}},
+		{name: "RedisURLBadPort", args: []string{"--redis", "redis://127.0.0.1:notaport/0", "status", "photos"}, code: 2, want: []string{"is not valid", "use redis://"}},
+		{name: "RedisURLFromEnvironmentBad", env: []string{"WORKQ_REDIS_URL=garbage"}, args: []string{"list"}, code: 2, want: []string{`redis URL "garbage" is not valid`}},
+		{name: "WorkerRedisURLBad", worker: true, args: []string{"--redis", "mysql://x", "--job", "photos", "--", "true"}, code: 2, want: []string{"is not valid", "use redis://"}},
+		{name: "RedisUnreachable", args: []string{"--redis", "redis://127.0.0.1:1/0", "status", "photos"}, code: 1, want: []string{"redis unavailable", "connection refused", "check that Redis runs"}},
+		{name: "WorkerRedisUnreachable", worker: true, args: []string{"--redis", "redis://127.0.0.1:1/0", "--wait", "300ms", "--job", "photos", "--", "true"}, code: 1, want: []string{"waited 300ms (--wait)", "redis unavailable", "check that Redis runs"}},
+		{name: "WrongPasswordInURL", locked: true, args: []string{"--redis", "redis://:wrong@" + lockedAddr + "/0", "status", "vault"}, code: 1, want: []string{"authentication failed", "check the password"}},
+		{name: "WrongPasswordInEnvironment", locked: true, env: []string{"WORKQ_REDIS_PASSWORD=wrong"}, args: []string{"--redis", "redis://" + lockedAddr + "/0", "status", "vault"}, code: 1, want: []string{"authentication failed", "WORKQ_REDIS_PASSWORD"}},
+		{name: "NoPassword", locked: true, args: []string{"--redis", "redis://" + lockedAddr + "/0", "push", "vault", "a"}, code: 1, want: []string{"authentication failed", "check the password"}},
+		{name: "WorkerWrongPassword", locked: true, worker: true, args: []string{"--redis", "redis://:wrong@" + lockedAddr + "/0", "--wait", "300ms", "--job", "vault", "--", "true"}, code: 1, want: []string{"authentication failed"}},
+		// Jobs that are not there or take no items.
+		{name: "CreateDuplicate", args: []string{"create", "photos"}, code: 2, want: []string{`job already exists: "photos"`, "pick another name"}},
+		{name: "StatusUnknownJobSuggests", args: []string{"status", "photo"}, code: 2, want: []string{`no Job "photo"; did you mean "photos"?`}},
+		{name: "PushUnknownJobSuggests", args: []string{"push", "photoss", "a"}, code: 2, want: []string{`did you mean "photos"?`}},
+		{name: "SealUnknownJob", args: []string{"seal", "nothing-like-it"}, code: 2, want: []string{`no Job "nothing-like-it"`, "coordinator list"}},
+		{name: "DeleteUnknownJob", args: []string{"delete", "phot"}, code: 2, want: []string{`did you mean "photos"?`}},
+		{name: "RetryUnknownJob", args: []string{"retry", "closd"}, code: 2, want: []string{`did you mean "closed"?`}},
+		{name: "SuspendUnknownJob", args: []string{"suspend", "fotos"}, code: 2, want: []string{`did you mean "photos"?`}},
+		{name: "PushToSealedJob", args: []string{"push", "closed", "a"}, code: 2, want: []string{`"closed" takes no more items`, "create a new Job"}},
+		{name: "WorkerJobNeverCreated", worker: true, args: []string{"--job", "ghost", "--wait", "300ms", "--", "true"}, code: 2, want: []string{"waited 300ms (--wait)", `"ghost"`, "coordinator create ghost"}},
+		// Items.
+		{name: "PushNoItems", args: []string{"push", "photos"}, code: 2, want: []string{"no items given", "-f -"}},
+		{name: "PushArgumentsAndFile", args: []string{"push", "photos", "a", "-f", big}, code: 2, want: []string{"give items as arguments or with -f, not both"}},
+		{name: "PushFileMissing", args: []string{"push", "photos", "-f", filepath.Join(f.dir, "missing.txt")}, code: 2, want: []string{"open items", "no such file"}},
+		{name: "PushInvalidUTF8InLineMode", args: []string{"push", "photos", "-f", "-"}, stdin: []byte("ok\n\xff\xfe bad\n"), code: 2, want: []string{"item 2 is not valid UTF-8", "--null"}},
+		{name: "PushBinaryInLineMode", args: []string{"push", "photos", "-f", "-"}, stdin: []byte("ok\nbin\x00ary\n"), code: 2, want: []string{"item 2 holds a NUL byte", "--null"}},
+		{name: "PushEmptyLine", args: []string{"push", "photos", "-f", "-"}, stdin: []byte("a\n\nb\n"), code: 2, want: []string{"item 2 is empty", "--skip-empty"}},
+		{name: "PushItemOneByteOverTheLimit", args: []string{"push", "photos", "-f", big}, code: 2, want: []string{"item 1 is larger than the limit of 1048576 bytes", "--max-item-bytes"}},
+		{name: "PushArgumentOneByteOverTheLimit", args: []string{"push", "photos", "--max-item-bytes", "10", "a", "12345678901"}, code: 2, want: []string{"item 2 is larger than the limit of 10 bytes"}},
+		{name: "PushOverTheLimitAfterGoodItems", args: []string{"push", "photos", "-f", "-"}, stdin: append(append([]byte("good\n"), atLimit...), append(bytes.Repeat([]byte("z"), items.DefaultMaxBytes+1), '\n')...), code: 2, want: []string{"item 3 is larger than the limit"}},
+		{name: "PushEndlessStdinInterrupted", code: 1, want: []string{"interrupted while reading the input; nothing was pushed"}, run: endlessStdin},
+		// Commands.
+		{name: "WorkerNoCommand", worker: true, args: []string{"--job", "photos"}, code: 2, want: []string{"no command given", "put it after --"}},
+		{name: "WorkerCommandMissing", worker: true, args: []string{"--job", "photos", "--", "no-such-program-anywhere"}, code: 2, want: []string{`command "no-such-program-anywhere" not found`, "PATH"}},
+		{name: "WorkerCommandNotExecutable", worker: true, args: []string{"--job", "photos", "--", f.file(t, "notexec.sh", []byte("#!/bin/sh\n"))}, code: 2, want: []string{"cannot be run", "chmod +x"}},
+		{name: "WorkerCommandIsADirectory", worker: true, args: []string{"--job", "photos", "--", f.dir}, code: 2, want: []string{"cannot be run"}},
+		{name: "WorkerNoJob", worker: true, args: []string{"--", "true"}, code: 2, want: []string{"no Job given", "--job NAME", "WORKQ_JOB"}},
+	}
+}
+
+// endlessStdin pushes from a generator that writes forever, and stops the
+// push with SIGINT once it has read a good deal.
+func endlessStdin(t *testing.T, f *fixture) harness.Result {
+	tmp := t.TempDir()
+	gen := exec.Command("yes", "an-endless-item")
+	out, err := gen.StdoutPipe()
+	require.NoError(t, err)
+	push := exec.Command(bins.Coordinator, "push", "photos", "-f", "-")
+	push.Env = harness.Env("WORKQ_REDIS_URL="+f.openURL, "TMPDIR="+tmp)
+	push.Stdin = out
+	var stdout, stderr bytes.Buffer
+	push.Stdout, push.Stderr = &stdout, &stderr
+	require.NoError(t, gen.Start())
+	defer func() { _ = gen.Process.Kill(); _ = gen.Wait() }()
+	require.NoError(t, push.Start())
+	harness.Eventually(t, 30*time.Second, "push reads the endless input", func() (bool, string) {
+		m, _ := filepath.Glob(filepath.Join(tmp, "workq-push-*"))
+		for _, p := range m {
+			if st, err := os.Stat(p); err == nil && st.Size() > 8<<20 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("spool files %v", m)
+	})
+	require.NoError(t, push.Process.Signal(syscall.SIGINT))
+	done := make(chan error, 1)
+	go func() { done <- push.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = push.Process.Kill()
+		t.Fatal("push did not stop within 30s of SIGINT")
+	}
+	left, _ := filepath.Glob(filepath.Join(tmp, "workq-push-*"))
+	require.Empty(t, left, "the spool file is removed")
+	return harness.Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: push.ProcessState.ExitCode()}
+}
+
+func TestBadInputIsAnswered(t *testing.T) {
+	redistest.Available(t)
+	f := setup(t)
+	all := cases(t, f)
+	require.GreaterOrEqual(t, len(all), 30)
+	for _, c := range all {
+		t.Run(c.name, func(t *testing.T) {
+			srv, pw := f.open, ""
+			if c.locked {
+				srv, pw = f.locked, password
+			}
+			before := snapshot(t, srv, pw)
+			var r harness.Result
+			if c.run != nil {
+				r = c.run(t, f)
+			} else {
+				bin := bins.Coordinator
+				if c.worker {
+					bin = bins.Worker
+				}
+				env := harness.Env(append([]string{"WORKQ_REDIS_URL=" + f.openURL}, c.env...)...)
+				var stdin io.Reader
+				if c.stdin != nil {
+					stdin = bytes.NewReader(c.stdin)
+				}
+				r = harness.Run(t, time.Minute, env, stdin, bin, c.args...)
+			}
+			require.Equal(t, c.code, r.Code, "exit code: %s", r)
+			msg := strings.TrimSuffix(r.Stderr, "\n")
+			if c.worker {
+				// A worker that waits for Redis or the Job logs that it
+				// waits (slog lines); its error is the last line.
+				var rest []string
+				for _, l := range strings.Split(msg, "\n") {
+					if !strings.HasPrefix(l, "time=") {
+						rest = append(rest, l)
+					}
+				}
+				msg = strings.Join(rest, "\n")
+			}
+			require.NotEmpty(t, msg, "an error message: %s", r)
+			require.NotContains(t, msg, "\n", "one line on stderr: %s", r)
+			prefix := "coordinator: "
+			if c.worker {
+				prefix = "worker: "
+			}
+			require.True(t, strings.HasPrefix(msg, prefix), "the line names the program: %q", msg)
+			for _, w := range c.want {
+				require.Contains(t, msg, w)
+			}
+			require.Empty(t, r.Stdout, "nothing on stdout")
+			require.Empty(t, harness.DiffSnapshots(before, snapshot(t, srv, pw)), "the keys in Redis are as they were")
+		})
+	}
+}
