@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -126,7 +125,6 @@ func (c *Client) Now(ctx context.Context) (time.Time, error) {
 // for processes that wait for Redis to come up (workers). Calls return
 // ErrUnavailable until it answers; scripts load on first use.
 func Connect(o Options) (*Client, error) {
-	quietOnce.Do(func() { redis.SetLogger(quietLogger{}) })
 	raw := o.URL
 	if raw == "" {
 		raw = DefaultURL
@@ -157,13 +155,3 @@ type driverLogger struct{ l *slog.Logger }
 func (d driverLogger) Printf(ctx context.Context, format string, v ...any) {
 	d.l.DebugContext(ctx, "redis driver", "msg", redact(fmt.Sprintf(format, v...)))
 }
-
-// quietLogger drops go-redis's own log lines (such as "connection pool:
-// failed to dial after 5 attempts"), which went to stderr as extra,
-// unformatted lines beside the one error line a command prints. Every
-// failure still reaches the caller as an error.
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
-
-var quietOnce sync.Once
