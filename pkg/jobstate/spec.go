@@ -147,7 +147,7 @@ func (s Spec) Backoff(attempt int, jitter float64) time.Duration {
 	d := s.RetryBackoff.D()
 	limit := s.RetryBackoffMax.D()
 	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
+		d += min(d, limit-d) // doubles, or stops at the cap without overflowing
 	}
 	d = min(d, limit)
 	return d/2 + time.Duration(jitter*float64(d/2))

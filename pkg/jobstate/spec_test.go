@@ -2,6 +2,7 @@ package jobstate_test
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -216,6 +217,20 @@ func TestBackoff(t *testing.T) {
 		require.Equal(t, 5*time.Second, s.Backoff(1000, 0), "no overflow on huge attempts")
 		odd := jobstate.Spec{RetryBackoff: jobstate.Duration(3 * time.Second), RetryBackoffMax: jobstate.Duration(5 * time.Second)}
 		require.Equal(t, 2500*time.Millisecond, odd.Backoff(2, 0), "6s is capped to 5s, not a power of two of the base")
+	})
+
+	t.Run("HugeCapDoesNotOverflow", func(t *testing.T) {
+		t.Parallel()
+		huge := jobstate.Spec{RetryBackoff: jobstate.Duration(time.Millisecond), RetryBackoffMax: jobstate.Duration(math.MaxInt64)}
+		require.NoError(t, huge.WithDefaults().Validate(), "a cap of ~292 years is accepted, so Backoff must cope with it")
+		prev := time.Duration(0)
+		for attempt := 1; attempt <= 200; attempt++ {
+			d := huge.Backoff(attempt, 0)
+			require.GreaterOrEqual(t, d, prev, "attempt %d: the delay never shrinks", attempt)
+			require.LessOrEqual(t, d, time.Duration(math.MaxInt64/2+1), "attempt %d", attempt)
+			prev = d
+		}
+		require.Equal(t, time.Duration(math.MaxInt64/2), huge.Backoff(200, 0), "long past the cap, the delay is half of it")
 	})
 
 	t.Run("FirstRetryBelowOneIsTheBase", func(t *testing.T) {
