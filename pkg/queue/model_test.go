@@ -148,6 +148,7 @@ type jobModel struct {
 	slots                 []int    // generation of each worker slot
 	abandoned             []string // tokens of crashed workers
 	sleeps                int
+	suspended             bool
 }
 
 func runModel(rt *rapid.T, c *queue.Client, cfg *modelConfig, st *modelStats) {
@@ -167,11 +168,11 @@ func runModel(rt *rapid.T, c *queue.Client, cfg *modelConfig, st *modelStats) {
 	actions := map[string]func(){
 		"push": m.push, "lease": m.lease, "ack": m.ack, "nack": m.nack, "release": m.release,
 		"heartbeat": m.heartbeat, "advance": m.advance, "seal": m.seal, "crash": m.crash,
-		"lateAck": m.lateAck, "reap": m.reap,
+		"lateAck": m.lateAck, "reap": m.reap, "suspend": m.suspend, "resume": m.resume,
 	}
 	// Weights: leases and settles dominate.
 	names := []string{"push", "push", "lease", "lease", "lease", "ack", "ack", "nack", "nack", "release",
-		"heartbeat", "advance", "advance", "seal", "crash", "lateAck", "reap"}
+		"heartbeat", "advance", "advance", "seal", "crash", "lateAck", "reap", "suspend", "resume"}
 	steps := rapid.IntRange(1, cfg.maxSteps).Draw(rt, "steps")
 	m.check()
 	for range steps {
@@ -322,6 +323,13 @@ func (m *jobModel) leaseAs(wid string, n int) (*mLease, time.Duration) {
 	m.workers[wid] = now.add(m.leaseMs)
 	nLeases, _ := m.reclaim(now)
 	m.count(func(s *modelStats) { s.takeovers += nLeases })
+	if m.suspended {
+		require.NoError(m.rt, err)
+		require.Empty(m.rt, res.Batch.Items, "a suspended Job hands out nothing")
+		require.Equal(m.rt, "suspended", res.WaitReason)
+		m.checkWake(res.WakeIn, now)
+		return nil, res.WakeIn
+	}
 	want := int64(n)
 	if want <= 0 {
 		want = m.batch
@@ -416,6 +424,10 @@ func (m *jobModel) leaseAs(wid string, n int) (*mLease, time.Duration) {
 // finish seals the Job and drives it to the drain: every case must be
 // able to end (on real Redis, unless nacked items wait for an hour).
 func (m *jobModel) finish() {
+	if m.suspended {
+		m.resume()
+		m.check()
+	}
 	if !m.sealed {
 		m.seal()
 		m.check()
@@ -619,7 +631,7 @@ func (m *jobModel) heartbeat() {
 	require.Equal(m.rt, !registered, hb.Rejoined)
 	require.Equal(m.rt, m.done, hb.Done)
 	require.Empty(m.rt, hb.Phase)
-	require.False(m.rt, hb.Suspended)
+	require.Equal(m.rt, m.suspended, hb.Suspended)
 	m.workers[wid] = now.add(m.leaseMs)
 	var lost []string
 	for _, tok := range toks {
@@ -667,6 +679,25 @@ func (m *jobModel) advance() {
 	}
 	m.cfg.now += d
 	m.cfg.mini.SetTime(time.UnixMilli(m.cfg.now))
+}
+
+// suspend and resume: only a change of state reports true.
+func (m *jobModel) suspend() {
+	var changed bool
+	var err error
+	m.call(func() { changed, err = m.c.Suspend(context.Background(), m.job) })
+	require.NoError(m.rt, err)
+	require.Equal(m.rt, !m.suspended, changed)
+	m.suspended = true
+}
+
+func (m *jobModel) resume() {
+	var changed bool
+	var err error
+	m.call(func() { changed, err = m.c.Resume(context.Background(), m.job) })
+	require.NoError(m.rt, err)
+	require.Equal(m.rt, m.suspended, changed)
+	m.suspended = false
 }
 
 func (m *jobModel) seal() {
@@ -750,7 +781,10 @@ func (m *jobModel) check() {
 		}
 	}
 	phase := jobstate.PhasePending
-	if m.started {
+	switch {
+	case m.suspended:
+		phase = jobstate.PhaseSuspended
+	case m.started:
 		phase = jobstate.PhaseRunning
 	}
 	want := jobstate.Items{
@@ -760,6 +794,7 @@ func (m *jobModel) check() {
 	require.Equal(m.rt, want, st.Items)
 	require.EqualValues(m.rt, len(m.leases), st.Leases)
 	require.Equal(m.rt, m.sealed, st.Sealed)
+	require.Equal(m.rt, m.suspended, st.Suspended)
 	require.Equal(m.rt, m.done, st.Done)
 	require.Equal(m.rt, phase, st.Phase)
 	require.EqualValues(m.rt, len(m.workers), st.Active)
