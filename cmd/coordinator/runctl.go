@@ -78,7 +78,8 @@ func (r *runController) start(exits chan<- workerExit) (*workerProc, error) {
 	var copies sync.WaitGroup
 	copies.Add(2)
 	go func() { defer copies.Done(); r.copyFrames(stdout) }()
-	go func() { defer copies.Done(); r.copyLines(stderr, fmt.Sprintf("worker %d: ", r.seq)) }()
+	prefix := fmt.Sprintf("worker %d: ", r.seq) // not in the goroutine: the next start changes r.seq
+	go func() { defer copies.Done(); r.copyLines(stderr, prefix) }()
 	go func() {
 		copies.Wait()
 		err := cmd.Wait()
