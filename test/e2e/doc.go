@@ -8,6 +8,8 @@
 //
 //	WORKQ_REQUIRE_REDIS=1 go test -race -count=1 ./test/e2e/
 //
+// WORKQ_E2E_RACE=1 builds the binaries with the race detector too.
+//
 // Without redis-server installed (and without WORKQ_REQUIRE_REDIS=1) the
 // tests skip.
 package e2e

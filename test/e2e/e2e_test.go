@@ -61,7 +61,11 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/coordinator", "./cmd/worker")
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	if os.Getenv("WORKQ_E2E_RACE") == "1" {
+		args = append(args, "-race") // the binaries too, slower
+	}
+	build := exec.Command("go", append(args, "./cmd/coordinator", "./cmd/worker")...)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the binaries: %v\n%s", err, out)
