@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -416,7 +417,8 @@ func (b *bench) coordinatorRun(ctx context.Context, bin string, lines int) (samp
 		return sample{}, err
 	}
 	return sample{pushRate: float64(lines) / res.seconds, rssBytes: float64(res.maxRSSBytes),
-		bytesPerItem: float64(mem1-mem0)/float64(lines) - payloadBytes, pushCPU: res.redisCPU / float64(lines) * 1e5}, nil
+		bytesPerItem: float64(mem1-mem0)/float64(lines) - payloadBytes, pushCPU: res.redisCPU / float64(lines) * 1e5,
+		clientCPU: res.cpu / float64(lines) * 1e5}, nil
 }
 
 func (b *bench) rssFlat(ctx context.Context) {
@@ -518,6 +520,22 @@ func (b *bench) checks() {
 		r := head.DrainRate.Median / asynqBest.DrainRate.Median
 		add(true, name, pass(r >= 20), fmt.Sprintf("%s/s vs asynq %s %s/s = %.1f×", human(head.DrainRate.Median), asynqBest.Name, human(asynqBest.DrainRate.Median), r))
 	}
+	// The same two comparisons on CPU cost: independent of other work on
+	// a shared machine, which the wall-clock rates are not.
+	if head != nil && ceil != nil && head.Capacity > 0 && ceil.Capacity > 0 {
+		r := head.Capacity / ceil.Capacity
+		add(false, "CPU capacity at B=100, W=4 ≥ 60% of the ceiling's", pass(r >= 0.6), fmt.Sprintf("%s/s vs %s/s = %.0f%%", human(head.Capacity), human(ceil.Capacity), 100*r))
+	}
+	var asynqCap float64
+	for _, r := range b.rep.Rows {
+		if strings.HasPrefix(r.Group, "asynq") {
+			asynqCap = max(asynqCap, r.Capacity)
+		}
+	}
+	if head != nil && head.Capacity > 0 && asynqCap > 0 {
+		r := head.Capacity / asynqCap
+		add(false, "CPU capacity at B=100, W=4 ≥ 20× asynq's best", pass(r >= 20), fmt.Sprintf("%s/s vs %s/s = %.1f×", human(head.Capacity), human(asynqCap), r))
+	}
 	name = "push ≥ 1,000,000 items/s (one `coordinator push -f FILE`)"
 	var coord *row
 	for i := range b.rep.Rows {
@@ -540,6 +558,10 @@ func (b *bench) checks() {
 		add(true, name, "NOT RUN", detail)
 	} else {
 		add(true, name, pass(coord.PushRate.Median >= 1e6), fmt.Sprintf("%s items/s pushing %s lines", human(coord.PushRate.Median), human(float64(coord.Items))))
+		if coord.PushCPU != nil && coord.ClientCPU != nil {
+			c := min(1e5 / *coord.PushCPU, float64(runtime.NumCPU())*1e5/(*coord.PushCPU+*coord.ClientCPU))
+			add(false, "CPU capacity of `coordinator push` ≥ 1,000,000 items/s", pass(c >= 1e6), fmt.Sprintf("%s items/s: Redis %.2f µs/item, coordinator %.2f µs/item", human(c), *coord.PushCPU*10, *coord.ClientCPU*10))
+		}
 	}
 	if head != nil && head.PushRate != nil {
 		add(false, "push ≥ 1,000,000 items/s (in-process queue.Pusher, 200k items)", pass(head.PushRate.Median >= 1e6),

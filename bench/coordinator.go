@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/workq/workq/pkg/queue"
@@ -38,6 +39,7 @@ type coordPush struct {
 	seconds     float64
 	redisCPU    float64
 	maxRSSBytes int64
+	cpu         float64 // the coordinator process's CPU seconds
 }
 
 // runCoordinatorPush creates job with the coordinator binary, then pushes
@@ -69,6 +71,9 @@ func runCoordinatorPush(ctx context.Context, e *redisEnv, bin, job, file string,
 	}
 	var res coordPush
 	res.seconds, res.redisCPU, res.maxRSSBytes = d.Seconds(), cpu, hwm
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.cpu = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+	}
 	if runErr != nil {
 		return res, fmt.Errorf("coordinator push: %v: %s", runErr, firstLine([]byte(errb.String())))
 	}

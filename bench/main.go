@@ -45,6 +45,7 @@ type config struct {
 	slowItems   int // B=1 rows and asynq
 	quick       bool
 	output      string
+	jsonFile    string
 	cpuProfile  string
 	only        map[string]bool
 	strict      bool
@@ -74,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.slowItems, "slow-items", 20_000, "items per run of the configs bound by a round trip per item (B=1 rows, asynq); set it to --items for the full matrix at one size (~25 minutes)")
 	fs.BoolVar(&c.quick, "quick", false, "reduced matrix for a smoke run (< 2 minutes): 1 run, 50,000 items, fewer configs")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
+	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON report to this file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the workq worker process of the B=100 W=4 config (first run) to this file")
 	fs.StringVar(&only, "only", "", "comma-separated sections to run: "+strings.Join(allSections, ","))
 	fs.StringVar(&batches, "batches", "", "comma-separated batch sizes of the workq and ceiling rows (default 1,10,100,1000; --quick 10,100)")
@@ -194,6 +196,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer b.close()
 	rep := b.runAll(ctx)
 	rep.Command = "cd bench && go run . " + strings.Join(args, " ")
+	if cfg.jsonFile != "" {
+		f, err := os.Create(cfg.jsonFile)
+		if err == nil {
+			err = rep.writeJSON(f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	}
 	if cfg.output == "json" {
 		if err := rep.writeJSON(stdout); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)

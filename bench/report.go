@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -68,8 +69,13 @@ type row struct {
 	DrainCPU *float64 `json:"redisCPUDrainSecPer100k,omitempty"`
 	// ClientCPU is the draining processes' own CPU seconds per 100k items.
 	ClientCPU *float64 `json:"clientCPUDrainSecPer100k,omitempty"`
-	NotRun    string   `json:"notRun,omitempty"`
-	Note      string   `json:"note,omitempty"`
+	// Capacity is the items/s the drain's CPU cost allows on this machine
+	// when nothing else runs: min(one Redis core / Redis CPU per item,
+	// all cores / (Redis + client CPU per item)), from the medians. It
+	// does not depend on other load, unlike the wall-clock rates.
+	Capacity float64 `json:"cpuCapacityItemsPerSec,omitempty"`
+	NotRun   string  `json:"notRun,omitempty"`
+	Note     string  `json:"note,omitempty"`
 }
 
 func ptr(f float64) *float64 { return &f }
@@ -105,6 +111,9 @@ func (r *row) fill(ss []sample) {
 	r.PushCPU = med(func(s sample) float64 { return s.pushCPU })
 	r.DrainCPU = med(func(s sample) float64 { return s.drainCPU })
 	r.ClientCPU = med(func(s sample) float64 { return s.clientCPU })
+	if r.DrainCPU != nil && r.ClientCPU != nil && *r.DrainCPU > 0 {
+		r.Capacity = min(1e5 / *r.DrainCPU, float64(runtime.NumCPU())*1e5/(*r.DrainCPU+*r.ClientCPU))
+	}
 }
 
 // check is one PASS/MISS line.
@@ -183,21 +192,21 @@ func (rep *report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "command: %s\n", rep.Command)
 	fmt.Fprintf(w, "load average at start: %s, at end: %s (above %d, other work shared the machine)\n\n", m.LoadStart, m.LoadEnd, m.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "config\titems\truns\tpush items/s\tdrain items/s (median (min–max))\t×ceiling\t×asynq best\tRedis B/item\tpeak RSS MiB\tRedis CPU s/100k: push\tdrain\tclient CPU s/100k\t")
+	fmt.Fprintln(tw, "config\titems\truns\tpush items/s\tdrain items/s (median (min–max))\t×ceiling\t×asynq best\tRedis B/item\tpeak RSS MiB\tRedis CPU s/100k: push\tdrain\tclient CPU s/100k\tCPU capacity items/s\t")
 	group := ""
 	for _, r := range rep.Rows {
 		if r.Group != group {
 			group = r.Group
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\n", "["+group+"]")
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", "["+group+"]")
 		}
 		if r.NotRun != "" {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Name)
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\n", "  not run: "+r.NotRun)
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Name)
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", "  not run: "+r.NotRun)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, human(float64(r.Items)), r.Runs,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, human(float64(r.Items)), r.Runs,
 			rate(r.PushRate), rate(r.DrainRate), ratio(r.VsCeiling, "%.2f"), ratio(r.VsAsynq, "%.1f×"),
-			opt(r.BytesPerItem, "%.1f"), opt(r.RSSMiB, "%.1f"), opt(r.PushCPU, "%.3f"), opt(r.DrainCPU, "%.3f"), opt(r.ClientCPU, "%.3f"))
+			opt(r.BytesPerItem, "%.1f"), opt(r.RSSMiB, "%.1f"), opt(r.PushCPU, "%.3f"), opt(r.DrainCPU, "%.3f"), opt(r.ClientCPU, "%.3f"), ratio(r.Capacity/1e3, "%.0fk"))
 	}
 	_ = tw.Flush()
 	if rep.Latency != nil {
