@@ -443,6 +443,118 @@ func TestWorker(t *testing.T) {
 		})
 	})
 
+	t.Run("TakesOverACrashedPeersItemsWhenItsLeaseExpires", func(t *testing.T) {
+		backends(t, func(t *testing.T, e *env) {
+			realClock(e)
+			const lease = 300 * time.Millisecond
+			require.NoError(t, e.c.Create(ctx, e.job, jobstate.Spec{Lease: jobstate.Duration(lease)}))
+			_, err := e.c.Push(ctx, e.job, items(3), queue.PushOptions{})
+			require.NoError(t, err)
+			require.NoError(t, e.c.Seal(ctx, e.job))
+			crashed, err := e.c.Lease(ctx, e.job, "crashed", 0)
+			require.NoError(t, err)
+			require.Len(t, crashed.Batch.Items, 3, "a peer holds everything, then dies")
+			t0 := time.Now()
+			var mu sync.Mutex
+			attempts := map[int64]int{}
+			w := startWorker(t, e.c, queue.WorkerConfig{Job: e.job, Handler: queue.HandlerFunc(func(_ context.Context, it queue.Item) error {
+				mu.Lock()
+				attempts[it.ID] = it.Attempt
+				mu.Unlock()
+				return nil
+			})})
+			require.NoError(t, w.wait(t, 10*time.Second))
+			took := time.Since(t0)
+			require.Equal(t, map[int64]int{0: 2, 1: 2, 2: 2}, attempts, "the items ran again, as second attempts")
+			require.Less(t, took, lease+2*time.Second, "taken over about when the lease expired, not at the idle fallback")
+			st := status(t, e)
+			require.EqualValues(t, 3, st.Items.Succeeded)
+			require.EqualValues(t, 1, st.Items.Takeovers)
+			res, err := e.c.Ack(ctx, e.job, crashed.Batch.Token, ids(crashed.Batch)...)
+			require.NoError(t, err)
+			require.Equal(t, queue.SettleResult{Refused: 3}, res, "the dead peer's late acks are refused")
+		})
+	})
+
+	t.Run("SuspendedJobPausesTheWorkerUntilResumed", func(t *testing.T) {
+		backends(t, func(t *testing.T, e *env) {
+			realClock(e)
+			require.NoError(t, e.c.Create(ctx, e.job, jobstate.Spec{}))
+			_, err := e.c.Push(ctx, e.job, items(2), queue.PushOptions{})
+			require.NoError(t, err)
+			changed, err := e.c.Suspend(ctx, e.job)
+			require.NoError(t, err)
+			require.True(t, changed)
+			got := make(chan int64, 2)
+			w := startWorker(t, e.c, queue.WorkerConfig{Job: e.job, Handler: queue.HandlerFunc(func(_ context.Context, it queue.Item) error {
+				got <- it.ID
+				return nil
+			})})
+			require.Never(t, func() bool { return len(got) > 0 }, 300*time.Millisecond, 10*time.Millisecond, "nothing runs while suspended")
+			require.Equal(t, jobstate.PhaseSuspended, status(t, e).Phase)
+			changed, err = e.c.Resume(ctx, e.job)
+			require.NoError(t, err)
+			require.True(t, changed)
+			require.EqualValues(t, 0, waitFor(t, got, time.Second, "the first item after resume (well before the idle fallback)"))
+			require.EqualValues(t, 1, waitFor(t, got, time.Second, "the second item"))
+			require.NoError(t, e.c.Seal(ctx, e.job))
+			require.NoError(t, w.wait(t, 5*time.Second))
+		})
+	})
+
+	t.Run("DeletedJobStopsTheWorker", func(t *testing.T) {
+		backends(t, func(t *testing.T, e *env) {
+			realClock(e)
+			require.NoError(t, e.c.Create(ctx, e.job, jobstate.Spec{Lease: jobstate.Duration(300 * time.Millisecond)}))
+			_, err := e.c.Push(ctx, e.job, items(1), queue.PushOptions{})
+			require.NoError(t, err)
+			started := make(chan struct{}, 1)
+			cancelled := make(chan struct{}, 1)
+			w := startWorker(t, e.c, queue.WorkerConfig{Job: e.job, Grace: time.Minute, Handler: queue.HandlerFunc(func(ctx context.Context, _ queue.Item) error {
+				started <- struct{}{}
+				<-ctx.Done()
+				cancelled <- struct{}{}
+				return ctx.Err()
+			})})
+			waitFor(t, started, 5*time.Second, "the item")
+			require.NoError(t, e.c.Delete(ctx, e.job))
+			err = w.wait(t, 5*time.Second)
+			require.ErrorIs(t, err, queue.ErrNoJob)
+			require.ErrorContains(t, err, e.job)
+			waitFor(t, cancelled, time.Second, "the running item to be stopped")
+			names, err := e.c.Names(ctx)
+			require.NoError(t, err)
+			require.NotContains(t, names, e.job, "the stopping worker did not bring the Job back")
+			_, err = e.c.Status(ctx, e.job)
+			require.ErrorIs(t, err, queue.ErrNoJob, "nor any of its keys")
+		})
+	})
+
+	t.Run("IdleWorkerStopsWhenTheJobFails", func(t *testing.T) {
+		backends(t, func(t *testing.T, e *env) {
+			realClock(e)
+			require.NoError(t, e.c.Create(ctx, e.job, jobstate.Spec{BackoffLimit: jobstate.Ptr(0)}))
+			w := startWorker(t, e.c, queue.WorkerConfig{Job: e.job, Handler: queue.HandlerFunc(func(context.Context, queue.Item) error { return nil })})
+			require.Eventually(t, func() bool {
+				ws, err := e.c.Workers(ctx, e.job)
+				return err == nil && len(ws) == 1
+			}, 5*time.Second, 5*time.Millisecond, "the worker registers and waits for items")
+			_, err := e.c.Finish(ctx, e.job, "crashed-peer", queue.OutcomeFailed)
+			require.NoError(t, err)
+			spec, obs, err := e.c.Observe(ctx, e.job)
+			require.NoError(t, err)
+			tr, ok := jobstate.Next(spec, obs)
+			require.True(t, ok)
+			applied, err := e.c.Apply(ctx, e.job, tr)
+			require.NoError(t, err)
+			require.True(t, applied)
+			// Woken by the transition, not by the 5s idle fallback; Run then
+			// waits for its blocking watch of the pending list, which ends
+			// within its 1s server-side timeout (go-redis cannot cancel it).
+			require.ErrorIs(t, w.wait(t, 2500*time.Millisecond), queue.ErrJobFailed)
+		})
+	})
+
 	t.Run("BatchHandlerGetsWholeBatches", func(t *testing.T) {
 		backends(t, func(t *testing.T, e *env) {
 			realClock(e)
