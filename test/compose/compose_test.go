@@ -360,6 +360,14 @@ func TestCompose(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		require.Equal(t, "ok", strings.TrimSpace(string(body)))
+
+		redis := s.running(t, "redis")
+		require.Len(t, redis, 1)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		ports, err := run(ctx, "", nil, nil, "docker", "port", redis[0])
+		require.NoError(t, err)
+		require.Empty(t, strings.TrimSpace(ports), "Redis is not published on the host")
 		t.Logf("example Job of %d items Complete, 3 workers exited 0, in %s", wordCount, time.Since(start).Round(time.Second))
 	})
 
@@ -391,6 +399,15 @@ func TestCompose(t *testing.T) {
 		require.Equal(t, n, st.Items.Total, st.String())
 		require.Equal(t, n, st.Items.Succeeded, "every item succeeded exactly once in the accounting: %s", st)
 		require.Zero(t, st.Items.Dead, st.String())
+
+		killed := map[string]bool{running[0]: true, running[1]: true}
+		for _, w := range s.waitExited(t, "worker", 6, 2*time.Minute) {
+			if killed[w.ID] {
+				require.Equal(t, 137, w.ExitCode, "worker %s was killed", w.Name)
+			} else {
+				require.Equal(t, 0, w.ExitCode, "worker %s should exit 0", w.Name)
+			}
+		}
 		t.Logf("%d items Complete with 6 workers, 2 killed, in %s: %s", n, time.Since(start).Round(time.Second), st)
 	})
 
@@ -413,6 +430,9 @@ func TestCompose(t *testing.T) {
 		require.Equal(t, n, st.Items.Total, st.String())
 		require.Equal(t, n, st.Items.Succeeded, st.String())
 		require.Zero(t, st.Items.Dead, st.String())
+		for _, w := range s.waitExited(t, "worker", 3, 2*time.Minute) {
+			require.Equal(t, 0, w.ExitCode, "worker %s should exit 0", w.Name)
+		}
 
 		// The Jobs that finished before the restart are still there.
 		for name, total := range map[string]int{"example": wordCount, "big": 20000} {
