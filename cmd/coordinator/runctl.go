@@ -60,6 +60,9 @@ func (r *runController) start(exits chan<- workerExit) (*workerProc, error) {
 	// The URL (and any password in it) goes through the environment, not
 	// the command line that ps shows.
 	cmd.Env = append(os.Environ(), "WORKQ_REDIS_URL="+r.url)
+	if r.d.redis.CA != "" {
+		cmd.Env = append(cmd.Env, "WORKQ_REDIS_CA="+r.d.redis.CA)
+	}
 	// Workers get their own process group: a Ctrl-C reaches run, which
 	// stops them gracefully, instead of every process at once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -4,6 +4,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -87,6 +89,9 @@ func Main(ctx context.Context, root *cobra.Command, stderr io.Writer) int {
 // Redis holds the Redis flags common to both binaries.
 type Redis struct {
 	URL string
+	// CA is a PEM file of the CA certificates that rediss:// servers are
+	// checked against instead of the system's (--redis-ca, WORKQ_REDIS_CA).
+	CA string
 }
 
 // AddFlags adds --redis, defaulting from WORKQ_REDIS_URL.
@@ -96,6 +101,7 @@ func (r *Redis) AddFlags(fs *pflag.FlagSet) {
 		def = queue.DefaultURL
 	}
 	fs.StringVar(&r.URL, "redis", def, "Redis URL: redis://[user[:password]@]host:port/db, rediss:// for TLS (env WORKQ_REDIS_URL; the password may also come from WORKQ_REDIS_PASSWORD)")
+	fs.StringVar(&r.CA, "redis-ca", os.Getenv("WORKQ_REDIS_CA"), "PEM file of the CA that signed Redis's TLS certificate, for rediss:// URLs (env WORKQ_REDIS_CA); default: the system's CAs")
 }
 
 // Options returns the queue options for the flags and the environment.
@@ -103,6 +109,17 @@ func (r *Redis) Options() (queue.Options, error) {
 	o := queue.Options{URL: r.URL, Password: os.Getenv("WORKQ_REDIS_PASSWORD")}
 	if _, err := queue.ParseURL(o.URL, o.Password); err != nil {
 		return o, UsageError{err}
+	}
+	if r.CA != "" {
+		pem, err := os.ReadFile(r.CA)
+		if err != nil {
+			return o, Usagef("--redis-ca: %v; give the PEM file of the CA that signed Redis's certificate", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return o, Usagef("--redis-ca %s holds no PEM certificate; give the CA's certificate, -----BEGIN CERTIFICATE-----", r.CA)
+		}
+		o.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return o, nil
 }

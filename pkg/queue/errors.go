@@ -67,6 +67,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: permission denied (%s); grant the workq ACL (see README)", ErrUnavailable, msg)
 	case strings.HasPrefix(msg, "OOM"):
 		return fmt.Errorf("%w: %s; raise maxmemory or drain the queue", ErrOutOfMemory, msg)
+	case strings.Contains(msg, "x509:"):
+		return fmt.Errorf("%w: %s; give the CA that signed Redis's certificate with --redis-ca FILE (WORKQ_REDIS_CA)", ErrUnavailable, redact(msg))
 	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"),
 		strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "connection reset"),
 		strings.Contains(msg, "broken pipe"), strings.Contains(msg, "EOF"),
