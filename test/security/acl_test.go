@@ -1,0 +1,156 @@
+package security_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/redistest"
+)
+
+// aclCommands are the only commands workq runs: the scripts (EVAL is the
+// fallback after a restarted Redis forgot them) and what they call, and the
+// few reads and pub/sub calls made from Go. HELLO and AUTH need no grant.
+// docs/SECURITY.md quotes this line.
+const aclCommands = "-@all +ping +time " +
+	"+evalsha +eval +script|load " +
+	"+exists +get +del +pexpire +persist " +
+	"+hget +hmget +hset +hsetnx +hdel +hgetall +hincrby +hkeys +hlen +hscan " +
+	"+sadd +srem +smembers +setbit " +
+	"+rpush +lpop +llen +blmove " +
+	"+zadd +zrem +zscore +zcard +zcount +zrange +zrangebyscore +zremrangebyscore " +
+	"+publish +subscribe +unsubscribe"
+
+// aclLine is the whole ACL rule of a workq user (with its password).
+func aclLine(user, password string) string {
+	return fmt.Sprintf("user %s on >%s resetkeys ~workq:* resetchannels &workq:* %s", user, password, aclCommands)
+}
+
+const (
+	adminPassword = "admin-pw-9f1c"
+	workqPassword = "workq-pw-42ab"
+)
+
+// TestACLUserRunsEverything runs every command of both binaries as a user
+// that may touch only workq:* keys and channels with only aclCommands, and
+// checks that Redis denied nothing, and that the user cannot run KEYS,
+// FLUSHALL or CONFIG.
+func TestACLUserRunsEverything(t *testing.T) {
+	redistest.Available(t)
+	dir := t.TempDir()
+	acl := filepath.Join(dir, "users.acl")
+	require.NoError(t, os.WriteFile(acl, []byte(fmt.Sprintf("user default on >%s ~* &* +@all\n%s\n",
+		adminPassword, aclLine("workq", workqPassword))), 0o600))
+	srv, err := redistest.Start(dir, "--aclfile", acl)
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: adminPassword})
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx := context.Background()
+
+	url := fmt.Sprintf("redis://workq:%s@%s/0", workqPassword, srv.Addr)
+	c := newCLI(t, "WORKQ_REDIS_URL="+url)
+	co, wk := bins.Coordinator, bins.Worker
+
+	t.Run("EveryCommandWorksAsTheUser", func(t *testing.T) {
+		c.t = t
+		httpAddr := freeAddr(t)
+		serve := c.start("serve", co, "serve", "--listen", httpAddr, "--interval", "100ms", "--token", "tok-1")
+		waitHTTP(t, httpAddr, serve)
+
+		c.run(0, co, "create", "acl", "--lease", "3s", "--max-attempts", "1", "--batch-size", "2")
+		c.run(0, co, "push", "acl", "a", "b", "c", "fail-me")
+		items := filepath.Join(dir, "items.txt")
+		require.NoError(t, os.WriteFile(items, []byte("d\ne\nd\n"), 0o644))
+		c.run(0, co, "push", "acl", "-f", items, "--dedupe")
+		c.run(0, co, "list")
+		c.run(0, co, "status", "acl")
+		c.run(0, co, "status", "acl", "-o", "json")
+		c.run(0, co, "suspend", "acl")
+		c.run(0, co, "resume", "acl")
+		c.run(0, co, "seal", "acl")
+		c.run(0, wk, "--job", "acl", "--metrics-listen", freeAddr(t), "--", "sh", "-c", `test "$1" != fail-me`, "sh", "{}")
+		c.run(1, co, "watch", "acl", "--interval", "50ms") // one item is dead: the Job fails
+		r := c.run(0, co, "dead", "acl")
+		require.Contains(t, r.Stdout, "fail-me")
+		c.run(0, co, "retry", "acl")
+		// As after a Redis restart: the worker finds no scripts and EVALs them.
+		require.NoError(t, admin.ScriptFlush(ctx).Err())
+		c.run(0, wk, "--job", "acl", "--batch-exec", "--", "cat")
+		c.run(0, co, "watch", "acl", "--interval", "50ms")
+
+		// The dashboard, its API, its changes (with the token) and /metrics.
+		c.run(0, co, "create", "acl-web")
+		for _, path := range []string{"/", "/jobs/acl", "/api/jobs", "/api/jobs/acl", "/metrics", "/healthz"} {
+			code, body := get(t, "http://"+httpAddr+path)
+			require.Equal(t, 200, code, "%s: %s", path, body)
+			c.all.WriteString(body)
+		}
+		for _, action := range []string{"suspend", "resume", "retry"} {
+			code, body := do(t, "POST", "http://"+httpAddr+"/api/jobs/acl-web/"+action, "tok-1")
+			require.Equal(t, 200, code, "%s: %s", action, body)
+		}
+		code, body := do(t, "DELETE", "http://"+httpAddr+"/api/jobs/acl-web", "tok-1")
+		require.Equal(t, 200, code, body)
+
+		// run, with its workers, against the same Redis as that user.
+		c.runIn(0, strings.NewReader("x\ny\nz\n"), co, "run", "--redis", url, "--job", "acl-run", "-p", "2", "--", "cat")
+		c.run(0, co, "delete", "acl")
+		c.run(0, co, "delete", "acl-run")
+		_ = serve.Signal(syscall.SIGTERM)
+		serve.Wait(t, 30*time.Second)
+		c.all.WriteString(serve.Output())
+
+		require.NotContains(t, c.all.String(), "NOPERM")
+		require.NotContains(t, c.all.String(), "permission denied")
+		entries, err := admin.Do(ctx, "ACL", "LOG").Slice()
+		require.NoError(t, err)
+		require.Empty(t, entries, "Redis denied nothing to the workq user: %v", entries)
+	})
+
+	t.Run("UserCannotRunKeysFlushallOrConfig", func(t *testing.T) {
+		user := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "workq", Password: workqPassword})
+		t.Cleanup(func() { _ = user.Close() })
+		require.NoError(t, user.Ping(ctx).Err())
+		for _, cmd := range [][]any{{"KEYS", "*"}, {"FLUSHALL"}, {"FLUSHDB"}, {"CONFIG", "GET", "*"}, {"CONFIG", "SET", "maxmemory", "1"},
+			{"SCAN", "0"}, {"ACL", "LIST"}, {"SHUTDOWN"}, {"SCRIPT", "FLUSH"}} {
+			err := user.Do(ctx, cmd...).Err()
+			require.Error(t, err, "%v", cmd)
+			require.Contains(t, err.Error(), "NOPERM", "%v", cmd)
+		}
+		require.ErrorContains(t, user.Set(ctx, "other:key", "x", 0).Err(), "NOPERM", "keys outside workq:* are out of reach")
+		require.ErrorContains(t, user.Get(ctx, "other:key").Err(), "NOPERM")
+		require.ErrorContains(t, user.Eval(ctx, "return redis.call('GET', 'other:key')", nil).Err(), "can't access",
+			"scripts run with the user's permissions")
+		require.ErrorContains(t, user.Publish(ctx, "other-channel", "x").Err(), "NOPERM")
+	})
+
+	t.Run("TheLineCoversEveryCommandTheScriptsCall", func(t *testing.T) {
+		src, err := os.ReadFile(filepath.Join("..", "..", "pkg", "queue", "scripts.go"))
+		require.NoError(t, err)
+		calls := regexp.MustCompile(`redis\.call\('([A-Z]+)'`).FindAllStringSubmatch(string(src), -1)
+		require.NotEmpty(t, calls)
+		allowed := map[string]bool{}
+		for _, f := range strings.Fields(aclCommands) {
+			allowed[strings.TrimPrefix(f, "+")] = true
+		}
+		var missing []string
+		for _, m := range calls {
+			if cmd := strings.ToLower(m[1]); !allowed[cmd] {
+				missing = append(missing, cmd)
+			}
+		}
+		sort.Strings(missing)
+		require.Empty(t, missing, "scripts call commands the ACL line does not allow")
+	})
+}
