@@ -217,7 +217,8 @@ const (
 )
 
 // Finish records how worker wid ended; only the first record of a worker
-// counts. It returns true when this call recorded it.
+// counts. It returns true when this call recorded it, and ErrNoJob (with
+// nothing recorded) when the Job no longer exists.
 func (c *Client) Finish(ctx context.Context, job, wid, outcome string) (bool, error) {
 	v, err := c.run(ctx, finishScript, job, wid, outcome)
 	if err != nil {

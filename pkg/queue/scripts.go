@@ -389,8 +389,11 @@ return {'OK'}
 
 // finishScript records how a worker ended, once per worker id.
 // ARGV[1] worker id; ARGV[2] "succeeded", "failed" or "stopped".
-// Returns 1 when this call recorded the end, 0 when it was known already.
+// Returns 1 when this call recorded the end, 0 when it was known already,
+// or an error reply NOJOB (nothing written: a deleted or expired Job's keys
+// must not come back, nor count against a new Job of the same name).
 var finishScript = redis.NewScript(prelude + `
+if redis.call('EXISTS', SPEC) == 0 then return redis.error_reply('NOJOB') end
 allow_oom()
 redis.call('ZREM', WORKERS, ARGV[1])
 local first = redis.call('HSETNX', WENDED, ARGV[1], ARGV[2])

@@ -723,3 +723,49 @@ func TestWorkerPicksUpNewItemsQuickly(t *testing.T) {
 		check(t, c, job, idle, 4*limit)
 	})
 }
+
+func TestFinish(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("RecordsAWorkersEndOnce", func(t *testing.T) {
+		backends(t, func(t *testing.T, e *env) {
+			require.NoError(t, e.c.Create(ctx, e.job, jobstate.Spec{}))
+			require.NoError(t, e.c.Register(ctx, e.job, queue.WorkerInfo{ID: "w"}))
+			first, err := e.c.Finish(ctx, e.job, "w", queue.OutcomeFailed)
+			require.NoError(t, err)
+			require.True(t, first)
+			first, err = e.c.Finish(ctx, e.job, "w", queue.OutcomeSucceeded)
+			require.NoError(t, err)
+			require.False(t, first, "only the first record of a worker counts")
+			st := status(t, e)
+			require.EqualValues(t, 1, st.Failed)
+			require.Zero(t, st.Succeeded)
+			require.Zero(t, st.Active)
+		})
+	})
+
+	t.Run("FinishAfterDeleteRecordsNothing", func(t *testing.T) {
+		backends(t, func(t *testing.T, e *env) {
+			require.NoError(t, e.c.Create(ctx, e.job, jobstate.Spec{BackoffLimit: jobstate.Ptr(0)}))
+			require.NoError(t, e.c.Register(ctx, e.job, queue.WorkerInfo{ID: "w"}))
+			require.NoError(t, e.c.Delete(ctx, e.job))
+			// The worker of the deleted Job ends late.
+			_, err := e.c.Finish(ctx, e.job, "w", queue.OutcomeFailed)
+			require.ErrorIs(t, err, queue.ErrNoJob)
+			keys, err := e.c.Redis().Keys(ctx, "workq:{"+e.job+"}:*").Result()
+			require.NoError(t, err)
+			require.Empty(t, keys, "no key of the deleted Job comes back")
+
+			// A new Job of the same name starts clean: the old worker's
+			// failure must not count toward its backoff limit.
+			require.NoError(t, e.c.Create(ctx, e.job, jobstate.Spec{BackoffLimit: jobstate.Ptr(0)}))
+			st := status(t, e)
+			require.Zero(t, st.Failed)
+			spec, obs, err := e.c.Observe(ctx, e.job)
+			require.NoError(t, err)
+			_, ok := jobstate.Next(spec, obs)
+			require.False(t, ok, "the new Job is not failing")
+		})
+	})
+}
