@@ -107,3 +107,14 @@ func waitHTTP(t *testing.T, addr string, p *harness.Proc) {
 		return resp.StatusCode == 200, resp.Status + "\n" + p.Output()
 	})
 }
+
+// tryGet fetches a URL; err is set when nothing answered.
+func tryGet(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
