@@ -660,26 +660,36 @@ func TestWorkerPicksUpNewItemsQuickly(t *testing.T) {
 			starts <- time.Now()
 			return nil
 		})})
-		var worst time.Duration
-		for i := range 6 {
+		// Four pushes of each kind. A loaded machine may delay one pickup
+		// (scheduling, not the wake-up), so one slow pickup per kind is
+		// tolerated, within half the 1s renewal of the pending-list watch
+		// and far below the 5s idle fallback.
+		slow := map[string]int{}
+		for i := range 8 {
 			idle(t)
+			kind := "Push"
 			t0 := time.Now()
 			if i%2 == 0 {
 				_, err := c.Push(ctx, job, [][]byte{[]byte("via-client")}, queue.PushOptions{})
 				require.NoError(t, err)
 			} else {
+				kind = "RPUSH"
 				require.NoError(t, c.Redis().RPush(ctx, queue.PendingKey(job), "via-rpush").Err())
 			}
 			lat := waitFor(t, starts, 5*time.Second, "the pushed item to start").Sub(t0)
-			t.Logf("push %d (%s): picked up after %s", i, map[bool]string{true: "Push", false: "RPUSH"}[i%2 == 0], lat)
-			require.Less(t, lat, limit, "push %d", i)
-			worst = max(worst, lat)
+			t.Logf("push %d (%s): picked up after %s", i, kind, lat)
+			require.Less(t, lat, 5*limit, "push %d (%s)", i, kind)
+			if lat >= limit {
+				slow[kind]++
+			}
 		}
+		require.LessOrEqual(t, slow["Push"], 1, "pickups slower than %s after Push", limit)
+		require.LessOrEqual(t, slow["RPUSH"], 1, "pickups slower than %s after RPUSH", limit)
 		require.NoError(t, c.Seal(ctx, job))
 		require.NoError(t, w.wait(t, 5*time.Second), "sealing an empty Job ends its idle worker at once")
 		st, err := c.Status(ctx, job)
 		require.NoError(t, err)
-		require.EqualValues(t, 6, st.Items.Succeeded)
+		require.EqualValues(t, 8, st.Items.Succeeded)
 	}
 
 	t.Run("redis", func(t *testing.T) {
