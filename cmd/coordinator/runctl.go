@@ -65,7 +65,8 @@ func (r *runController) start(exits chan<- workerExit) (*workerProc, error) {
 	}
 	// Workers get their own process group: a Ctrl-C reaches run, which
 	// stops them gracefully, instead of every process at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// If run itself dies, its workers are told to stop (SIGTERM).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -225,7 +225,9 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	// Its own process group, so a timeout or a stop kills every process
 	// the command started, not only the first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a worker killed with SIGKILL takes its running commands
+	// with it, instead of leaving them to run an item that is retried.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil

@@ -140,6 +140,9 @@ func Connect(o Options) (*Client, error) {
 		opt.PoolSize = o.PoolSize
 	}
 	opt.DialTimeout = 5 * time.Second
+	// workq retries with its own backoff (and --wait); the driver's five
+	// dial attempts per command only delayed each error by seconds.
+	opt.DialerRetries = 1
 	opt.ReadTimeout = 10 * time.Second
 	opt.WriteTimeout = 10 * time.Second
 	return New(redis.NewClient(opt)), nil
