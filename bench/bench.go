@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -488,6 +489,10 @@ func (b *bench) checks() {
 	add := func(target bool, name, result, detail string) {
 		b.rep.Checks = append(b.rep.Checks, check{Name: name, Result: result, Detail: detail, Target: target})
 	}
+	if busy(b.rep.Machine.LoadStart) || busy(loadAvg()) {
+		add(false, "the machine was otherwise idle", "WARN", fmt.Sprintf("load average %s at the start, %s at the end on %d CPUs: other work shared the machine, so the wall-clock targets below are unreliable; the CPU capacity checks are not affected",
+			b.rep.Machine.LoadStart, loadAvg(), runtime.NumCPU()))
+	}
 	pass := func(ok bool) string {
 		if ok {
 			return "PASS"
@@ -616,4 +621,15 @@ func (b *bench) notes() {
 		"Redis B/item is the growth of INFO used_memory over the push divided by the items, minus the payload; Redis CPU is used_cpu_user+used_cpu_sys over the phase, per 100k items",
 		fmt.Sprintf("asynq: enqueued by %d goroutines with Client.Enqueue (one Lua call per task; asynq has no batch enqueue), drained by one Server", asynqEnqueuers),
 	}
+}
+
+// busy reports whether a load average line ("1m 5m 15m") shows more
+// runnable work than CPUs in the last minute.
+func busy(load string) bool {
+	f := strings.Fields(load)
+	if len(f) == 0 {
+		return false
+	}
+	l, err := strconv.ParseFloat(f[0], 64)
+	return err == nil && l > float64(runtime.NumCPU())
 }
