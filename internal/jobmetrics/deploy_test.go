@@ -265,7 +265,7 @@ func TestDeployFiles(t *testing.T) {
 		require.Equal(t, "/var/lib/grafana/dashboards", prov.Providers[0].Options.Path)
 	})
 
-	t.Run("TheComposeSnippetMountsTheseFilesUnderTheMonitoringProfile", func(t *testing.T) {
+	t.Run("TheComposeFileMountsTheseFilesUnderTheMonitoringProfile", func(t *testing.T) {
 		t.Parallel()
 		var compose struct {
 			Services map[string]struct {
@@ -273,10 +273,12 @@ func TestDeployFiles(t *testing.T) {
 				Volumes  []string `yaml:"volumes"`
 			} `yaml:"services"`
 		}
-		readYAML(t, "deploy/monitoring-compose-snippet.yml", &compose)
+		readYAML(t, "docker-compose.yml", &compose)
 		names := make([]string, 0, len(compose.Services))
-		for n := range compose.Services {
-			names = append(names, n)
+		for n, s := range compose.Services {
+			if slices.Contains(s.Profiles, "monitoring") {
+				names = append(names, n)
+			}
 		}
 		sort.Strings(names)
 		require.Equal(t, []string{"grafana", "prometheus"}, names)
