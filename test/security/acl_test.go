@@ -135,6 +135,12 @@ func TestACLUserRunsEverything(t *testing.T) {
 		require.ErrorContains(t, user.Publish(ctx, "other-channel", "x").Err(), "NOPERM")
 	})
 
+	t.Run("DocsQuoteTheLine", func(t *testing.T) {
+		doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "SECURITY.md"))
+		require.NoError(t, err)
+		require.Contains(t, string(doc), aclLine("workq", "CHANGE-ME"), "docs/SECURITY.md quotes the tested ACL line")
+	})
+
 	t.Run("TheLineCoversEveryCommandTheScriptsCall", func(t *testing.T) {
 		src, err := os.ReadFile(filepath.Join("..", "..", "pkg", "queue", "scripts.go"))
 		require.NoError(t, err)
