@@ -123,9 +123,9 @@ func scenarioRedisAlways(t *testing.T) []row {
 	took, faults := e.drainKilled(job)
 	// In flight at the kill: two batches per worker.
 	r := e.account(job, items[:kept], 4*2*batch)
-	push := row{Scenario: "3a. Redis `kill -9` mid-push, AOF `appendfsync always`", Items: reported,
+	push := row{Scenario: "3a. Redis `kill -9` mid-push, AOF `appendfsync always`", Items: kept,
 		Succeeded: r.Succeeded, Lost: max(0, reported-kept), Bound: -1, Faults: 1,
-		Note: fmt.Sprintf("push exited 1 having reported %d written; after restart Redis held %d, all whole and in order (%d more were in the unanswered round trip); all ran to Complete", reported, kept, kept-reported)}
+		Note: fmt.Sprintf("push exited 1 reporting %d items written; after the restart Redis held all of them and %d more from the round trip whose reply was lost (%d in all, whole and in order); all ran to Complete (3b)", reported, kept-reported, kept)}
 	r.Scenario = "3b. Redis `kill -9` mid-drain and restarted, AOF `appendfsync always`"
 	r.Faults = faults
 	r.TimeToComplete = took
@@ -208,13 +208,6 @@ func scenarioMaxmemory(t *testing.T) []row {
 	r.Scenario = "6. Redis at `maxmemory 20mb`, `noeviction`: push refused, workers drain what is there"
 	r.Faults = 1
 	r.TimeToComplete = done.Sub(start)
-	r.Note = fmt.Sprintf("push exit 1: %q; the %d items in Redis all whole; seal and workers ran with Redis held over its limit", clip(msg, 160), reported)
+	r.Note = fmt.Sprintf("push exit 1, one line ending %q; exactly those %d items in Redis, all whole; seal, workers and controller ran with Redis held over its limit", msg[strings.Index(msg, "raise maxmemory"):], reported)
 	return []row{r}
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
