@@ -93,18 +93,21 @@ func (w *waiter) watch(ctx context.Context) <-chan struct{} {
 		defer w.wg.Done()
 		pending := keysFor(w.job).pending
 		err := w.c.rdb.BLMove(ctx, pending, pending, "LEFT", "LEFT", watchTimeout).Err()
+		if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+			// Redis trouble: do not spin. The watch ends only after the
+			// pause, or the caller would renew it at once; the caller's
+			// timer still runs.
+			select {
+			case <-ctx.Done():
+			case <-time.After(watchTimeout):
+			}
+		}
 		w.mu.Lock()
 		w.watching = nil
 		close(done)
 		w.mu.Unlock()
 		if err == nil {
 			w.fire()
-		} else if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
-			// Redis trouble: do not spin; the caller's timer still runs.
-			select {
-			case <-ctx.Done():
-			case <-time.After(watchTimeout):
-			}
 		}
 	}()
 	return done

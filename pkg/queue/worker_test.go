@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -778,4 +779,37 @@ func TestFinish(t *testing.T) {
 			require.False(t, ok, "the new Job is not failing")
 		})
 	})
+}
+
+// TestIdleWorkerDoesNotSpinWhileRedisIsDown: an idle worker watches the
+// pending list with a blocking call; when Redis goes away, that call fails
+// at once, and the watch must back off instead of being renewed in a tight
+// loop (each failed watch leaves a goroutine behind for its backoff).
+func TestIdleWorkerDoesNotSpinWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
+	srv := redistest.ForTest(t)
+	// No retries inside go-redis: the worker's own backoff must hold.
+	c := queue.New(redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialerRetries: 1, DialerRetryTimeout: time.Microsecond}))
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.Ping(context.Background()))
+	job := newJobName()
+	require.NoError(t, c.Create(context.Background(), job, jobstate.Spec{}))
+	w := startWorker(t, c, queue.WorkerConfig{Job: job, Logger: slog.New(slog.DiscardHandler),
+		Handler: queue.HandlerFunc(func(context.Context, queue.Item) error { return nil })})
+	require.Eventually(t, func() bool {
+		info, err := c.Redis().Info(context.Background(), "clients").Result()
+		return err == nil && strings.Contains(info, "blocked_clients:1\r\n")
+	}, 10*time.Second, time.Millisecond, "the worker goes idle, blocked on the pending list")
+	base := runtime.NumGoroutine()
+	srv.Stop()
+	peak := base
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		peak = max(peak, runtime.NumGoroutine())
+		runtime.Gosched()
+	}
+	t.Logf("goroutines: %d before Redis stopped, peak %d after", base, peak)
+	require.Less(t, peak-base, 500, "the idle worker renews its failed watch in a tight loop")
+	w.cancel()
+	require.ErrorIs(t, w.wait(t, 15*time.Second), queue.ErrStopped)
 }
