@@ -259,18 +259,30 @@ while i <= #ARGV do
     i = i + nA + 3 * nF + nR
   else
     local lk = lease_key(token)
-    for _ = 1, nA do
-      local id = ARGV[i]
-      i = i + 1
-      if comp then
+    if comp then
+      -- Indexed: each acked item's index is marked completed.
+      for _ = 1, nA do
+        local id = ARGV[i]
+        i = i + 1
         local v = redis.call('HGET', lk, id)
         if v then
           local _, payload = split2(v)
           local idx = tonumber(payload)
           if idx then redis.call('SETBIT', INDEXES, idx, 1) end
         end
+        if redis.call('HDEL', lk, id) == 1 then acked = acked + 1 else refused = refused + 1 end
       end
-      if redis.call('HDEL', lk, id) == 1 then acked = acked + 1 else refused = refused + 1 end
+    else
+      -- Work queue: one HDEL per 1000 acks; what it did not delete was
+      -- settled before (a repeated ack) and is refused.
+      local last = i + nA - 1
+      for j = i, last, 1000 do
+        local k = math.min(j + 999, last)
+        local n = redis.call('HDEL', lk, unpack(ARGV, j, k))
+        acked = acked + n
+        refused = refused + (k - j + 1) - n
+      end
+      i = last + 1
     end
     for _ = 1, nF do
       local id, jitter, err = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
