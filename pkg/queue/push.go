@@ -39,6 +39,7 @@ type Pusher struct {
 	opts PushOptions
 
 	chunk   []any // script args of the chunk being filled
+	bytes   int   // item bytes in chunk
 	arena   []byte
 	batch   [][]any // chunks of the round trip being filled
 	sends   chan [][]any
@@ -77,6 +78,7 @@ func (p *Pusher) reset() {
 	}
 	p.chunk = make([]any, 1, n+1)
 	p.chunk[0] = mode
+	p.bytes = 0
 	p.arena = make([]byte, 0, 64*1024)
 }
 
@@ -98,11 +100,13 @@ func (p *Pusher) Add(item []byte) error {
 	start := len(p.arena)
 	p.arena = append(p.arena, item...)
 	p.chunk = append(p.chunk, p.arena[start:len(p.arena):len(p.arena)])
+	p.bytes += len(item)
 	items := len(p.chunk) - 1
 	if p.opts.Dedupe {
 		items /= 2
 	}
-	if items >= p.opts.ChunkItems || len(p.arena) >= DefaultChunkBytes {
+	// The arena is replaced when full, so its length is not the chunk's.
+	if items >= p.opts.ChunkItems || p.bytes >= DefaultChunkBytes {
 		p.endChunk()
 	}
 	return nil

@@ -1,10 +1,13 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/redistest"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
@@ -208,4 +212,51 @@ func TestStress(t *testing.T) {
 		require.GreaterOrEqual(t, st.Items.Takeovers, crashes.Load()-revived.Load(),
 			"every abandoned lease was taken over, unless its worker came back and settled it in time")
 	})
+}
+
+// TestPushLargeItemsIsChunkedByBytes pushes items of 100 KB: a script call
+// carries at most about DefaultChunkBytes of them (here about 1 MiB, so
+// 11 items), not DefaultChunkItems (1000 items, 100 MB), so that a push of
+// large items keeps the Pusher's memory and each Redis call bounded.
+func TestPushLargeItemsIsChunkedByBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// A server of its own: its command counters are this test's.
+	srv := redistest.ForTest(t)
+	c, err := queue.Open(ctx, queue.Options{URL: srv.URL()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	job := newJobName()
+	require.NoError(t, c.Create(ctx, job, jobstate.Spec{}))
+
+	const n, size = 64, 100 << 10
+	big := make([][]byte, n)
+	for i := range big {
+		big[i] = bytes.Repeat([]byte{byte('a' + i%26)}, size)
+	}
+	calls := func() int {
+		info, err := c.Redis().Info(ctx, "commandstats").Result()
+		require.NoError(t, err)
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:calls="); ok {
+				v, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				require.NoError(t, err)
+				return v
+			}
+		}
+		return 0
+	}
+	before := calls()
+	pushed, err := c.Push(ctx, job, big, queue.PushOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, n, pushed)
+	perCall := queue.DefaultChunkBytes/size + 1
+	require.GreaterOrEqual(t, calls()-before, (n+perCall-1)/perCall, "chunks of about %d bytes", queue.DefaultChunkBytes)
+
+	got, err := c.Redis().LRange(ctx, queue.PendingKey(job), 0, -1).Result()
+	require.NoError(t, err)
+	require.Len(t, got, n)
+	for i, v := range got {
+		require.True(t, v == string(big[i]), "item %d kept its place and bytes", i)
+	}
 }
