@@ -153,12 +153,16 @@ func scenarioRedisEverysec(t *testing.T) []row {
 	time.Sleep(1500 * time.Millisecond) // past the next fsync
 
 	took, faults := e.drainKilled(job)
-	r := e.account(job, items[:kept], 4*2*batch)
+	// What ran twice is not bounded by the batches in flight here: acks
+	// that Redis answered but had not yet written to its AOF (it postpones
+	// the write while a background fsync runs) are lost with it, and their
+	// items run again. They must still be counted once.
+	r := e.account(job, items[:kept], -1)
 	window.Succeeded = r.Succeeded
 	r.Scenario = "3d. Redis `kill -9` mid-drain and restarted, AOF `appendfsync everysec`"
 	r.Faults = faults
 	r.TimeToComplete = took
-	r.Note = "4 workers, batch 100, lease 5s, Redis down 1s"
+	r.Note = fmt.Sprintf("4 workers, batch 100, lease 5s, Redis down 1s; executed twice measured, not bounded (see the everysec section); %d leases taken over", e.status(job).Items.Takeovers)
 	return []row{window, r}
 }
 
