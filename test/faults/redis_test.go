@@ -106,7 +106,8 @@ func (e *env) drainKilled(job string) (time.Duration, int) {
 // mid-drain.
 func scenarioRedisAlways(t *testing.T) []row {
 	e := newEnv(t, "--appendonly", "yes", "--appendfsync", "always")
-	const n, batch = 300_000, 100
+	// Far more than Redis takes before the kill, even on a fast machine.
+	const n, batch = 1_000_000, 100
 	file, items := writeItems(t, "a", n)
 	job := "aof-always"
 	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", "5s")
