@@ -169,11 +169,10 @@ func TestNewItemLatency(t *testing.T) {
 	require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
 }
 
-// TestKilledWorkersItemReadsWholeItem: a command whose worker is killed
-// while it runs is orphaned and runs on (a duplicate, allowed); it must
-// still read its whole item on stdin, not a cut-short one that looks
-// complete.
-func TestKilledWorkersItemReadsWholeItem(t *testing.T) {
+// TestKilledWorkerTakesItsItemCommandWithIt: a command whose worker is
+// killed with SIGKILL dies with it, instead of running on as an orphan on
+// an item that is retried elsewhere; the retried run reads the whole item.
+func TestKilledWorkerTakesItsItemCommandWithIt(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	const size = 300_000 // far more than a pipe holds
@@ -181,24 +180,37 @@ func TestKilledWorkersItemReadsWholeItem(t *testing.T) {
 	e.ok("create", "orphan", "--lease", "1s")
 	r := e.coordIn(strings.NewReader(item+"\n"), "push", "orphan", "-f", "-", "--seal")
 	require.Equal(t, 0, r.code, r.String())
-	// The command says it started, waits for the test's go-ahead, then
-	// counts the bytes of its stdin.
-	w := e.startWorker("--job", "orphan", "--", "sh", "-c",
-		`[ "$WORKQ_ATTEMPT" = 1 ] || exit 0; : > "$0/started"; while [ ! -e "$0/go" ]; do sleep 0.01; done; wc -c > "$0/size"`, e.dir)
-	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(e.dir, "started")); return err == nil }, 30*time.Second, 5*time.Millisecond)
+	// The first attempt records its pid and blocks; a later one counts the
+	// bytes of its stdin.
+	script := `if [ "$WORKQ_ATTEMPT" = 1 ]; then echo $$ > "$0/pid.tmp" && mv "$0/pid.tmp" "$0/pid"; exec sleep 1000; fi; wc -c > "$0/size"`
+	w := e.startWorker("--job", "orphan", "--", "sh", "-c", script, e.dir)
+	var pid int
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(e.dir, "pid"))
+		if err != nil {
+			return false
+		}
+		_, err = fmt.Sscan(strings.TrimSpace(string(b)), &pid)
+		return err == nil
+	}, 30*time.Second, 5*time.Millisecond)
 	w.signal(t, syscall.SIGKILL)
 	w.wait(t, 10*time.Second)
-	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644))
-	var got string
 	require.Eventually(t, func() bool {
-		b, err := os.ReadFile(filepath.Join(e.dir, "size"))
-		got = strings.TrimSpace(string(b))
-		return err == nil && got != ""
-	}, 30*time.Second, 5*time.Millisecond, "the orphaned command never ended")
-	require.Equal(t, fmt.Sprint(size), got, "bytes the orphaned command read on stdin")
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true // gone and reaped
+		}
+		// "pid (comm) S ...": a zombie is dead too.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		return len(f) > 0 && f[0] == "Z"
+	}, 10*time.Second, 5*time.Millisecond, "the item command of a killed worker still runs")
 
-	// The item runs again elsewhere (its lease expired) and the Job ends.
-	w = e.startWorker("--job", "orphan", "--", "true")
+	// The item runs again elsewhere (its lease expired), reads all of it,
+	// and the Job ends.
+	w = e.startWorker("--job", "orphan", "--", "sh", "-c", script, e.dir)
 	require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+	b, err := os.ReadFile(filepath.Join(e.dir, "size"))
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprint(size), strings.TrimSpace(string(b)), "bytes the retried command read on stdin")
 	require.Equal(t, 0, e.coord("watch", "orphan", "--interval", "50ms").code)
 }
