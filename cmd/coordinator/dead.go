@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/pkg/queue"
 )
 
 func newDeadCmd(d deps) *cobra.Command {
@@ -17,25 +18,17 @@ func newDeadCmd(d deps) *cobra.Command {
 		Use:   "dead NAME",
 		Short: "List a Job's dead items with their attempts and last error",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.CheckName(args[0]); err != nil {
-				return err
-			}
-			if err := out.check(); err != nil {
-				return err
-			}
+		PreRunE: func(*cobra.Command, []string) error {
 			if limit < 0 {
 				return cli.Usagef("--limit (%d) must not be negative", limit)
 			}
-			c, err := d.open(cmd.Context())
-			if err != nil {
+			return out.check()
+		},
+		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
+			if _, err := c.Spec(cmd.Context(), name); err != nil {
 				return err
 			}
-			defer c.Close()
-			if _, err := c.Spec(cmd.Context(), args[0]); err != nil {
-				return suggest(cmd.Context(), c, args[0], err)
-			}
-			dead, err := c.Dead(cmd.Context(), args[0], limit)
+			dead, err := c.Dead(cmd.Context(), name, limit)
 			if err != nil {
 				return err
 			}
@@ -43,7 +36,7 @@ func newDeadCmd(d deps) *cobra.Command {
 				return writeJSON(d.stdout, dead)
 			}
 			if len(dead) == 0 {
-				fmt.Fprintf(d.stdout, "no dead items in %s\n", args[0])
+				fmt.Fprintf(d.stdout, "no dead items in %s\n", name)
 				return nil
 			}
 			t := newTable(d.stdout)
@@ -53,7 +46,7 @@ func newDeadCmd(d deps) *cobra.Command {
 			}
 			t.flush()
 			return nil
-		},
+		}),
 	}
 	out.add(cmd.Flags())
 	cmd.Flags().IntVar(&limit, "limit", 100, "show at most this many; 0 shows all")
@@ -88,25 +81,17 @@ func newRetryCmd(d deps) *cobra.Command {
 back to Running: its Complete or Failed condition, its done flag and its
 worker-failure count are cleared, so start workers again to process them.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.CheckName(args[0]); err != nil {
-				return err
-			}
-			c, err := d.open(cmd.Context())
+		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
+			n, err := c.RetryDead(cmd.Context(), name)
 			if err != nil {
 				return err
-			}
-			defer c.Close()
-			n, err := c.RetryDead(cmd.Context(), args[0])
-			if err != nil {
-				return suggest(cmd.Context(), c, args[0], err)
 			}
 			if n == 0 {
-				fmt.Fprintf(d.stdout, "no dead items in %s; nothing changed\n", args[0])
+				fmt.Fprintf(d.stdout, "no dead items in %s; nothing changed\n", name)
 				return nil
 			}
-			fmt.Fprintf(d.stdout, "put %d dead items back into %s; start workers to process them\n", n, args[0])
+			fmt.Fprintf(d.stdout, "put %d dead items back into %s; start workers to process them\n", n, name)
 			return nil
-		},
+		}),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/pkg/queue"
 )
 
 func newSealCmd(d deps) *cobra.Command {
@@ -14,21 +15,13 @@ func newSealCmd(d deps) *cobra.Command {
 		Use:   "seal NAME",
 		Short: "Seal a Job: no more items; workers exit once it drains",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.CheckName(args[0]); err != nil {
+		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
+			if err := c.Seal(cmd.Context(), name); err != nil {
 				return err
 			}
-			c, err := d.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.Seal(cmd.Context(), args[0]); err != nil {
-				return suggest(cmd.Context(), c, args[0], err)
-			}
-			fmt.Fprintf(d.stdout, "sealed %s\n", args[0])
+			fmt.Fprintf(d.stdout, "sealed %s\n", name)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -37,21 +30,13 @@ func newDeleteCmd(d deps) *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a Job and all its keys; its workers stop",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.CheckName(args[0]); err != nil {
+		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
+			if err := c.Delete(cmd.Context(), name); err != nil {
 				return err
 			}
-			c, err := d.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.Delete(cmd.Context(), args[0]); err != nil {
-				return suggest(cmd.Context(), c, args[0], err)
-			}
-			fmt.Fprintf(d.stdout, "deleted %s\n", args[0])
+			fmt.Fprintf(d.stdout, "deleted %s\n", name)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -64,30 +49,22 @@ func newSuspendCmd(d deps, suspend bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.CheckName(args[0]); err != nil {
-				return err
-			}
-			c, err := d.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
 			f, verb, already := c.Resume, "resumed", "was not suspended"
 			if suspend {
 				f, verb, already = c.Suspend, "suspended", "was suspended already"
 			}
-			changed, err := f(cmd.Context(), args[0])
+			changed, err := f(cmd.Context(), name)
 			if err != nil {
-				return suggest(cmd.Context(), c, args[0], err)
+				return err
 			}
 			if !changed {
-				fmt.Fprintf(d.stdout, "%s %s; nothing changed\n", args[0], already)
+				fmt.Fprintf(d.stdout, "%s %s; nothing changed\n", name, already)
 				return nil
 			}
-			fmt.Fprintf(d.stdout, "%s %s\n", verb, args[0])
+			fmt.Fprintf(d.stdout, "%s %s\n", verb, name)
 			return nil
-		},
+		}),
 	}
 }
 

@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/workq/workq/internal/cli"
 	"github.com/workq/workq/pkg/jobstate"
+	"github.com/workq/workq/pkg/queue"
 )
 
 func newStatusCmd(d deps) *cobra.Command {
@@ -20,29 +20,19 @@ retrying, succeeded, dead, failedAttempts, takeovers}, leases, active, ready,
 succeeded, failed (workers, as Kubernetes counts Pods), completedIndexes,
 failedIndexes, startTime, completionTime, conditions[{type, status, reason,
 message, lastTransitionTime}], throughput, oldestPendingAgeSeconds, now.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.CheckName(args[0]); err != nil {
-				return err
-			}
-			if err := out.check(); err != nil {
-				return err
-			}
-			c, err := d.open(cmd.Context())
+		Args:    cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error { return out.check() },
+		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
+			s, err := c.Status(cmd.Context(), name)
 			if err != nil {
 				return err
-			}
-			defer c.Close()
-			s, err := c.Status(cmd.Context(), args[0])
-			if err != nil {
-				return suggest(cmd.Context(), c, args[0], err)
 			}
 			if out.json() {
 				return writeJSON(d.stdout, s)
 			}
 			printStatus(d.stdout, s)
 			return nil
-		},
+		}),
 	}
 	out.add(cmd.Flags())
 	return cmd
