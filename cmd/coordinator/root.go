@@ -31,7 +31,7 @@ items into Redis, shows their state, runs the Job controller (serve), and
 runs a whole parallel Job on this machine in one command (run).
 
 Exit codes: 0 success, 1 the Job failed or a runtime error, 2 bad usage or input.`,
-		Version: cli.Version,
+		Version: cli.BuildVersion(),
 	}
 	root.SetIn(d.stdin)
 	root.SetOut(d.stdout)

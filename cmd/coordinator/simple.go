@@ -74,7 +74,7 @@ func newVersionCmd(d deps) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(*cobra.Command, []string) {
-			fmt.Fprintf(d.stdout, "workq coordinator %s (%s, %s/%s)\n", cli.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintf(d.stdout, "workq coordinator %s (%s, %s/%s)\n", cli.BuildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},
 	}
 }

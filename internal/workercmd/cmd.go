@@ -64,7 +64,7 @@ Exit codes: 0 the Job is drained, 1 the Job failed or the worker was stopped,
 		Example: `  worker --job thumbs --concurrency 4 -- ./make-thumb {}
   worker --job thumbs --batch-exec -- ./bulk-load
   WORKQ_JOB=thumbs worker -- sh -c 'convert - out/$WORKQ_ITEM_ID.png'`,
-		Version: cli.Version,
+		Version: cli.BuildVersion(),
 		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd.Context(), o, args, stdout, stderr)
@@ -162,7 +162,7 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	cfg := queue.WorkerConfig{Job: o.Job, ID: o.ID, Concurrency: o.Concurrency, BatchSize: o.BatchSize,
-		Heartbeat: o.Heartbeat, Grace: o.Grace, Wait: o.Wait, Logger: log, Metrics: metrics, Version: cli.Version}
+		Heartbeat: o.Heartbeat, Grace: o.Grace, Wait: o.Wait, Logger: log, Metrics: metrics, Version: cli.BuildVersion()}
 	if o.BatchExec {
 		cfg.BatchHandler = ex
 	} else {
