@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -38,8 +40,10 @@ type Pusher struct {
 	job  string
 	opts PushOptions
 
-	chunk   []any // script args of the chunk being filled
-	bytes   int   // item bytes in chunk
+	chunk   []any  // script args of the chunk being filled
+	bytes   int    // item bytes in chunk
+	id      string // this Pusher's random id, the prefix of its chunk ids
+	seq     int    // chunks started
 	arena   []byte
 	batch   [][]any // chunks of the round trip being filled
 	sends   chan [][]any
@@ -60,7 +64,9 @@ func (c *Client) NewPusher(ctx context.Context, job string, opts PushOptions) *P
 		opts.PipelineChunks = DefaultPipelineChunks
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Pusher{c: c, job: job, opts: opts, sends: make(chan [][]any, 1), cancel: cancel}
+	var id [12]byte
+	_, _ = rand.Read(id[:])
+	p := &Pusher{c: c, job: job, opts: opts, sends: make(chan [][]any, 1), cancel: cancel, id: hex.EncodeToString(id[:])}
 	p.reset()
 	p.wg.Add(1)
 	go p.sender(ctx)
@@ -76,8 +82,11 @@ func (p *Pusher) reset() {
 	if p.opts.Dedupe {
 		n *= 2
 	}
-	p.chunk = make([]any, 1, n+1)
-	p.chunk[0] = mode
+	// Each chunk carries an id of its own, so that a chunk the Redis client
+	// sends again after a broken connection is not appended twice.
+	p.seq++
+	p.chunk = make([]any, 2, n+2)
+	p.chunk[0], p.chunk[1] = mode, fmt.Sprintf("%s-%d", p.id, p.seq)
 	p.bytes = 0
 	p.arena = make([]byte, 0, 64*1024)
 }
@@ -101,7 +110,7 @@ func (p *Pusher) Add(item []byte) error {
 	p.arena = append(p.arena, item...)
 	p.chunk = append(p.chunk, p.arena[start:len(p.arena):len(p.arena)])
 	p.bytes += len(item)
-	items := len(p.chunk) - 1
+	items := len(p.chunk) - 2
 	if p.opts.Dedupe {
 		items /= 2
 	}
@@ -113,7 +122,7 @@ func (p *Pusher) Add(item []byte) error {
 }
 
 func (p *Pusher) endChunk() {
-	if len(p.chunk) > 1 {
+	if len(p.chunk) > 2 {
 		p.batch = append(p.batch, p.chunk)
 		p.reset()
 	}
@@ -205,7 +214,7 @@ func (p *Pusher) Written() int64 {
 func (p *Pusher) Close() (int64, error) {
 	if !p.closed {
 		p.closed = true
-		if len(p.chunk) > 1 {
+		if len(p.chunk) > 2 {
 			p.batch = append(p.batch, p.chunk)
 		}
 		if len(p.batch) > 0 {

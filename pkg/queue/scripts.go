@@ -115,25 +115,31 @@ redis.call('HSET', STATE, 'created', now_ms(), 'sealed', ARGV[1])
 return 1
 `)
 
-// pushScript appends items to the pending list.
-// ARGV[1] "plain" or "dedupe"; plain: ARGV[2..] items; dedupe: ARGV[2..]
-// pairs of (digest, item), an item is pushed only if its digest is new.
+// pushScript appends items to the pending list, once per chunk id.
+// ARGV[1] "plain" or "dedupe"; ARGV[2] the chunk's id, unique per chunk: a
+// chunk sent again (a client retrying after its connection broke, when the
+// first send may have been applied) appends nothing and returns what the
+// first send appended; plain: ARGV[3..] items; dedupe: ARGV[3..] pairs of
+// (digest, item), an item is pushed only if its digest is new.
 // Returns the number of items appended, or an error reply NOJOB, SEALED or
 // FINISHED (nothing appended).
 var pushScript = redis.NewScript(prelude + `
 if redis.call('EXISTS', SPEC) == 0 then return redis.error_reply('NOJOB') end
+local sent = string.sub(SPEC, 1, -5) .. 'chunk:' .. ARGV[2]
+local prev = redis.call('GET', sent)
+if prev then return tonumber(prev) end
 local st = redis.call('HMGET', STATE, 'sealed', 'phase', 'popped')
 if st[1] == '1' then return redis.error_reply('SEALED') end
 if st[2] then return redis.error_reply('FINISHED') end
 local n = 0
 if ARGV[1] == 'plain' then
-  n = #ARGV - 1
-  for i = 2, #ARGV, 1000 do
+  n = #ARGV - 2
+  for i = 3, #ARGV, 1000 do
     redis.call('RPUSH', PENDING, unpack(ARGV, i, math.min(i + 999, #ARGV)))
   end
 else
   local items = {}
-  for i = 2, #ARGV, 2 do
+  for i = 3, #ARGV, 2 do
     if redis.call('SADD', DEDUPE, ARGV[i]) == 1 then items[#items + 1] = ARGV[i + 1] end
   end
   n = #items
@@ -143,6 +149,7 @@ if n > 0 then
   local pos = num(st[3], 0) + redis.call('LLEN', PENDING)
   redis.call('ZADD', PUSHLOG, pos, pos .. ':' .. now_ms())
 end
+redis.call('SET', sent, n, 'PX', 300000)
 return n
 `)
 
