@@ -31,6 +31,7 @@ func TestFaultSuite(t *testing.T) {
 		{"RedisKilledWithAOFAlwaysKeepsEveryReportedItem", scenarioRedisAlways},
 		{"RedisKilledWithAOFEverysecIsMeasured", scenarioRedisEverysec},
 		{"PartitionedWorkerLateAcksAreRefused", scenarioPartition},
+		{"PushThroughDroppedConnectionsAppendsEachItemOnce", scenarioPushCut},
 		{"CoordinatorKilledAndRestartedJobCompletes", scenarioServeKill},
 		{"RedisAtMaxmemoryRefusesPushAndWorkersFinish", scenarioMaxmemory},
 		{"WorkerClocksOffByAnHourChangeNothing", scenarioClocks},
