@@ -2,8 +2,9 @@ package queue
 
 // Every Redis key of workq is built here. All keys of one Job share the hash
 // tag {JOB}, so a Job lives in one Redis Cluster slot and its scripts run
-// there. The scripts derive per-lease keys ("<leases>:<token>") and the
-// events channel from the keys below, so they stay in the same slot.
+// there. The scripts derive per-lease keys ("<leases>:<token>"), the hash
+// of recent push chunk ids ("workq:{JOB}:chunks") and the events channel
+// from the keys below, so they stay in the same slot.
 
 const (
 	// keyPrefix starts every key and channel of workq.

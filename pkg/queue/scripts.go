@@ -119,14 +119,16 @@ return 1
 // ARGV[1] "plain" or "dedupe"; ARGV[2] the chunk's id, unique per chunk: a
 // chunk sent again (a client retrying after its connection broke, when the
 // first send may have been applied) appends nothing and returns what the
-// first send appended; plain: ARGV[3..] items; dedupe: ARGV[3..] pairs of
-// (digest, item), an item is pushed only if its digest is new.
+// first send appended (the ids are kept in the hash "<job>:chunks" until
+// five minutes after the last push); plain: ARGV[3..] items; dedupe:
+// ARGV[3..] pairs of (digest, item), an item is pushed only if its digest
+// is new.
 // Returns the number of items appended, or an error reply NOJOB, SEALED or
 // FINISHED (nothing appended).
 var pushScript = redis.NewScript(prelude + `
 if redis.call('EXISTS', SPEC) == 0 then return redis.error_reply('NOJOB') end
-local sent = string.sub(SPEC, 1, -5) .. 'chunk:' .. ARGV[2]
-local prev = redis.call('GET', sent)
+local CHUNKS = string.sub(SPEC, 1, -5) .. 'chunks'
+local prev = redis.call('HGET', CHUNKS, ARGV[2])
 if prev then return tonumber(prev) end
 local st = redis.call('HMGET', STATE, 'sealed', 'phase', 'popped')
 if st[1] == '1' then return redis.error_reply('SEALED') end
@@ -148,8 +150,9 @@ end
 if n > 0 then
   local pos = num(st[3], 0) + redis.call('LLEN', PENDING)
   redis.call('ZADD', PUSHLOG, pos, pos .. ':' .. now_ms())
+  redis.call('HSET', CHUNKS, ARGV[2], n)
+  redis.call('PEXPIRE', CHUNKS, 300000)
 end
-redis.call('SET', sent, n, 'PX', 300000)
 return n
 `)
 
@@ -506,6 +509,7 @@ if ARGV[2] == 'Complete' or ARGV[2] == 'Failed' then
       redis.call('PEXPIRE', lease_key(token), math.max(ttl, 1))
     end
     for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, math.max(ttl, 1)) end
+    redis.call('PEXPIRE', string.sub(SPEC, 1, -5) .. 'chunks', math.max(ttl, 1))
   end
 end
 redis.call('PUBLISH', EVENTS, ARGV[2])
@@ -579,6 +583,7 @@ for _, token in ipairs(redis.call('ZRANGE', LEASES, 0, -1)) do
   redis.call('DEL', lease_key(token))
 end
 redis.call('DEL', unpack(KEYS))
+redis.call('DEL', string.sub(SPEC, 1, -5) .. 'chunks')
 redis.call('PUBLISH', EVENTS, 'deleted')
 return existed
 `)
