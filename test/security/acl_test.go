@@ -24,7 +24,7 @@ import (
 // docs/SECURITY.md quotes this line.
 const aclCommands = "-@all +ping +time " +
 	"+evalsha +eval +script|load " +
-	"+exists +get +set +del +pexpire +persist " +
+	"+exists +get +del +pexpire +persist " +
 	"+hget +hmget +hset +hsetnx +hdel +hgetall +hincrby +hkeys +hlen +hscan " +
 	"+sadd +srem +smembers +setbit " +
 	"+rpush +lpop +llen +blmove " +
