@@ -26,6 +26,10 @@ var (
 	ErrInvalidItem = errors.New("queue: invalid item")
 	// ErrUnavailable: Redis cannot be reached or refused the credentials.
 	ErrUnavailable = errors.New("queue: redis unavailable")
+	// ErrAuth: Redis refused the credentials or the ACL user's rights. It
+	// wraps ErrUnavailable, and unlike a connection failure it does not
+	// pass by waiting.
+	ErrAuth = fmt.Errorf("%w: credentials refused", ErrUnavailable)
 	// ErrOutOfMemory: Redis is at maxmemory and refuses writes.
 	ErrOutOfMemory = errors.New("queue: redis is out of memory")
 )
@@ -62,9 +66,9 @@ func classify(err error) error {
 	msg := err.Error()
 	switch {
 	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
-		return fmt.Errorf("%w: authentication failed (%s); check the password in --redis or WORKQ_REDIS_PASSWORD", ErrUnavailable, redact(msg))
+		return fmt.Errorf("%w: authentication failed (%s); check the password in --redis or WORKQ_REDIS_PASSWORD", ErrAuth, redact(msg))
 	case strings.HasPrefix(msg, "NOPERM"):
-		return fmt.Errorf("%w: permission denied (%s); grant the workq ACL (see README)", ErrUnavailable, msg)
+		return fmt.Errorf("%w: permission denied (%s); grant the workq ACL (see docs/SECURITY.md)", ErrAuth, msg)
 	case strings.HasPrefix(msg, "OOM"):
 		return fmt.Errorf("%w: %s; raise maxmemory or drain the queue", ErrOutOfMemory, msg)
 	case strings.Contains(msg, "x509:"):

@@ -288,7 +288,9 @@ func (w *Worker) register(ctx context.Context) (spec jobstate.Spec, err error) {
 		if errors.Is(err, ErrDrained) || errors.Is(err, ErrJobFailed) {
 			return jobstate.Spec{}, err
 		}
-		if !errors.Is(err, ErrNoJob) && !errors.Is(err, ErrUnavailable) {
+		// Wrong credentials do not pass by waiting; a Redis that is down
+		// or a Job not created yet may.
+		if errors.Is(err, ErrAuth) || (!errors.Is(err, ErrNoJob) && !errors.Is(err, ErrUnavailable)) {
 			return jobstate.Spec{}, err
 		}
 		if ctx.Err() != nil {
