@@ -62,8 +62,8 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(jobmetrics.NewCollector(c, log), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			mux := http.NewServeMux()
-			mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 20 * time.Second}))
-			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+			mux.Handle("/metrics", getOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 20 * time.Second})))
+			mux.Handle("/healthz", getOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 				defer cancel()
 				if err := c.Ping(pctx); err != nil {
@@ -71,7 +71,7 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 					return
 				}
 				_, _ = io.WriteString(w, "ok\n")
-			})
+			})))
 			// The dashboard and its JSON API; changes over HTTP only with --token.
 			mux.Handle("/", web.New(c, web.Options{Token: token, Actions: c, Logger: log}))
 			srv := web.NewServer(listen, mux)
@@ -101,4 +101,17 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
+}
+
+// getOnly answers anything but GET and HEAD with 405, so that a POST to
+// /metrics or /healthz is not taken for a dashboard page.
+func getOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed: use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
