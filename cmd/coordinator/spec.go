@@ -73,8 +73,13 @@ func (f *specFlags) spec() (jobstate.Spec, error) {
 			return s, cli.Usagef("--%s must be positive", z.name)
 		}
 	}
-	if f.parallelism < 0 {
+	switch {
+	case f.parallelism < 0:
 		return s, cli.Usagef("--parallelism (%d) must not be negative", f.parallelism)
+	case f.parallelism == 0:
+		// Kubernetes pauses a Job with parallelism 0; workq has suspend
+		// for that, and a zero here must not quietly become the default.
+		return s, cli.Usagef("--parallelism 0 would pause the Job; give at least 1, and pause a Job with `coordinator suspend NAME`")
 	}
 	s = s.WithDefaults()
 	if err := s.Validate(); err != nil {

@@ -120,6 +120,7 @@ func cases(t *testing.T, f *fixture) []badCase {
 		{name: "BatchSizeOverMaximum", args: []string{"create", "x", "--batch-size", "100000"}, code: 2, want: []string{"batch-size (100000) must be between 1 and 5000"}},
 		{name: "MaxAttemptsZero", args: []string{"create", "x", "--max-attempts", "0"}, code: 2, want: []string{"--max-attempts must be positive"}},
 		{name: "ParallelismNegative", args: []string{"create", "x", "--parallelism", "-3"}, code: 2, want: []string{"--parallelism (-3) must not be negative"}},
+		{name: "ParallelismZero", args: []string{"create", "x", "--parallelism", "0"}, code: 2, want: []string{"--parallelism 0 would pause the Job", "coordinator suspend"}},
 		{name: "CompletionsNegative", args: []string{"create", "x", "--completions", "-1"}, code: 2, want: []string{"completions"}},
 		{name: "CountNotANumber", args: []string{"create", "x", "--max-attempts", "three"}, code: 2, want: []string{`"three"`, "--max-attempts"}},
 		{name: "MaxItemBytesZero", args: []string{"push", "photos", "a", "--max-item-bytes", "0"}, code: 2, want: []string{"--max-item-bytes (0) must be between 1"}},
