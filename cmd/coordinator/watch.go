@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,13 +17,15 @@ import (
 
 func newWatchCmd(d deps) *cobra.Command {
 	var interval time.Duration
+	var out outputFlag
 	cmd := &cobra.Command{
 		Use:   "watch NAME",
 		Short: "Show a Job's progress live until it ends; exit 0 when Complete, 1 when Failed",
 		Long: `Show a Job's progress until it is Complete (exit 0) or Failed (exit 1): a
 progress bar on a terminal, a plain line every few seconds otherwise.
 watch also acts as the Job's controller while it runs (as serve does), so it
-ends even where no serve runs; several controllers at once are safe.`,
+ends even where no serve runs; several controllers at once are safe.
+With -o json it prints one status per refresh, one JSON object per line.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -31,6 +34,9 @@ ends even where no serve runs; several controllers at once are safe.`,
 			}
 			if interval < 10*time.Millisecond {
 				return cli.Usagef("--interval (%s) must be at least 10ms", interval)
+			}
+			if err := out.check(); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			c, err := d.open(ctx)
@@ -42,7 +48,11 @@ ends even where no serve runs; several controllers at once are safe.`,
 				return suggest(ctx, c, name, err)
 			}
 			r := &controller.Reconciler{C: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			bar := progress.New(d.stdout, -1, name)
+			w := d.stdout
+			if out.json() {
+				w = io.Discard
+			}
+			bar := progress.New(w, -1, name)
 			defer bar.Finish()
 			t := time.NewTicker(interval)
 			defer t.Stop()
@@ -54,12 +64,21 @@ ends even where no serve runs; several controllers at once are safe.`,
 					}
 					return err
 				}
-				bar.SetTotal(s.Items.Total)
-				bar.Describe(fmt.Sprintf("%s %s", name, s.Phase))
-				bar.Set(s.Items.Succeeded)
-				if s.Phase.Finished() {
-					bar.Finish()
-					return finished(d.stdout, s)
+				if out.json() {
+					if err := json.NewEncoder(d.stdout).Encode(s); err != nil {
+						return err
+					}
+					if s.Phase.Finished() {
+						return finished(io.Discard, s)
+					}
+				} else {
+					bar.SetTotal(s.Items.Total)
+					bar.Describe(fmt.Sprintf("%s %s", name, s.Phase))
+					bar.Set(s.Items.Succeeded)
+					if s.Phase.Finished() {
+						bar.Finish()
+						return finished(d.stdout, s)
+					}
 				}
 				select {
 				case <-ctx.Done():
@@ -70,6 +89,7 @@ ends even where no serve runs; several controllers at once are safe.`,
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "interval", 500*time.Millisecond, "how often to refresh")
+	out.add(cmd.Flags())
 	return cmd
 }
 
