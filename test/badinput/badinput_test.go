@@ -27,20 +27,7 @@ import (
 
 var bins harness.Bins
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "workq-badinput-bin-*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bins, err = harness.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, "badinput", &bins) }
 
 const password = "s3cret-pw-4badinput"
 

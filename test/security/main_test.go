@@ -5,10 +5,8 @@
 package security_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,20 +20,7 @@ import (
 
 var bins harness.Bins
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "workq-security-bin-*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bins, err = harness.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, "security", &bins) }
 
 // cli runs commands against one Redis URL and keeps everything they wrote.
 type cli struct {

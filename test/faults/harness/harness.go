@@ -323,3 +323,20 @@ func CountLines(dir, prefix string, keep func(line string) bool) (map[string]int
 	}
 	return counts, nil
 }
+
+// Main is a TestMain body: it builds the binaries into a temporary
+// directory, sets *bins, runs the tests, removes the directory and exits.
+func Main(m *testing.M, name string, bins *Bins) {
+	dir, err := os.MkdirTemp("", "workq-"+name+"-bin-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *bins, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
