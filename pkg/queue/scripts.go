@@ -51,6 +51,16 @@ local function split2(v)
   return string.sub(v, 1, c - 1), string.sub(v, c + 1)
 end
 
+-- take removes item id from the lease hash lk and returns its attempts
+-- (a number) and payload, or nil when the lease no longer holds it.
+local function take(lk, id)
+  local v = redis.call('HGET', lk, id)
+  if not v then return nil end
+  redis.call('HDEL', lk, id)
+  local att, payload = split2(v)
+  return tonumber(att), payload
+end
+
 local function dead_value(att, err, payload)
   return att .. ':' .. #err .. ':' .. err .. payload
 end
@@ -297,16 +307,13 @@ while i <= #ARGV do
     for _ = 1, nF do
       local id, jitter, err = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
       i = i + 3
-      local v = redis.call('HGET', lk, id)
-      if not v then
+      local a, payload = take(lk, id)
+      if not a then
         refused = refused + 1
       else
-        redis.call('HDEL', lk, id)
         failed = failed + 1
-        local att, payload = split2(v)
-        local a = tonumber(att)
         if a >= maxAtt then
-          redis.call('HSET', DEAD, id, dead_value(att, err, payload))
+          redis.call('HSET', DEAD, id, dead_value(a, err, payload))
         else
           local d = base
           for _ = 2, a do
@@ -315,21 +322,19 @@ while i <= #ARGV do
           end
           d = math.min(d, cap)
           d = d / 2 + jitter * d / 2
-          redis.call('ZADD', RETRY, now + math.floor(d), id .. ':' .. att .. ':' .. payload)
+          redis.call('ZADD', RETRY, now + math.floor(d), id .. ':' .. a .. ':' .. payload)
         end
       end
     end
     for _ = 1, nR do
       local id = ARGV[i]
       i = i + 1
-      local v = redis.call('HGET', lk, id)
-      if not v then
+      local a, payload = take(lk, id)
+      if not a then
         refused = refused + 1
       else
-        redis.call('HDEL', lk, id)
         released = released + 1
-        local att, payload = split2(v)
-        redis.call('ZADD', RETRY, now, id .. ':' .. (tonumber(att) - 1) .. ':' .. payload)
+        redis.call('ZADD', RETRY, now, id .. ':' .. (a - 1) .. ':' .. payload)
       end
     end
     if redis.call('EXISTS', lk) == 0 then
