@@ -79,7 +79,8 @@ func newRetryCmd(d deps) *cobra.Command {
 		Short: "Put a Job's dead items back with fresh attempts; the Job goes back to Running",
 		Long: `Put every dead item back, ready now with fresh attempts. A finished Job goes
 back to Running: its Complete or Failed condition, its done flag and its
-worker-failure count are cleared, so start workers again to process them.`,
+worker-failure count are cleared, so start workers again to process them.
+A running serve notices the Job again within 10 seconds.`,
 		Args: cobra.ExactArgs(1),
 		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
 			n, err := c.RetryDead(cmd.Context(), name)
