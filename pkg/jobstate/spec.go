@@ -10,7 +10,9 @@ import (
 
 // Defaults of a Spec; a zero field takes these.
 const (
-	DefaultBatchSize       = 10
+	// DefaultBatchSize is the most items one lease may hold; leases adapt
+	// below it to how long items take (see the worker).
+	DefaultBatchSize       = 1000
 	DefaultLease           = 30 * time.Second
 	DefaultMaxAttempts     = 3
 	DefaultBackoffLimit    = 6
@@ -49,7 +51,9 @@ func ValidateName(name string) error {
 // Spec is what a Job is asked to do. Zero values take the defaults above;
 // pointer fields are unset when nil, as in Kubernetes.
 type Spec struct {
-	// BatchSize is how many items one lease returns at most. Default 10.
+	// BatchSize is the most items one lease returns. Leases adapt below it:
+	// many small items go in big batches, slow items one per free executor.
+	// Default 1000.
 	BatchSize int `json:"batchSize"`
 	// Lease is how long a leased item stays with its worker without a
 	// heartbeat. Default 30s.
@@ -60,9 +64,26 @@ type Spec struct {
 	BackoffLimit *int `json:"backoffLimit"`
 	// Parallelism is how many workers run at once. Default 1.
 	Parallelism int `json:"parallelism"`
-	// Completions, when set, makes an Indexed Job with items 0..K-1.
-	// Unset (nil) is a work-queue Job.
+	// Completions, when set, makes a fixed completion count Job with items
+	// 0..K-1: Indexed (each run gets its index) unless CompletionMode is
+	// NonIndexed. Unset (nil) is a work-queue Job.
 	Completions *int `json:"completions"`
+	// CompletionMode is Indexed (the default with Completions) or
+	// NonIndexed (K successful runs, no index), as in Kubernetes.
+	CompletionMode CompletionMode `json:"completionMode,omitempty"`
+	// Suspend creates the Job suspended: no item runs until `resume`.
+	Suspend bool `json:"suspend,omitempty"`
+	// FailurePolicy decides, rule by rule in order, what an item's failure
+	// does (as Kubernetes' podFailurePolicy). No matching rule: Count.
+	FailurePolicy []FailureRule `json:"failurePolicy,omitempty"`
+	// SuccessPolicy declares a fixed completion count Job succeeded once
+	// any rule is met (as Kubernetes' successPolicy); the rest of its work
+	// is stopped.
+	SuccessPolicy []SuccessRule `json:"successPolicy,omitempty"`
+	// Speculative lets an idle worker near the end of a Job run a copy of
+	// an item that has run far longer than items usually take (a backup
+	// task); the first to finish counts, the other is stopped. Default off.
+	Speculative bool `json:"speculative,omitempty"`
 	// MaxFailedItems fails the Job early when more items are dead. Unset: no limit.
 	MaxFailedItems *int `json:"maxFailedItems"`
 	// ActiveDeadline fails the Job this long after it started. Zero: none.
@@ -87,6 +108,9 @@ func (s Spec) WithDefaults() Spec {
 	s.Parallelism = cmp.Or(s.Parallelism, DefaultParallelism)
 	s.RetryBackoff = cmp.Or(s.RetryBackoff, Duration(DefaultRetryBackoff))
 	s.RetryBackoffMax = cmp.Or(s.RetryBackoffMax, Duration(DefaultRetryBackoffMax))
+	if s.Completions != nil {
+		s.CompletionMode = cmp.Or(s.CompletionMode, CompletionIndexed)
+	}
 	return s
 }
 
@@ -119,6 +143,22 @@ func (s Spec) Validate() error {
 		return bad("retry-backoff (%s) must be positive", s.RetryBackoff)
 	case s.RetryBackoffMax < s.RetryBackoff:
 		return bad("retry-backoff-max (%s) must not be shorter than retry-backoff (%s)", s.RetryBackoffMax, s.RetryBackoff)
+	case s.CompletionMode != "" && s.Completions == nil:
+		return bad("completion-mode (%s) needs completions; set --completions K", s.CompletionMode)
+	case s.CompletionMode != "" && s.CompletionMode != CompletionIndexed && s.CompletionMode != CompletionNonIndexed:
+		return bad("completion-mode (%s) must be Indexed or NonIndexed", s.CompletionMode)
+	case len(s.SuccessPolicy) > 0 && s.Completions == nil:
+		return bad("success-policy (%s) needs completions; it applies to fixed completion count Jobs", s.SuccessPolicy[0])
+	}
+	for _, r := range s.FailurePolicy {
+		if err := r.validate(); err != nil {
+			return bad("failure-policy (%s) %v", r, err)
+		}
+	}
+	for _, r := range s.SuccessPolicy {
+		if err := r.validate(s); err != nil {
+			return bad("success-policy (%s) %v", r, err)
+		}
 	}
 	return nil
 }
@@ -128,17 +168,36 @@ type Kind string
 
 // The kinds of Job.
 const (
-	KindWorkQueue Kind = "WorkQueue"
-	KindIndexed   Kind = "Indexed"
+	KindWorkQueue  Kind = "WorkQueue"
+	KindIndexed    Kind = "Indexed"
+	KindNonIndexed Kind = "NonIndexed"
 )
 
-// Kind tells whether s is a work-queue or an Indexed Job.
+// CompletionMode is how a fixed completion count Job counts, as in
+// Kubernetes: each index once (Indexed), or K successes (NonIndexed).
+type CompletionMode string
+
+// The completion modes.
+const (
+	CompletionIndexed    CompletionMode = "Indexed"
+	CompletionNonIndexed CompletionMode = "NonIndexed"
+)
+
+// Kind tells whether s is a work-queue, an Indexed or a NonIndexed fixed
+// completion count Job.
 func (s Spec) Kind() Kind {
-	if s.Completions != nil {
-		return KindIndexed
+	switch {
+	case s.Completions == nil:
+		return KindWorkQueue
+	case s.CompletionMode == CompletionNonIndexed:
+		return KindNonIndexed
 	}
-	return KindWorkQueue
+	return KindIndexed
 }
+
+// Counted reports whether s is a fixed completion count Job (Indexed or
+// NonIndexed): its items are generated, not pushed.
+func (s Spec) Counted() bool { return s.Completions != nil }
 
 // Backoff is the delay before retry number attempt (1 for the first retry),
 // given jitter in [0,1): base*2^(attempt-1), capped at RetryBackoffMax, then

@@ -41,6 +41,7 @@ func TestWithDefaults(t *testing.T) {
 			BackoffLimit:     jobstate.Ptr(0),
 			Parallelism:      4,
 			Completions:      jobstate.Ptr(12),
+			CompletionMode:   jobstate.CompletionIndexed,
 			MaxFailedItems:   jobstate.Ptr(0),
 			ActiveDeadline:   jobstate.Duration(time.Hour),
 			TTLAfterFinished: jobstate.Ptr(jobstate.Duration(0)),

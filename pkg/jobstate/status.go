@@ -9,7 +9,9 @@ import (
 type Phase string
 
 // The phases of a Job. Pending, Running and Suspended are derived from the
-// stored flags; Failing, Complete and Failed are stored once reached.
+// stored flags; Failing, Succeeding, Complete and Failed are stored once
+// reached. The store's scripts use these names (it generates its Lua
+// constants from them).
 const (
 	// PhasePending: created, no worker has leased anything yet.
 	PhasePending Phase = "Pending"
@@ -20,6 +22,10 @@ const (
 	// PhaseFailing: a failure reason holds (condition FailureTarget); workers
 	// are stopping. Failed follows once every worker has terminated.
 	PhaseFailing Phase = "Failing"
+	// PhaseSucceeding: the success criteria are met (condition
+	// SuccessCriteriaMet); workers stop. Complete follows once every worker
+	// has terminated.
+	PhaseSucceeding Phase = "Succeeding"
 	// PhaseComplete: drained, a worker exited 0, every worker terminated.
 	PhaseComplete Phase = "Complete"
 	// PhaseFailed: a failure reason held and every worker terminated.
@@ -30,7 +36,15 @@ const (
 func (p Phase) Finished() bool { return p == PhaseComplete || p == PhaseFailed }
 
 // Stopping reports whether workers must stop taking and running items.
-func (p Phase) Stopping() bool { return p == PhaseFailing || p.Finished() }
+func (p Phase) Stopping() bool { return p == PhaseFailing || p == PhaseSucceeding || p.Finished() }
+
+// Failed reports whether p ends the Job in failure (Failing or Failed): its
+// workers exit non-zero.
+func (p Phase) Failed() bool { return p == PhaseFailing || p == PhaseFailed }
+
+// StoredPhases are the phases the store records, in the order a Job may
+// reach them.
+var StoredPhases = []Phase{PhaseFailing, PhaseSucceeding, PhaseComplete, PhaseFailed}
 
 // ConditionType is the type of a Job condition, as in Kubernetes.
 type ConditionType string
@@ -41,6 +55,12 @@ const (
 	ConditionFailed        ConditionType = "Failed"
 	ConditionFailureTarget ConditionType = "FailureTarget"
 	ConditionSuspended     ConditionType = "Suspended"
+	// ConditionSuccessCriteriaMet comes before Complete, as in Kubernetes
+	// 1.31+: the Job has succeeded and its workers are stopping.
+	ConditionSuccessCriteriaMet ConditionType = "SuccessCriteriaMet"
+	// ConditionReopened records that `coordinator retry --reopen` brought a
+	// finished Job back to Running.
+	ConditionReopened ConditionType = "Reopened"
 )
 
 // The reasons of Failed, FailureTarget, Complete and Suspended conditions.
@@ -55,6 +75,15 @@ const (
 	ReasonCompletionsReached       = "CompletionsReached"
 	ReasonJobSuspended             = "JobSuspended"
 	ReasonJobResumed               = "JobResumed"
+	// ReasonPodFailurePolicy: a failure policy rule with action FailJob matched.
+	ReasonPodFailurePolicy = "PodFailurePolicy"
+	// ReasonSuccessPolicy: a success policy rule was met.
+	ReasonSuccessPolicy = "SuccessPolicy"
+	// ReasonStateLost: the Job's state in Redis was lost (evicted, or keys
+	// gone): its books no longer add up, so it can never be Complete.
+	ReasonStateLost = "StateLost"
+	// ReasonDeadItemsRetried: a finished Job was reopened for its dead items.
+	ReasonDeadItemsRetried = "DeadItemsRetried"
 )
 
 // Condition is one observation about a Job, as in Kubernetes.
@@ -76,6 +105,9 @@ type Items struct {
 	Leased int64 `json:"leased"`
 	// Retrying items failed and wait for their backoff to pass.
 	Retrying int64 `json:"retrying"`
+	// Returned items were handed back without using an attempt (a worker
+	// stopped, or died before starting them); they run next.
+	Returned int64 `json:"returned"`
 	// Succeeded counts distinct items that succeeded, each exactly once.
 	Succeeded int64 `json:"succeeded"`
 	// Dead items failed MaxAttempts times.
@@ -89,7 +121,10 @@ type Items struct {
 // Status is everything known about a Job at one instant. Field names are
 // stable: scripts read them from `coordinator status -o json`.
 type Status struct {
-	Name      string `json:"name"`
+	Name string `json:"name"`
+	// UID is the Job's incarnation, fixed at create (as Kubernetes'
+	// metadata.uid): a Job deleted and created again has another.
+	UID       string `json:"uid"`
 	Kind      Kind   `json:"kind"`
 	Phase     Phase  `json:"phase"`
 	Spec      Spec   `json:"spec"`
@@ -123,6 +158,9 @@ type Status struct {
 	// OldestPendingAge is how long the oldest pending item has waited, in
 	// seconds; 0 when nothing is pending or its push time is unknown.
 	OldestPendingAge float64 `json:"oldestPendingAgeSeconds"`
+	// StateLost says why the Job's books no longer add up (empty while
+	// they do): its state in Redis was evicted or lost.
+	StateLost string `json:"stateLost,omitempty"`
 	// Now is the Redis server's time when the status was read.
 	Now time.Time `json:"now"`
 }

@@ -7,7 +7,8 @@ import (
 
 // Guard names the fact that justifies a transition. The store re-checks it
 // atomically when it applies the transition, so a decision taken on a stale
-// snapshot is refused instead of applied.
+// snapshot is refused instead of applied. The store's scripts use these
+// names (it generates its Lua constants from Guards).
 type Guard string
 
 // The guards of the transitions Next can return.
@@ -15,25 +16,45 @@ const (
 	GuardBackoffLimit   Guard = "backoff-limit"    // worker failures > backoffLimit
 	GuardDeadline       Guard = "deadline"         // now >= start + activeDeadline, not suspended
 	GuardMaxFailedItems Guard = "max-failed-items" // dead items > maxFailedItems
-	GuardDrained        Guard = "drained"          // done, no live worker, no dead item
-	GuardDrainedDead    Guard = "drained-dead"     // done, no live worker, some dead items
+	GuardFailurePolicy  Guard = "failure-policy"   // a FailJob rule matched an item's failure
+	GuardStateLost      Guard = "state-lost"       // the Job's books do not add up
+	GuardSuccessPolicy  Guard = "success-policy"   // a success policy rule is met
+	GuardDrained        Guard = "drained"          // done, no dead item, books add up
+	GuardDrainedDead    Guard = "drained-dead"     // done, some dead items
 	GuardTerminated     Guard = "terminated"       // failing, no live worker
+	GuardSucceeded      Guard = "succeeded"        // succeeding, no live worker
 )
+
+// Guards lists every guard, for the store's generated constants and the
+// tests that hold the Lua checks and Next together.
+var Guards = []Guard{GuardBackoffLimit, GuardDeadline, GuardMaxFailedItems, GuardFailurePolicy, GuardStateLost,
+	GuardSuccessPolicy, GuardDrained, GuardDrainedDead, GuardTerminated, GuardSucceeded}
 
 // Observed is what the controller read about a Job in one atomic snapshot.
 type Observed struct {
-	Stored Phase // the stored phase: "", Failing, Complete or Failed
+	Stored Phase // the stored phase: "", Failing, Succeeding, Complete or Failed
 	// FailureReason and FailureMessage are the FailureTarget condition's,
 	// while Failing: Failed repeats them.
 	FailureReason  string
 	FailureMessage string
+	// SuccessReason and SuccessMessage are the SuccessCriteriaMet
+	// condition's, while Succeeding: Complete repeats them.
+	SuccessReason  string
+	SuccessMessage string
 	Suspended      bool
 	Done           bool
 	Dead           int64
 	WorkerFailures int64
 	LiveWorkers    int64
-	StartTime      time.Time // zero until the first lease
-	Now            time.Time // the Redis server's clock
+	// StateLost says why the Job's books do not add up; empty while they do.
+	StateLost string
+	// FailJob is the failure of the item that matched a FailJob rule, if any.
+	FailJob string
+	// Completed are the indexes that succeeded, as an interval string; read
+	// only for Jobs with a success policy.
+	Completed string
+	StartTime time.Time // zero until the first lease
+	Now       time.Time // the Redis server's clock
 }
 
 // Transition is a change of phase with the condition that records why.
@@ -44,10 +65,11 @@ type Transition struct {
 }
 
 // Next returns the transition a Job must take now, if any. It applies the
-// Kubernetes Job rules: a failure reason first marks the Job Failing (the
-// FailureTarget condition) so its workers stop, and Failed is recorded once
-// none is left; Complete needs a worker to have exited 0 and every worker to
-// have terminated; a drained Job with dead items fails with FailedItems.
+// Kubernetes Job rules: a failure first marks the Job Failing (condition
+// FailureTarget) and success marks it Succeeding (SuccessCriteriaMet), so
+// its workers stop; Failed or Complete is recorded once none is left. A
+// drained Job with dead items fails (FailedItems, or FailedIndexes); one
+// whose books do not add up fails (StateLost) and is never Complete.
 func Next(spec Spec, o Observed) (Transition, bool) {
 	spec = spec.WithDefaults()
 	cond := func(t ConditionType, reason, msg string) Condition {
@@ -61,11 +83,25 @@ func Next(spec Spec, o Observed) (Transition, bool) {
 			return Transition{To: PhaseFailed, Condition: cond(ConditionFailed, o.FailureReason, o.FailureMessage), Guard: GuardTerminated}, true
 		}
 		return Transition{}, false
+	case PhaseSucceeding:
+		if o.LiveWorkers == 0 {
+			return Transition{To: PhaseComplete, Condition: cond(ConditionComplete, o.SuccessReason, o.SuccessMessage), Guard: GuardSucceeded}, true
+		}
+		return Transition{}, false
 	}
 	failing := func(reason, msg string, g Guard) (Transition, bool) {
 		return Transition{To: PhaseFailing, Condition: cond(ConditionFailureTarget, reason, msg), Guard: g}, true
 	}
-	indexed := spec.Kind() == KindIndexed
+	succeeding := func(reason, msg string, g Guard) (Transition, bool) {
+		return Transition{To: PhaseSucceeding, Condition: cond(ConditionSuccessCriteriaMet, reason, msg), Guard: g}, true
+	}
+	counted := spec.Completions != nil
+	if o.StateLost != "" {
+		return failing(ReasonStateLost, "the Job's state in Redis was lost: "+o.StateLost+"; set maxmemory-policy noeviction", GuardStateLost)
+	}
+	if o.FailJob != "" {
+		return failing(ReasonPodFailurePolicy, "a failure policy rule with action FailJob matched: "+o.FailJob, GuardFailurePolicy)
+	}
 	if limit := *spec.BackoffLimit; o.WorkerFailures > int64(limit) {
 		return failing(ReasonBackoffLimitExceeded, fmt.Sprintf("%d worker failures exceed the backoff limit of %d", o.WorkerFailures, limit), GuardBackoffLimit)
 	}
@@ -74,25 +110,51 @@ func Next(spec Spec, o Observed) (Transition, bool) {
 	}
 	if spec.MaxFailedItems != nil && o.Dead > int64(*spec.MaxFailedItems) {
 		reason := ReasonMaxFailedItemsExceeded
-		if indexed {
+		if counted {
 			reason = ReasonMaxFailedIndexesExceeded
 		}
-		return failing(reason, fmt.Sprintf("%d dead items exceed max-failed-items %d", o.Dead, *spec.MaxFailedItems), GuardMaxFailedItems)
+		return failing(reason, fmt.Sprintf("%s exceed max-failed-items %d", count(o.Dead, "dead item"), *spec.MaxFailedItems), GuardMaxFailedItems)
 	}
-	if !o.Done || o.LiveWorkers > 0 {
+	if rule, ok := spec.SuccessPolicyMet(o.Completed); ok {
+		return succeeding(ReasonSuccessPolicy, "success policy rule met: "+rule, GuardSuccessPolicy)
+	}
+	if !o.Done {
 		return Transition{}, false
 	}
 	if o.Dead > 0 {
 		reason := ReasonFailedItems
-		if indexed {
+		if counted {
 			reason = ReasonFailedIndexes
 		}
-		// Every worker has terminated already: Failed directly.
-		return Transition{To: PhaseFailed, Condition: cond(ConditionFailed, reason, fmt.Sprintf("%d items are dead; see `coordinator dead`", o.Dead)), Guard: GuardDrainedDead}, true
+		return failing(reason, fmt.Sprintf("%s; see `coordinator dead`", count(o.Dead, "item is dead", "items are dead")), GuardDrainedDead)
 	}
-	reason, msg := ReasonDrained, "the queue is drained and every worker has terminated"
-	if indexed {
-		reason, msg = ReasonCompletionsReached, fmt.Sprintf("all %d indexes succeeded", *spec.Completions)
+	if counted {
+		return succeeding(ReasonCompletionsReached, fmt.Sprintf("all %d completions succeeded", *spec.Completions), GuardDrained)
 	}
-	return Transition{To: PhaseComplete, Condition: cond(ConditionComplete, reason, msg), Guard: GuardDrained}, true
+	return succeeding(ReasonDrained, "the queue is sealed and drained", GuardDrained)
+}
+
+// count formats n with the singular or plural form of a noun phrase: one
+// form ("dead item") gets an s; two forms are taken as given.
+func count(n int64, forms ...string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", forms[0])
+	}
+	if len(forms) > 1 {
+		return fmt.Sprintf("%d %s", n, forms[1])
+	}
+	return fmt.Sprintf("%d %ss", n, forms[0])
+}
+
+// Outcome is how a worker ends once the Job's work is over for it: 0 when
+// the Job succeeds (Succeeding or Complete), non-zero when it fails, so
+// that whatever watches the worker (Kubernetes, a CI) sees the truth.
+func (p Phase) Outcome() (ok bool, known bool) {
+	switch p {
+	case PhaseSucceeding, PhaseComplete:
+		return true, true
+	case PhaseFailing, PhaseFailed:
+		return false, true
+	}
+	return false, false
 }

@@ -30,9 +30,14 @@ func failing(reason string, g jobstate.Guard) want {
 	return want{ok: true, to: jobstate.PhaseFailing, cond: jobstate.ConditionFailureTarget, reason: reason, guard: g}
 }
 
+func succeeding(reason string, g jobstate.Guard) want {
+	return want{ok: true, to: jobstate.PhaseSucceeding, cond: jobstate.ConditionSuccessCriteriaMet, reason: reason, guard: g}
+}
+
 func TestNext(t *testing.T) {
 	t.Parallel()
 	indexed := jobstate.Spec{Completions: jobstate.Ptr(4)}
+	successful := jobstate.Spec{Completions: jobstate.Ptr(4), SuccessPolicy: []jobstate.SuccessRule{{SucceededIndexes: "0-2"}}}
 	deadline := jobstate.Spec{ActiveDeadline: jobstate.Duration(10 * time.Minute)}
 	started := now.Add(-10 * time.Minute) // exactly at the deadline
 	cases := []struct {
@@ -82,22 +87,32 @@ func TestNext(t *testing.T) {
 		{"UnsetMaxFailedItemsNeverFailsEarly", jobstate.Spec{}, jobstate.Observed{Dead: 1000, LiveWorkers: 1, Now: now}, none()},
 		{"MaxFailedItemsBeatsADrainedJob", jobstate.Spec{MaxFailedItems: jobstate.Ptr(0)}, jobstate.Observed{Dead: 1, Done: true, Now: now}, failing(jobstate.ReasonMaxFailedItemsExceeded, jobstate.GuardMaxFailedItems)},
 
-		// Completion: done, and every worker terminated.
+		// A drained Job first meets its success criteria (workers stop),
+		// and is Complete once every worker has terminated.
 		{"NotDoneIsNotComplete", jobstate.Spec{}, jobstate.Observed{LiveWorkers: 0, StartTime: t0, Now: now}, none()},
-		{"DoneWithLiveWorkersWaits", jobstate.Spec{}, jobstate.Observed{Done: true, LiveWorkers: 1, Now: now}, none()},
-		{"DoneWithLiveWorkersAndDeadItemsWaits", jobstate.Spec{}, jobstate.Observed{Done: true, Dead: 2, LiveWorkers: 1, Now: now}, none()},
-		{"DrainedIsComplete", jobstate.Spec{}, jobstate.Observed{Done: true, StartTime: t0, Now: now},
-			want{ok: true, to: jobstate.PhaseComplete, cond: jobstate.ConditionComplete, reason: jobstate.ReasonDrained, guard: jobstate.GuardDrained}},
-		{"IndexedDrainedIsCompletionsReached", indexed, jobstate.Observed{Done: true, StartTime: t0, Now: now},
-			want{ok: true, to: jobstate.PhaseComplete, cond: jobstate.ConditionComplete, reason: jobstate.ReasonCompletionsReached, guard: jobstate.GuardDrained}},
-		{"DrainedWithDeadItemsFailsDirectly", jobstate.Spec{}, jobstate.Observed{Done: true, Dead: 1, Now: now},
-			want{ok: true, to: jobstate.PhaseFailed, cond: jobstate.ConditionFailed, reason: jobstate.ReasonFailedItems, guard: jobstate.GuardDrainedDead}},
-		{"IndexedDrainedWithDeadIndexesFailsDirectly", indexed, jobstate.Observed{Done: true, Dead: 1, Now: now},
-			want{ok: true, to: jobstate.PhaseFailed, cond: jobstate.ConditionFailed, reason: jobstate.ReasonFailedIndexes, guard: jobstate.GuardDrainedDead}},
-		{"DeadItemsWithinTheBudgetStillFailTheDrainedJob", jobstate.Spec{MaxFailedItems: jobstate.Ptr(5)}, jobstate.Observed{Done: true, Dead: 5, Now: now},
-			want{ok: true, to: jobstate.PhaseFailed, cond: jobstate.ConditionFailed, reason: jobstate.ReasonFailedItems, guard: jobstate.GuardDrainedDead}},
-		{"SuspendedDrainedJobCompletes", deadline, jobstate.Observed{Done: true, Suspended: true, StartTime: t0, Now: now},
-			want{ok: true, to: jobstate.PhaseComplete, cond: jobstate.ConditionComplete, reason: jobstate.ReasonDrained, guard: jobstate.GuardDrained}},
+		{"DrainedMeetsItsSuccessCriteria", jobstate.Spec{}, jobstate.Observed{Done: true, LiveWorkers: 1, StartTime: t0, Now: now}, succeeding(jobstate.ReasonDrained, jobstate.GuardDrained)},
+		{"DrainedWithoutWorkersMeetsItsSuccessCriteriaFirst", jobstate.Spec{}, jobstate.Observed{Done: true, StartTime: t0, Now: now}, succeeding(jobstate.ReasonDrained, jobstate.GuardDrained)},
+		{"IndexedDrainedIsCompletionsReached", indexed, jobstate.Observed{Done: true, StartTime: t0, Now: now}, succeeding(jobstate.ReasonCompletionsReached, jobstate.GuardDrained)},
+		{"SucceedingWaitsForLiveWorkers", jobstate.Spec{}, jobstate.Observed{Stored: jobstate.PhaseSucceeding, LiveWorkers: 2, Done: true, Now: now}, none()},
+		{"SucceedingWithNoLiveWorkerIsComplete", jobstate.Spec{}, jobstate.Observed{Stored: jobstate.PhaseSucceeding, SuccessReason: jobstate.ReasonDrained, SuccessMessage: "the queue is sealed and drained", Done: true, Now: now},
+			want{ok: true, to: jobstate.PhaseComplete, cond: jobstate.ConditionComplete, reason: jobstate.ReasonDrained, guard: jobstate.GuardSucceeded}},
+		{"SucceedingIgnoresLaterFailures", jobstate.Spec{BackoffLimit: jobstate.Ptr(0)}, jobstate.Observed{Stored: jobstate.PhaseSucceeding, SuccessReason: jobstate.ReasonDrained, SuccessMessage: "drained", WorkerFailures: 5, Now: now},
+			want{ok: true, to: jobstate.PhaseComplete, cond: jobstate.ConditionComplete, reason: jobstate.ReasonDrained, guard: jobstate.GuardSucceeded}},
+
+		// A drained Job with dead items fails, first as a FailureTarget.
+		{"DrainedWithDeadItemsFails", jobstate.Spec{}, jobstate.Observed{Done: true, Dead: 1, Now: now}, failing(jobstate.ReasonFailedItems, jobstate.GuardDrainedDead)},
+		{"DrainedWithDeadItemsFailsWhileWorkersStop", jobstate.Spec{}, jobstate.Observed{Done: true, Dead: 2, LiveWorkers: 1, Now: now}, failing(jobstate.ReasonFailedItems, jobstate.GuardDrainedDead)},
+		{"IndexedDrainedWithDeadIndexesFails", indexed, jobstate.Observed{Done: true, Dead: 1, Now: now}, failing(jobstate.ReasonFailedIndexes, jobstate.GuardDrainedDead)},
+		{"DeadItemsWithinTheBudgetStillFailTheDrainedJob", jobstate.Spec{MaxFailedItems: jobstate.Ptr(5)}, jobstate.Observed{Done: true, Dead: 5, Now: now}, failing(jobstate.ReasonFailedItems, jobstate.GuardDrainedDead)},
+		{"SuspendedDrainedJobSucceeds", deadline, jobstate.Observed{Done: true, Suspended: true, StartTime: t0, Now: now}, succeeding(jobstate.ReasonDrained, jobstate.GuardDrained)},
+
+		// Lost state, a FailJob rule and a success policy.
+		{"StateLostFailsFirst", jobstate.Spec{BackoffLimit: jobstate.Ptr(0)}, jobstate.Observed{StateLost: "1 items were handed out but 0 are accounted for", WorkerFailures: 3, Done: true, Now: now}, failing(jobstate.ReasonStateLost, jobstate.GuardStateLost)},
+		{"StateLostIsNeverComplete", jobstate.Spec{}, jobstate.Observed{StateLost: "x", Done: true, Now: now}, failing(jobstate.ReasonStateLost, jobstate.GuardStateLost)},
+		{"FailJobRuleFailsTheJob", jobstate.Spec{}, jobstate.Observed{FailJob: "item 3: exit status 42", LiveWorkers: 2, Now: now}, failing(jobstate.ReasonPodFailurePolicy, jobstate.GuardFailurePolicy)},
+		{"SuccessPolicyMet", successful, jobstate.Observed{Completed: "0-3", LiveWorkers: 2, Now: now}, succeeding(jobstate.ReasonSuccessPolicy, jobstate.GuardSuccessPolicy)},
+		{"SuccessPolicyNotYetMet", successful, jobstate.Observed{Completed: "0,3", LiveWorkers: 2, Now: now}, none()},
+		{"SuccessPolicyLosesToAFailure", successful, jobstate.Observed{Completed: "0-3", WorkerFailures: 99, Now: now}, failing(jobstate.ReasonBackoffLimitExceeded, jobstate.GuardBackoffLimit)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,7 +164,7 @@ func TestNextMessages(t *testing.T) {
 		t.Parallel()
 		tr, ok := jobstate.Next(jobstate.Spec{Completions: jobstate.Ptr(7)}, jobstate.Observed{Done: true, Now: now})
 		require.True(t, ok)
-		require.Contains(t, tr.Condition.Message, "all 7 indexes")
+		require.Contains(t, tr.Condition.Message, "all 7 completions")
 	})
 
 	t.Run("FailedRepeatsTheFailureTargetReasonAndMessage", func(t *testing.T) {
@@ -202,11 +217,21 @@ func TestNextFollowsTheLifecycle(t *testing.T) {
 		require.False(t, ok, "Failed is terminal")
 	})
 
-	t.Run("CompleteIsTerminal", func(t *testing.T) {
+	t.Run("SuccessCriteriaMetThenCompleteThenTerminal", func(t *testing.T) {
 		t.Parallel()
-		o := jobstate.Observed{Done: true, StartTime: t0, Now: now}
+		o := jobstate.Observed{Done: true, LiveWorkers: 1, StartTime: t0, Now: now}
 		tr, ok := jobstate.Next(jobstate.Spec{}, o)
 		require.True(t, ok)
+		require.Equal(t, jobstate.PhaseSucceeding, tr.To)
+		require.True(t, tr.To.Stopping())
+		o.Stored, o.SuccessReason, o.SuccessMessage = tr.To, tr.Condition.Reason, tr.Condition.Message
+		_, ok = jobstate.Next(jobstate.Spec{}, o)
+		require.False(t, ok, "a worker is still there")
+		o.LiveWorkers = 0
+		tr, ok = jobstate.Next(jobstate.Spec{}, o)
+		require.True(t, ok)
+		require.Equal(t, jobstate.PhaseComplete, tr.To)
+		require.Equal(t, jobstate.ReasonDrained, tr.Condition.Reason)
 		o.Stored = tr.To
 		o.WorkerFailures = 100
 		_, ok = jobstate.Next(jobstate.Spec{}, o)
@@ -224,6 +249,7 @@ func TestPhase(t *testing.T) {
 		{jobstate.PhaseRunning, false, false},
 		{jobstate.PhaseSuspended, false, false},
 		{jobstate.PhaseFailing, false, true},
+		{jobstate.PhaseSucceeding, false, true},
 		{jobstate.PhaseComplete, true, true},
 		{jobstate.PhaseFailed, true, true},
 	}
