@@ -1,0 +1,409 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+// ReapResult counts what one controller sweep did.
+type ReapResult struct {
+	WorkersLost     int // workers whose heartbeat expired, recorded as failed
+	LeasesReclaimed int
+	ItemsReclaimed  int
+}
+
+// Reap records workers whose heartbeat expired as failed and takes over
+// expired leases (a bounded number of items per call). It returns ErrNoJob
+// or ErrStateLost.
+func (s *Store) Reap(ctx context.Context, job string) (ReapResult, error) {
+	v, err := s.run(ctx, s.sc.reap, job, "")
+	if err != nil {
+		return ReapResult{}, fmt.Errorf("reap %q: %w", job, err)
+	}
+	r, ok := v.([]any)
+	if !ok || len(r) != 3 {
+		return ReapResult{}, replyErr("reap", v)
+	}
+	return ReapResult{WorkersLost: int(toInt(r[0])), LeasesReclaimed: int(toInt(r[1])), ItemsReclaimed: int(toInt(r[2]))}, nil
+}
+
+// Snapshot is one atomic read of a Job's counters.
+type Snapshot struct {
+	Status   jobstate.Status
+	Observed jobstate.Observed
+}
+
+// Snapshot reads a Job's status and the facts the controller decides on in
+// one atomic step. It reads counters only: its cost does not grow with the
+// Job's items, dead items or indexes. It returns ErrNoJob.
+func (s *Store) Snapshot(ctx context.Context, job string) (Snapshot, error) {
+	sc := s.sc.snapshot
+	v, err := sc.Run(ctx, s.rdb, sc.keysOf(s.keysOf(job))).Result()
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("status of %q: %w", job, mapError(err))
+	}
+	snap, err := decodeSnapshot(job, v)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("status of %q: %w", job, err)
+	}
+	return snap, nil
+}
+
+// Snapshots reads many Jobs in one pipelined round trip (one per node on a
+// Cluster). Each Job's error is its own: a Job deleted meanwhile has
+// ErrNoJob.
+func (s *Store) Snapshots(ctx context.Context, jobs []string) ([]Snapshot, []error) {
+	snaps := make([]Snapshot, len(jobs))
+	errs := make([]error, len(jobs))
+	sc := s.sc.snapshot
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(jobs))
+	for i, j := range jobs {
+		cmds[i] = sc.EvalSha(ctx, pipe, sc.keysOf(s.keysOf(j)))
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil && isNoScript(err) {
+		// Redis forgot the scripts (a restart): load them and go again.
+		if lerr := s.LoadScripts(ctx); lerr == nil {
+			pipe = s.rdb.Pipeline()
+			for i, j := range jobs {
+				cmds[i] = sc.EvalSha(ctx, pipe, sc.keysOf(s.keysOf(j)))
+			}
+			_, _ = pipe.Exec(ctx)
+		}
+	}
+	for i, j := range jobs {
+		v, err := cmds[i].Result()
+		if err != nil {
+			errs[i] = fmt.Errorf("status of %q: %w", j, mapError(err))
+			continue
+		}
+		if snaps[i], errs[i] = decodeSnapshot(j, v); errs[i] != nil {
+			errs[i] = fmt.Errorf("status of %q: %w", j, errs[i])
+		}
+	}
+	return snaps, errs
+}
+
+func decodeSnapshot(job string, v any) (Snapshot, error) {
+	r, ok := v.([]any)
+	if !ok || len(r) != 15 {
+		return Snapshot{}, replyErr("snapshot", v)
+	}
+	var spec jobstate.Spec
+	if err := json.Unmarshal([]byte(str(r[0])), &spec); err != nil {
+		return Snapshot{}, fmt.Errorf("%w: spec: %v", ErrReply, err)
+	}
+	spec = spec.WithDefaults()
+	st := map[string]string{}
+	pairs, _ := r[2].([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		st[str(pairs[i])] = str(pairs[i+1])
+	}
+	n := func(k string) int64 { return toInt(st[k]) }
+	ms := func(k string) *time.Time {
+		if st[k] == "" {
+			return nil
+		}
+		t := time.UnixMilli(n(k)).UTC()
+		return &t
+	}
+	now := time.UnixMilli(toInt(r[10])).UTC()
+	s := jobstate.Status{
+		Name:      job,
+		UID:       str(r[1]),
+		Kind:      spec.Kind(),
+		Spec:      spec,
+		Sealed:    st["sealed"] == "1",
+		Suspended: st["suspended"] == "1",
+		Done:      st["done"] == "1",
+		Items: jobstate.Items{
+			Pending:        toInt(r[3]),
+			Returned:       toInt(r[4]),
+			Leased:         n("leased"),
+			Retrying:       toInt(r[6]),
+			Succeeded:      n("succeeded"),
+			Dead:           toInt(r[7]),
+			FailedAttempts: n("failed"),
+			Takeovers:      n("takeovers"),
+		},
+		Leases:         toInt(r[5]),
+		Active:         toInt(r[8]),
+		Ready:          toInt(r[9]),
+		Succeeded:      n("wsucceeded"),
+		Failed:         n("wfailed"),
+		StartTime:      ms("start"),
+		CompletionTime: ms("completion"),
+		Conditions:     []jobstate.Condition{},
+		StateLost:      str(r[13]),
+		Now:            now,
+	}
+	s.Items.Total = n("popped") + s.Items.Pending
+	if spec.Completions != nil {
+		s.Items.Total = int64(*spec.Completions)
+		s.Items.Pending = s.Items.Total - n("popped")
+	}
+	s.Phase = jobstate.DerivePhase(jobstate.Phase(st["phase"]), s.Suspended, st["start"] != "")
+	var failure, success jobstate.Condition
+	for k, v := range st {
+		t, ok := strings.CutPrefix(k, "cond:")
+		if !ok {
+			continue
+		}
+		parts := strings.SplitN(v, "|", 4)
+		if len(parts) != 4 {
+			continue
+		}
+		at, _ := strconv.ParseInt(parts[2], 10, 64)
+		c := jobstate.Condition{Type: jobstate.ConditionType(t), Status: parts[0], Reason: parts[1], Message: parts[3],
+			LastTransitionTime: time.UnixMilli(at).UTC()}
+		s.Conditions = append(s.Conditions, c)
+		switch c.Type {
+		case jobstate.ConditionFailureTarget:
+			failure = c
+		case jobstate.ConditionSuccessCriteriaMet:
+			success = c
+		}
+	}
+	jobstate.SortConditions(s.Conditions)
+	rate, _ := r[11].([]any)
+	var sum int64
+	sec := now.Unix()
+	for i := 0; i+1 < len(rate); i += 2 {
+		t := toInt(rate[i])
+		if t < sec && t >= sec-60 {
+			sum += toInt(rate[i+1])
+		}
+	}
+	s.Throughput = float64(sum) / 60
+	if o := str(r[12]); o != "" && s.Items.Pending > 0 {
+		if _, at, ok := strings.Cut(o, ":"); ok {
+			s.OldestPendingAge = max(0, now.Sub(time.UnixMilli(toInt(at))).Seconds())
+		}
+	}
+	var start time.Time
+	if s.StartTime != nil {
+		start = *s.StartTime
+	}
+	failJob := ""
+	if fj := st["failjob"]; fj != "" {
+		id, msg, _ := strings.Cut(fj, "|")
+		failJob = fmt.Sprintf("item %s: %s", id, msg)
+	}
+	obs := jobstate.Observed{
+		Stored:         jobstate.Phase(st["phase"]),
+		FailureReason:  failure.Reason,
+		FailureMessage: failure.Message,
+		SuccessReason:  success.Reason,
+		SuccessMessage: success.Message,
+		Suspended:      s.Suspended,
+		Done:           s.Done,
+		Dead:           s.Items.Dead,
+		WorkerFailures: s.Failed,
+		LiveWorkers:    s.Ready,
+		StateLost:      s.StateLost,
+		FailJob:        failJob,
+		StartTime:      start,
+		Now:            now,
+	}
+	return Snapshot{Status: s, Observed: obs}, nil
+}
+
+// Apply applies a transition if its guard still holds in Redis. It returns
+// false when the guard no longer holds (the snapshot was stale).
+func (s *Store) Apply(ctx context.Context, job string, t jobstate.Transition) (bool, error) {
+	v, err := s.run(ctx, s.sc.transition, job, "", NewID(), string(t.Guard), string(t.To), string(t.Condition.Type),
+		t.Condition.Reason, t.Condition.Message)
+	if err != nil {
+		return false, fmt.Errorf("move %q to %s: %w", job, t.To, err)
+	}
+	n, _ := v.(int64)
+	return n == 1, nil
+}
+
+// Completed returns the indexes of a fixed completion count Job that
+// succeeded, as an interval string. It reads the ranges kept as they
+// succeed, so its cost grows with the number of ranges, not of indexes.
+func (s *Store) Completed(ctx context.Context, job string) (string, error) {
+	m, err := s.rdb.ZRange(ctx, s.keysOf(job).Key("doneidx"), 0, -1).Result()
+	if err != nil {
+		return "", fmt.Errorf("completed indexes of %q: %w", job, classify(err))
+	}
+	var b strings.Builder
+	for _, r := range m {
+		lo, hi, _ := strings.Cut(r, "-")
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(lo)
+		if hi != lo {
+			b.WriteString("-" + hi)
+		}
+	}
+	return b.String(), nil
+}
+
+// DeadItem is an item that used all its attempts.
+type DeadItem struct {
+	ID        int64  `json:"id"`
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"lastError"`
+	Payload   []byte `json:"-"`
+	Item      string `json:"item"` // Payload as text, for JSON output
+}
+
+// Dead lists up to limit dead items (0: all), ordered by id, reading only
+// those.
+func (s *Store) Dead(ctx context.Context, job string, limit int) ([]DeadItem, error) {
+	stop := int64(limit) - 1
+	if limit <= 0 {
+		stop = -1
+	}
+	m, err := s.rdb.ZRange(ctx, s.keysOf(job).Key("dead"), 0, stop).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dead items of %q: %w", job, classify(err))
+	}
+	out := make([]DeadItem, 0, len(m))
+	for _, v := range m {
+		if d, ok := ParseDead(v); ok {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// DeadIndexes returns the ids of dead items as an interval string (the
+// failed indexes of an Indexed Job), reading at most limit of them.
+func (s *Store) DeadIndexes(ctx context.Context, job string, limit int) (string, error) {
+	z, err := s.rdb.ZRangeWithScores(ctx, s.keysOf(job).Key("dead"), 0, int64(limit)-1).Result()
+	if err != nil {
+		return "", fmt.Errorf("dead items of %q: %w", job, classify(err))
+	}
+	idx := make([]int, 0, len(z))
+	for _, m := range z {
+		idx = append(idx, int(m.Score))
+	}
+	return jobstate.IndexList(idx), nil
+}
+
+// ParseDead reads a dead item "id:attempts:errlen:error..payload".
+func ParseDead(v string) (DeadItem, bool) {
+	id, rest, ok := strings.Cut(v, ":")
+	if !ok {
+		return DeadItem{}, false
+	}
+	att, rest, ok := strings.Cut(rest, ":")
+	if !ok {
+		return DeadItem{}, false
+	}
+	l, rest, ok := strings.Cut(rest, ":")
+	if !ok {
+		return DeadItem{}, false
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 0 || n > len(rest) {
+		return DeadItem{}, false
+	}
+	d := DeadItem{ID: toInt(id), Attempts: int(toInt(att)), LastError: rest[:n], Payload: []byte(rest[n:])}
+	d.Item = string(d.Payload)
+	return d, true
+}
+
+// WorkerInfo describes a worker process, for status pages.
+type WorkerInfo struct {
+	ID       string    `json:"id"`
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	Version  string    `json:"version,omitempty"`
+	Deadline time.Time `json:"heartbeatDeadline"` // filled by Workers
+}
+
+// Workers lists the registered workers that have not terminated, with
+// their heartbeat deadlines.
+func (s *Store) Workers(ctx context.Context, job string) ([]WorkerInfo, error) {
+	k := s.keysOf(job)
+	zs, err := s.rdb.ZRangeWithScores(ctx, k.Key("workers"), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("workers of %q: %w", job, classify(err))
+	}
+	if len(zs) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(zs))
+	for i, z := range zs {
+		ids[i], _ = z.Member.(string)
+	}
+	infos, err := s.rdb.HMGet(ctx, k.Key("winfo"), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("workers of %q: %w", job, classify(err))
+	}
+	out := make([]WorkerInfo, len(zs))
+	for i, z := range zs {
+		if s, ok := infos[i].(string); ok {
+			_ = json.Unmarshal([]byte(s), &out[i])
+		}
+		out[i].ID = ids[i]
+		out[i].Deadline = time.UnixMilli(int64(z.Score)).UTC()
+	}
+	return out, nil
+}
+
+// ItemResult is one entry of a Job's results stream.
+type ItemResult struct {
+	Seq     string `json:"seq"` // stream entry id
+	ID      int64  `json:"id"`
+	Attempt int    `json:"attempt"`
+	Exit    int    `json:"exit"`
+	Output  string `json:"output"`
+}
+
+// Results reads up to count results after stream id after ("" from the
+// start). With block > 0 it waits that long for new ones.
+func (s *Store) Results(ctx context.Context, job, after string, count int64, block time.Duration) ([]ItemResult, error) {
+	key := s.keysOf(job).Key("results")
+	var msgs []redis.XMessage
+	var err error
+	if block > 0 {
+		var streams []redis.XStream
+		streams, err = s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, nonEmpty(after, "0")}, Count: count, Block: block}).Result()
+		if len(streams) > 0 {
+			msgs = streams[0].Messages
+		}
+	} else {
+		start := "-"
+		if after != "" {
+			start = "(" + after
+		}
+		msgs, err = s.rdb.XRangeN(ctx, key, start, "+", count).Result()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("results of %q: %w", job, classify(err))
+	}
+	out := make([]ItemResult, 0, len(msgs))
+	for _, m := range msgs {
+		r := ItemResult{Seq: m.ID}
+		r.ID = toInt(m.Values["id"])
+		r.Attempt = int(toInt(m.Values["attempt"]))
+		r.Exit = int(toInt(m.Values["exit"]))
+		r.Output = str(m.Values["output"])
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func nonEmpty(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

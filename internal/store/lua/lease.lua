@@ -1,0 +1,138 @@
+-- lease: refreshes the worker's heartbeat, takes over expired leases, and
+-- leases up to n items: items handed back first, then due retries, then
+-- pending items in push order, then the next indexes (Indexed Jobs). n is
+-- the worker's wish, capped by its maximum and by a fair share of what is
+-- left (left / live workers), so the tail of a Job spreads over every
+-- worker.
+-- KEYS: spec state pending returned leases batches bstart retry dead workers reqs lost pushlog events
+-- ARGV: 1 uid, 2 session, 3 seq (per session, increasing: the token is
+--   "session.seq"; a repeated call returns the lease the first one made, an
+--   older one is refused), 4 worker id, 5 n wanted, 6 max (0: the spec's
+--   batch size)
+-- Reply: {'LEASE', token, expiresMs, record, avgUs, live, left};
+--   {'WAIT', reason (unsealed, peers, suspended, repeat, lost), wakeMs
+--   (-1: none known), avgUs, live}; {'DONE'}; {'FAILED'}; errors NOJOB,
+--   REPLACED, LOST, STALE.
+local e = job_error(ARGV[1])
+if e then return err(e) end
+allow_oom()
+local sess, seq = ARGV[2], tonumber(ARGV[3])
+local token = sess .. '.' .. ARGV[3]
+local spec = redis.call('HMGET', SPEC, 'batchSize', 'leaseMs', 'maxAttempts', 'completions')
+local leaseMs, maxAtt, comp = tonumber(spec[2]), tonumber(spec[3]), tonumber(spec[4])
+local st = state_table({'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded'})
+local avg = num(st.avgus, -1)
+local now = now_ms()
+local last = num(redis.call('HGET', REQS, 'l' .. sess), -1)
+if seq <= last then
+  local rec = redis.call('HGET', BATCHES, token)
+  if rec then
+    return {'LEASE', token, redis.call('ZSCORE', LEASES, token), rec, avg, redis.call('ZCOUNT', WORKERS, now, '+inf'), 0}
+  end
+  if seq == last then return {'WAIT', 'repeat', 0, avg, 0} end
+  return err('STALE', 'a lease call older than the last one')
+end
+redis.call('HSET', REQS, 'l' .. sess, ARGV[3])
+if failing(st.phase) then return {'FAILED'} end
+if stopping(st.phase) or st.done == '1' then return {'DONE'} end
+touch(now, leaseMs)
+redis.call('ZADD', WORKERS, now + leaseMs, ARGV[4])
+reclaim(now, 5000, maxAtt)
+local live = redis.call('ZCOUNT', WORKERS, now, '+inf')
+if st.suspended == '1' then return {'WAIT', 'suspended', next_wake(now), avg, live} end
+local popped = num(st.popped, 0)
+local left = remaining(now, popped, comp)
+local n = tonumber(ARGV[5])
+local maxn = tonumber(ARGV[6])
+if maxn <= 0 then maxn = tonumber(spec[1]) end
+n = math.max(1, math.min(n, maxn, math.ceil(left / math.max(live, 1))))
+
+local ids, atts, pays = {}, {}, {}
+local back = redis.call('LPOP', RETURNED, n)
+if back then
+  for _, m in ipairs(back) do
+    local id, used, pay = split3(m)
+    ids[#ids + 1] = tonumber(id)
+    atts[#atts + 1] = tonumber(used) + 1
+    pays[#pays + 1] = pay
+  end
+end
+if #ids < n then
+  local due = redis.call('ZRANGEBYSCORE', RETRY, '-inf', now, 'LIMIT', 0, n - #ids)
+  if #due > 0 then
+    chunked('ZREM', RETRY, due)
+    for _, m in ipairs(due) do
+      local id, used, pay = split3(m)
+      ids[#ids + 1] = tonumber(id)
+      atts[#atts + 1] = tonumber(used) + 1
+      pays[#pays + 1] = pay
+    end
+  end
+end
+local p0 = popped
+local fresh = nil
+if #ids < n then
+  fresh = redis.call('LPOP', PENDING, n - #ids)
+  if fresh then popped = popped + #fresh end
+end
+if comp and #ids + (fresh and #fresh or 0) < n and popped < comp then
+  local stop = math.min(comp, popped + n - #ids)
+  while popped < stop do
+    ids[#ids + 1] = popped
+    atts[#atts + 1] = 1
+    pays[#pays + 1] = tostring(popped)
+    popped = popped + 1
+  end
+end
+local got = #ids + (fresh and #fresh or 0)
+if got == 0 then
+  if st.sealed == '1' and left == 0 and redis.call('ZCARD', LEASES) == 0 and redis.call('ZCARD', RETRY) == 0 then
+    local why = lost_reason(st)
+    if why then
+      redis.call('HSET', STATE, 'lostreason', why)
+      redis.call('PUBLISH', EVENTS, 'lost')
+      return {'WAIT', 'lost', -1, avg, live}
+    end
+    redis.call('HSET', STATE, 'done', '1')
+    redis.call('PUBLISH', EVENTS, 'done')
+    return {'DONE'}
+  end
+  local reason = 'peers'
+  if st.sealed ~= '1' then reason = 'unsealed' end
+  if reason == 'peers' and redis.call('ZCARD', LEASES) > 0 then
+    -- Peers hold items: those they have not started can come here.
+    if now - num(redis.call('HGET', STATE, 'hungry'), 0) > 100 then
+      redis.call('HSET', STATE, 'hungry', now)
+      redis.call('PUBLISH', EVENTS, 'hungry')
+    end
+  end
+  return {'WAIT', reason, next_wake(now), avg, live}
+end
+local fence = int(redis.call('HINCRBY', STATE, 'fseq', 1))
+local rec
+if #ids == 0 and not comp then
+  -- The common case: a run of fresh items, one record in two concats.
+  local l = {}
+  for k = 1, #fresh do l[k] = #fresh[k] end
+  local r = tostring(p0)
+  if #fresh > 1 then r = p0 .. '-' .. (popped - 1) end
+  rec = #fresh .. '|' .. fence .. '|' .. r .. '||' .. table.concat(l, ',') .. '\n' .. table.concat(fresh)
+else
+  if fresh then
+    for k = 1, #fresh do
+      ids[#ids + 1] = p0 + k - 1
+      atts[#atts + 1] = 1
+      pays[#pays + 1] = fresh[k]
+    end
+  end
+  rec = encode(fence, ids, atts, pays, comp ~= nil)
+end
+if popped ~= p0 then
+  redis.call('HSET', STATE, 'popped', popped)
+  redis.call('ZREMRANGEBYSCORE', PUSHLOG, '-inf', popped)
+end
+redis.call('HSET', BATCHES, token, rec)
+redis.call('ZADD', LEASES, now + leaseMs, token)
+redis.call('HINCRBY', STATE, 'leased', got)
+if not st.start then redis.call('HSET', STATE, 'start', now) end
+return {'LEASE', token, now + leaseMs, rec, avg, live, left - got}

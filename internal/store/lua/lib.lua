@@ -1,0 +1,348 @@
+-- lib.lua: helpers shared by every script. The loader puts before it one
+-- local per key name (see keys.go; nil when a script does not declare that
+-- key) and the phase names of pkg/jobstate (PH_*), then this file, then the
+-- script's body.
+--
+-- Encodings:
+--   lease record (field of BATCHES)  "n|fence|ids|atts|lens\n" .. payloads
+--       ids  ranges in record order: "4-9,2"; atts: "" when every item runs
+--       its first attempt, else one number per item; lens: payload lengths,
+--       or "i" when every payload is its id (Indexed Jobs)
+--   retry member / returned element  "id:attempts:payload" (attempts used)
+--   dead member (score: id)          "id:attempts:errlen:" .. error .. payload
+--   condition field "cond:<Type>"    "status|reason|ms|message"
+--   request slots in REQS            "l<sess>" last lease seq; "s<sess>"
+--                                    "seq:reply" of the last settle
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- allow_oom lets a script that frees memory, or needs a little, run while
+-- Redis is at maxmemory with noeviction, so that workers can drain a full
+-- queue: Redis refuses a deny-oom command only as a script's first write,
+-- and HDEL of a missing field is a write that is not deny-oom and changes
+-- nothing. Create and push do not call it.
+local function allow_oom() redis.call('HDEL', STATE, '-') end
+
+local function num(v, d)
+  local n = tonumber(v)
+  if n == nil then return d end
+  return n
+end
+
+local function int(n) return string.format('%d', n) end
+
+-- chunked calls cmd on key with list in slices of 1000 (the Lua stack limit).
+local function chunked(cmd, key, list)
+  for i = 1, #list, 1000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+
+-- split2 splits "a:b" at the first colon.
+local function split2(v)
+  local c = string.find(v, ':', 1, true)
+  return string.sub(v, 1, c - 1), string.sub(v, c + 1)
+end
+
+-- split3 splits "a:b:c" at the first two colons.
+local function split3(v)
+  local a, rest = split2(v)
+  local b, c = split2(rest)
+  return a, b, c
+end
+
+-- job_error checks that the Job exists and, when uid is not empty, that it
+-- is that incarnation. It returns nil, or the error code of the reply:
+-- NOJOB (gone: deleted, expired, flushed, lost in a restart), REPLACED
+-- (another Job of that name was created since), LOST (its state hash is
+-- gone while its spec is there: evicted).
+local function job_error(uid)
+  local cur = redis.call('HGET', SPEC, 'uid')
+  if not cur then return 'NOJOB' end
+  if uid ~= '' and cur ~= uid then return 'REPLACED' end
+  if redis.call('EXISTS', STATE) == 0 then return 'LOST' end
+  return nil
+end
+
+-- err is the one way a script reports an error: a reply whose first word
+-- is the code (NOJOB, REPLACED, LOST, SEALED, FINISHED, STALE).
+local function err(code, msg)
+  if msg then return redis.error_reply(code .. ' ' .. msg) end
+  return redis.error_reply(code)
+end
+
+local function spec_num(field, d) return num(redis.call('HGET', SPEC, field), d) end
+
+-- terminal: the stored phase ends the Job's work (Failing, Succeeding,
+-- Failed, Complete).
+local function stopping(phase)
+  return phase == PH_FAILING or phase == PH_FAILED or phase == PH_COMPLETE or phase == PH_SUCCEEDING
+end
+
+local function failing(phase) return phase == PH_FAILING or phase == PH_FAILED end
+
+-- shift moves every score of a zset forward by d.
+local function shift(key, d)
+  local z = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #z, 2 do
+    redis.call('ZADD', key, tonumber(z[i + 1]) + d, z[i])
+  end
+end
+
+-- touch notes that a call of this Job ran at now. A Redis that was paused,
+-- forking or failing over served nobody: after a silence longer than half a
+-- lease (workers heartbeat at least twice per lease), every lease and
+-- heartbeat deadline moves forward by the silence beyond that half, so the
+-- stall costs no attempts and no worker failures. Returns the shift in ms.
+local function touch(now, leaseMs)
+  local last = tonumber(redis.call('HGET', STATE, 'seen'))
+  redis.call('HSET', STATE, 'seen', now)
+  if not last then return 0 end
+  local d = now - last - math.floor(leaseMs / 2)
+  if d <= 0 then return 0 end
+  shift(LEASES, d)
+  shift(WORKERS, d)
+  redis.call('HINCRBY', STATE, 'stalls', 1)
+  redis.call('HINCRBY', STATE, 'stallms', d)
+  return d
+end
+
+local function ranges(ids)
+  local r = {}
+  local i, n = 1, #ids
+  while i <= n do
+    local j = i
+    while j < n and ids[j + 1] == ids[j] + 1 do j = j + 1 end
+    if j > i then r[#r + 1] = ids[i] .. '-' .. ids[j] else r[#r + 1] = tostring(ids[i]) end
+    i = j + 1
+  end
+  return table.concat(r, ',')
+end
+
+-- encode builds a lease record from parallel arrays.
+local function encode(fence, ids, atts, pays, indexed)
+  local n = #ids
+  local a = ''
+  for k = 1, n do
+    if atts[k] ~= 1 then a = table.concat(atts, ',') break end
+  end
+  local lens, body = 'i', ''
+  if not indexed then
+    local l = {}
+    for k = 1, n do l[k] = #pays[k] end
+    lens = table.concat(l, ',')
+    body = table.concat(pays)
+  end
+  return n .. '|' .. fence .. '|' .. ranges(ids) .. '|' .. a .. '|' .. lens .. '\n' .. body
+end
+
+-- head returns a record's item count, fence, ids field and the position of
+-- its newline, without touching the payloads.
+local function head(rec)
+  local nl = string.find(rec, '\n', 1, true)
+  local n, fence, ids = string.match(string.sub(rec, 1, nl - 1), '^(%d+)|(%d+)|([^|]*)|')
+  return tonumber(n), fence, ids, nl
+end
+
+local function expand(idf)
+  local ids = {}
+  for part in string.gmatch(idf, '[^,]+') do
+    local a, b = string.match(part, '^(%d+)-(%d+)$')
+    if a then
+      for x = tonumber(a), tonumber(b) do ids[#ids + 1] = x end
+    else
+      ids[#ids + 1] = tonumber(part)
+    end
+  end
+  return ids
+end
+
+-- decode returns a record's ids, attempts and payloads (arrays) and fence.
+local function decode(rec)
+  local nl = string.find(rec, '\n', 1, true)
+  local n, fence, idf, af, lf = string.match(string.sub(rec, 1, nl - 1), '^(%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
+  n = tonumber(n)
+  local ids = expand(idf)
+  local atts = {}
+  if af == '' then
+    for k = 1, n do atts[k] = 1 end
+  else
+    for v in string.gmatch(af, '[^,]+') do atts[#atts + 1] = tonumber(v) end
+  end
+  local pays = {}
+  if lf == 'i' then
+    for k = 1, n do pays[k] = tostring(ids[k]) end
+  else
+    local off = nl + 1
+    for v in string.gmatch(lf, '[^,]+') do
+      local l = tonumber(v)
+      pays[#pays + 1] = string.sub(rec, off, off + l - 1)
+      off = off + l
+    end
+  end
+  return ids, atts, pays, fence
+end
+
+local function dead_member(id, att, e, pay)
+  return id .. ':' .. att .. ':' .. #e .. ':' .. e .. pay
+end
+
+-- add_range marks ids a..b in a zset of ranges ("a-b", score a), merging
+-- with neighbours. Returns how many of them were new.
+local function add_range(key, a, b)
+  local new = b - a + 1
+  local lo, hi = a, b
+  local prev = redis.call('ZREVRANGEBYSCORE', key, a, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if prev[1] then
+    local s, e = string.match(prev[1], '^(%d+)-(%d+)$')
+    s, e = tonumber(s), tonumber(e)
+    if e >= a - 1 then
+      new = new - math.max(0, math.min(e, b) - a + 1)
+      lo = s
+      hi = math.max(hi, e)
+      redis.call('ZREM', key, prev[1])
+    end
+  end
+  local nexts = redis.call('ZRANGEBYSCORE', key, '(' .. a, b + 1)
+  for _, m in ipairs(nexts) do
+    local s, e = string.match(m, '^(%d+)-(%d+)$')
+    s, e = tonumber(s), tonumber(e)
+    new = new - math.max(0, math.min(e, b) - math.max(s, a) + 1)
+    hi = math.max(hi, e)
+    redis.call('ZREM', key, m)
+  end
+  redis.call('ZADD', key, lo, int(lo) .. '-' .. int(hi))
+  return new
+end
+
+-- mark_done records succeeded ids of an Indexed Job (ids field of a
+-- record, or a list of ids) as ranges.
+local function mark_done_field(idf)
+  for part in string.gmatch(idf, '[^,]+') do
+    local a, b = string.match(part, '^(%d+)-(%d+)$')
+    if a then add_range(DONEIDX, tonumber(a), tonumber(b))
+    else add_range(DONEIDX, tonumber(part), tonumber(part)) end
+  end
+end
+
+-- backoff is the retry delay (ms) after attempt att, with jitter in [0,1):
+-- base*2^(att-1) capped, then scaled into [d/2, d). jobstate.Spec.Backoff
+-- is the same rule; a test holds them together.
+local function backoff(att, jitter)
+  local base, cap = spec_num('retryBackoffMs', 1000), spec_num('retryBackoffMaxMs', 300000)
+  local d = base
+  for _ = 2, att do
+    if d >= cap then break end
+    d = d * 2
+  end
+  d = math.min(d, cap)
+  return math.floor(d / 2 + jitter * d / 2)
+end
+
+-- settle_failure records a failed run of an item: dead after its last
+-- attempt (or at once with dead_now), else retried after delay ms.
+-- Returns 'dead' or 'retry'.
+local function settle_failure(id, att, pay, e, now, delay, maxAtt, dead_now)
+  if dead_now or att >= maxAtt then
+    redis.call('ZADD', DEAD, id, dead_member(id, att, e, pay))
+    return 'dead'
+  end
+  redis.call('ZADD', RETRY, now + delay, id .. ':' .. att .. ':' .. pay)
+  return 'retry'
+end
+
+local function give_back(id, used, pay)
+  redis.call('RPUSH', RETURNED, id .. ':' .. used .. ':' .. pay)
+end
+
+local function drop_lease(token)
+  redis.call('HDEL', BATCHES, token)
+  redis.call('HDEL', BSTART, token)
+  redis.call('ZREM', LEASES, token)
+end
+
+local EXPIRED_ERROR = 'lease expired: the worker running the item stopped heartbeating (crashed, killed or cut off from Redis)'
+
+-- reclaim takes over leases that expired by now, up to about maxItems
+-- items: items the worker had started are charged an attempt (retried at
+-- once, or dead after their last); items it had not started go back
+-- without using one. Returns leases and items taken over.
+local function reclaim(now, maxItems, maxAtt)
+  local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 100)
+  local leases, items, charged = 0, 0, 0
+  for _, token in ipairs(expired) do
+    if items >= maxItems then break end
+    local rec = redis.call('HGET', BATCHES, token)
+    local started = num(redis.call('HGET', BSTART, token), 0)
+    if rec then
+      local ids, atts, pays = decode(rec)
+      for k = 1, #ids do
+        if k <= started then
+          charged = charged + 1
+          settle_failure(ids[k], atts[k], pays[k], EXPIRED_ERROR, now, 0, maxAtt, false)
+        else
+          give_back(ids[k], atts[k] - 1, pays[k])
+        end
+      end
+      items = items + #ids
+    end
+    drop_lease(token)
+    redis.call('ZADD', LOST, now, token)
+    leases = leases + 1
+  end
+  if leases > 0 then
+    redis.call('HINCRBY', STATE, 'takeovers', leases)
+    redis.call('HINCRBY', STATE, 'leased', -items)
+    if charged > 0 then redis.call('HINCRBY', STATE, 'failed', charged) end
+    redis.call('PUBLISH', EVENTS, 'reclaim')
+  end
+  return leases, items
+end
+
+-- next_wake is how long (ms) until a lease expires or a retry is due; -1: none.
+local function next_wake(now)
+  local w = -1
+  local l = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
+  if l[2] then w = tonumber(l[2]) end
+  local r = redis.call('ZRANGE', RETRY, 0, 0, 'WITHSCORES')
+  if r[2] and (w < 0 or tonumber(r[2]) < w) then w = tonumber(r[2]) end
+  if w < 0 then return -1 end
+  return math.max(w - now, 0)
+end
+
+-- remaining counts the items a lease could still hand out: returned,
+-- pending, retries due now, and indexes not yet generated.
+local function remaining(now, popped, comp)
+  local n = redis.call('LLEN', RETURNED) + redis.call('LLEN', PENDING) + redis.call('ZCOUNT', RETRY, '-inf', now)
+  if comp then n = n + math.max(comp - popped, 0) end
+  return n
+end
+
+-- lost_reason checks the Job's books: every item it was given is pending,
+-- returned, leased, retrying, succeeded or dead. Pushes by plain RPUSH add
+-- items the books did not count, never fewer. Returns nil, or why not.
+local function lost_reason(st)
+  local pushed, popped, leased = num(st.pushed, 0), num(st.popped, 0), num(st.leased, 0)
+  local nleases = redis.call('ZCARD', LEASES)
+  if (leased > 0) ~= (nleases > 0) or redis.call('HLEN', BATCHES) ~= nleases then
+    return 'the lease records do not match the leased items'
+  end
+  local have = leased + redis.call('ZCARD', RETRY) + redis.call('LLEN', RETURNED) + num(st.succeeded, 0) + redis.call('ZCARD', DEAD)
+  if have ~= popped then
+    return int(popped) .. ' items were handed out but ' .. int(have) .. ' are leased, retrying, returned, succeeded or dead'
+  end
+  if popped + redis.call('LLEN', PENDING) < pushed then
+    return int(pushed) .. ' items were pushed but only ' .. int(popped + redis.call('LLEN', PENDING)) .. ' are accounted for'
+  end
+  return nil
+end
+
+local function state_table(fields)
+  local v = redis.call('HMGET', STATE, unpack(fields))
+  local st = {}
+  for i, f in ipairs(fields) do st[f] = v[i] end
+  return st
+end

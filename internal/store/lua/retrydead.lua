@@ -1,0 +1,43 @@
+-- retrydead: puts up to limit dead items back, due now with fresh
+-- attempts, lowest ids first; called again until none is left, so no call
+-- holds Redis for long. A finished Job is reopened only when asked (then
+-- it returns to Running, with a Reopened condition).
+-- KEYS: spec state retry dead events
+-- ARGV: 1 uid ('' the current incarnation), 2 request id, 3 limit, 4 reopen (0/1)
+-- Reply: {moved, left}; errors NOJOB, REPLACED, LOST, FINISHED (finished
+--   and not asked to reopen).
+local e = job_error(ARGV[1])
+if e then return err(e) end
+local st = redis.call('HMGET', STATE, 'phase', 'retryrid')
+if st[2] and string.sub(st[2], 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
+  local moved, left = split2(string.sub(st[2], #ARGV[2] + 2))
+  return {tonumber(moved), tonumber(left)}
+end
+local now = now_ms()
+if st[1] then
+  if ARGV[4] ~= '1' then return err('FINISHED') end
+  if redis.call('ZCARD', DEAD) > 0 then
+    redis.call('HDEL', STATE, 'phase', 'done', 'completion', 'cond:Complete', 'cond:Failed', 'cond:FailureTarget',
+      'cond:SuccessCriteriaMet', 'failjob', 'trid')
+    redis.call('HSET', STATE, 'wfailed', 0, 'cond:Reopened', 'True|DeadItemsRetried|' .. now .. '|reopened by `coordinator retry --reopen`')
+    for _, k in ipairs(KEYS) do redis.call('PERSIST', k) end
+  end
+end
+local popped = redis.call('ZPOPMIN', DEAD, tonumber(ARGV[3]))
+local members = {}
+for i = 1, #popped, 2 do
+  local v = popped[i]
+  local id, rest = split2(v)
+  local _, rest2 = split2(rest)
+  local l, rest3 = split2(rest2)
+  members[#members + 1] = now
+  members[#members + 1] = id .. ':0:' .. string.sub(rest3, tonumber(l) + 1)
+end
+if #members > 0 then
+  chunked('ZADD', RETRY, members)
+  redis.call('HDEL', STATE, 'done')
+  redis.call('PUBLISH', EVENTS, 'retry')
+end
+local moved, left = #members / 2, redis.call('ZCARD', DEAD)
+redis.call('HSET', STATE, 'retryrid', ARGV[2] .. ':' .. moved .. ':' .. left)
+return {moved, left}

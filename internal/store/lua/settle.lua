@@ -1,0 +1,177 @@
+-- settle: records what became of leased items, fenced by lease token: acked
+-- items count as succeeded once; failed ones are retried after a backoff,
+-- or dead after their last attempt; released ones go back without using
+-- an attempt. Items whose lease is gone (expired and taken over) are
+-- refused, never counted. It also records how many items of each lease have
+-- started (a worker that dies is charged an attempt for those only), the
+-- workers' item durations (shared, for lease sizing) and item results.
+-- KEYS: spec state leases batches bstart retry returned dead doneidx rate reqs results events
+-- ARGV: 1 uid, 2 session, 3 seq (per session, increasing: a repeated call
+--   returns the first one's reply and changes nothing; an older one is
+--   refused), 4 items timed, 5 their total duration (µs), 6 results stream
+--   cap (entries), then per lease:
+--     token, mode ('a': every item not listed as failed or released
+--     succeeded; 's': only the listed acks), started (items of the lease
+--     that started and are still in it after this call; -1: unchanged),
+--     nAck (mode 'a': how many items the worker acks; 's': ids listed),
+--     nFail, nRel, nRes,
+--     then nAck ids (mode 's' only), nFail × (id, action, jitter, error),
+--     nRel ids, nRes × (id, attempt, exit code, output)
+--   action: 'c' counts an attempt; 'i' retries without using one; 'x' the
+--   item is dead at once (FailIndex); 'j' dead at once and the Job fails.
+-- Reply: "acked,failed,released,refused,dead,failjob|token,token..." (the
+--   tokens whose lease was gone); errors NOJOB, REPLACED, LOST, STALE.
+local e = job_error(ARGV[1])
+if e then return err(e) end
+allow_oom()
+local slot = 's' .. ARGV[2]
+local seq = tonumber(ARGV[3])
+local prev = redis.call('HGET', REQS, slot)
+if prev then
+  local ps, pr = split2(prev)
+  ps = tonumber(ps)
+  if seq == ps then return pr end
+  if seq < ps then return err('STALE', 'a settle call older than the last one') end
+end
+local now = now_ms()
+local maxAtt = spec_num('maxAttempts', 3)
+local indexed = spec_num('completions', nil) ~= nil
+local resMax = tonumber(ARGV[6])
+local acked, failed, released, refused, dead, failjob = 0, 0, 0, 0, 0, 0
+local gone = {}
+local i = 7
+while i <= #ARGV do
+  local token, mode, started = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local nA, nF, nR, nRes = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  i = i + 7
+  local aIds = 0
+  if mode == 's' then aIds = nA end
+  local a0, f0 = i, i + aIds
+  local r0 = f0 + 4 * nF
+  local s0 = r0 + nR
+  i = s0 + 4 * nRes
+  local rec = nil
+  if redis.call('ZSCORE', LEASES, token) then rec = redis.call('HGET', BATCHES, token) end
+  if not rec then
+    refused = refused + nA + nF + nR
+    gone[#gone + 1] = token
+  else
+    local left = 0
+    if mode == 'a' and nF == 0 and nR == 0 then
+      local n, _, idf = head(rec)
+      if indexed then mark_done_field(idf) end
+      drop_lease(token)
+      acked = acked + n
+    else
+      local ids, atts, pays, fence = decode(rec)
+      local pos, out = {}, {}
+      for k = 1, #ids do pos[ids[k]] = k end
+      for f = f0, r0 - 1, 4 do
+        local id, action, jitter, msg = tonumber(ARGV[f]), ARGV[f + 1], tonumber(ARGV[f + 2]), ARGV[f + 3]
+        local k = pos[id]
+        if not k or out[k] then
+          refused = refused + 1
+        else
+          out[k] = true
+          if action == 'i' then
+            redis.call('ZADD', RETRY, now + backoff(atts[k], jitter), id .. ':' .. (atts[k] - 1) .. ':' .. pays[k])
+            released = released + 1
+          else
+            failed = failed + 1
+            if settle_failure(id, atts[k], pays[k], msg, now, backoff(atts[k], jitter), maxAtt, action == 'x' or action == 'j') == 'dead' then
+              dead = dead + 1
+            end
+            if action == 'j' and failjob == 0 then
+              failjob = 1
+              redis.call('HSETNX', STATE, 'failjob', int(id) .. '|' .. msg)
+            end
+          end
+        end
+      end
+      for f = r0, s0 - 1 do
+        local k = pos[tonumber(ARGV[f])]
+        if not k or out[k] then
+          refused = refused + 1
+        else
+          out[k] = true
+          give_back(ids[k], atts[k] - 1, pays[k])
+          released = released + 1
+        end
+      end
+      local done = {}
+      if mode == 'a' then
+        for k = 1, #ids do
+          if not out[k] then
+            out[k] = true
+            done[#done + 1] = ids[k]
+          end
+        end
+      else
+        for f = a0, f0 - 1 do
+          local k = pos[tonumber(ARGV[f])]
+          if not k or out[k] then
+            refused = refused + 1
+          else
+            out[k] = true
+            done[#done + 1] = ids[k]
+          end
+        end
+      end
+      acked = acked + #done
+      if indexed and #done > 0 then
+        table.sort(done)
+        mark_done_field(ranges(done))
+      end
+      local kid, katt, kpay = {}, {}, {}
+      for k = 1, #ids do
+        if not out[k] then
+          kid[#kid + 1] = ids[k]
+          katt[#katt + 1] = atts[k]
+          kpay[#kpay + 1] = pays[k]
+        end
+      end
+      left = #kid
+      if left == 0 then
+        drop_lease(token)
+      else
+        redis.call('HSET', BATCHES, token, encode(fence, kid, katt, kpay, indexed))
+      end
+    end
+    if left > 0 and started >= 0 then
+      redis.call('HSET', BSTART, token, math.min(started, left))
+    end
+  end
+  if nRes > 0 and resMax > 0 then
+    for f = s0, i - 1, 4 do
+      redis.call('XADD', RESULTS, 'MAXLEN', '~', resMax, '*', 'id', ARGV[f], 'attempt', ARGV[f + 1], 'exit', ARGV[f + 2], 'output', ARGV[f + 3])
+    end
+  end
+end
+if acked > 0 then
+  redis.call('HINCRBY', STATE, 'succeeded', acked)
+  local sec = math.floor(now / 1000)
+  redis.call('HINCRBY', RATE, sec, acked)
+  if redis.call('HLEN', RATE) > 90 then
+    for _, s in ipairs(redis.call('HKEYS', RATE)) do
+      if tonumber(s) < sec - 70 then redis.call('HDEL', RATE, s) end
+    end
+  end
+end
+if failed > 0 then redis.call('HINCRBY', STATE, 'failed', failed) end
+local handled = acked + failed + released
+if handled > 0 then redis.call('HINCRBY', STATE, 'leased', -handled) end
+local timed = tonumber(ARGV[4])
+if timed > 0 then
+  local sample = tonumber(ARGV[5]) / timed
+  local old = tonumber(redis.call('HGET', STATE, 'avgus'))
+  if old then sample = old * 0.7 + sample * 0.3 end
+  redis.call('HSET', STATE, 'avgus', math.floor(sample))
+end
+if released > 0 then redis.call('PUBLISH', EVENTS, 'released') end
+if dead > 0 or failjob > 0 then redis.call('PUBLISH', EVENTS, 'dead') end
+if acked > 0 and redis.call('ZCARD', LEASES) == 0 and redis.call('HGET', STATE, 'sealed') == '1' then
+  redis.call('PUBLISH', EVENTS, 'drained')
+end
+local reply = acked .. ',' .. failed .. ',' .. released .. ',' .. refused .. ',' .. dead .. ',' .. failjob .. '|' .. table.concat(gone, ',')
+redis.call('HSET', REQS, slot, ARGV[3] .. ':' .. reply)
+return reply

@@ -1,0 +1,161 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+// shared is one real redis-server for the package; tests use Jobs of their
+// own names on it.
+var (
+	shared     *redistest.Server
+	sharedErr  error
+	sharedOnce sync.Once
+	jobSeq     atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.Stop()
+	}
+	os.Exit(code)
+}
+
+// env is one test's Redis and Job: a miniredis of its own, or the shared
+// real one.
+type env struct {
+	s    *store.Store
+	rdb  redis.UniversalClient
+	mini *miniredis.Miniredis
+	job  string
+}
+
+// advance lets server time pass for leases and backoffs: miniredis's clock
+// is moved; on real Redis the test sleeps (only tests that need real
+// blocking or TTLs run there with short leases).
+func (e *env) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	if e.mini != nil {
+		now, err := e.s.Now(context.Background())
+		require.NoError(t, err)
+		e.mini.SetTime(now.Add(d))
+		return
+	}
+	time.Sleep(d)
+}
+
+func miniEnv(t *testing.T) *env {
+	t.Helper()
+	m := miniredis.RunT(t)
+	m.SetTime(time.UnixMilli(time.Now().UnixMilli()))
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	s := store.New(rdb)
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Ping(context.Background()))
+	return &env{s: s, rdb: rdb, mini: m, job: "job"}
+}
+
+func realEnv(t *testing.T) *env {
+	t.Helper()
+	redistest.Available(t)
+	sharedOnce.Do(func() { shared, sharedErr = redistest.Start("") })
+	require.NoError(t, sharedErr)
+	rdb := redis.NewClient(&redis.Options{Addr: shared.Addr})
+	s := store.New(rdb)
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Ping(context.Background()))
+	return &env{s: s, rdb: rdb, job: fmt.Sprintf("t%d-%d", os.Getpid(), jobSeq.Add(1))}
+}
+
+// both runs f on miniredis and on a real redis-server.
+func both(t *testing.T, f func(t *testing.T, e *env)) {
+	t.Helper()
+	t.Run("miniredis", func(t *testing.T) {
+		t.Parallel()
+		f(t, miniEnv(t))
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		f(t, realEnv(t))
+	})
+}
+
+// session is a registered worker.
+type session struct {
+	e   *env
+	wid string
+	reg store.Registration
+	seq int64
+	set int64
+}
+
+func (e *env) create(t *testing.T, spec jobstate.Spec) string {
+	t.Helper()
+	uid, err := e.s.Create(context.Background(), e.job, spec)
+	require.NoError(t, err)
+	return uid
+}
+
+func (e *env) push(t *testing.T, items ...string) {
+	t.Helper()
+	b := make([][]byte, len(items))
+	for i, it := range items {
+		b[i] = []byte(it)
+	}
+	n, err := e.s.Push(context.Background(), e.job, "", b, store.PushOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, len(items), n)
+}
+
+func (e *env) worker(t *testing.T, wid string) *session {
+	t.Helper()
+	reg, err := e.s.Register(context.Background(), e.job, "", wid, []byte(`{}`))
+	require.NoError(t, err)
+	return &session{e: e, wid: wid, reg: reg}
+}
+
+func (w *session) lease(t *testing.T, want int) (store.LeaseReply, error) {
+	t.Helper()
+	w.seq++
+	return w.e.s.Lease(context.Background(), w.e.job, store.LeaseRequest{UID: w.reg.UID, Session: w.reg.Session,
+		Worker: w.wid, Seq: w.seq, Want: want})
+}
+
+func (w *session) mustLease(t *testing.T, want int) *store.Lease {
+	t.Helper()
+	r, err := w.lease(t, want)
+	require.NoError(t, err)
+	require.NotNil(t, r.Lease, "a lease, not %+v", r)
+	return r.Lease
+}
+
+func (w *session) settle(t *testing.T, ls ...store.Settlement) (store.SettleResult, error) {
+	t.Helper()
+	w.set++
+	return w.e.s.Settle(context.Background(), w.e.job, store.SettleRequest{UID: w.reg.UID, Session: w.reg.Session, Seq: w.set, Leases: ls})
+}
+
+func (e *env) status(t *testing.T) jobstate.Status {
+	t.Helper()
+	snap, err := e.s.Snapshot(context.Background(), e.job)
+	require.NoError(t, err)
+	return snap.Status
+}
+
+func ackAll(l *store.Lease) store.Settlement {
+	return store.Settlement{Token: l.Token, All: true, AckCount: len(l.Items), Started: -1}
+}

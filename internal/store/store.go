@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store is workq's handle on one Redis deployment (a server, a Sentinel
+// group or a Cluster). It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	sc  *scripts
+
+	mu   sync.Mutex
+	keys map[string]Keys // by Job name, built once
+}
+
+// New returns a Store on rdb. It does not contact Redis.
+func New(rdb redis.UniversalClient) *Store {
+	sc, err := loadScripts()
+	if err != nil {
+		// The scripts are embedded: a failure here is a build defect.
+		panic(err)
+	}
+	return &Store{rdb: rdb, sc: sc, keys: map[string]Keys{}}
+}
+
+// Redis returns the underlying client, for tools and tests.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+// Close closes the connections.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// keysOf returns the keys of job, cached.
+func (s *Store) keysOf(job string) Keys {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[job]
+	if !ok {
+		if len(s.keys) > 10000 {
+			clear(s.keys)
+		}
+		k = KeysFor(job)
+		s.keys[job] = k
+	}
+	return k
+}
+
+// run runs a script on job's keys and maps its errors.
+func (s *Store) run(ctx context.Context, sc *script, job string, args ...any) (any, error) {
+	v, err := sc.Run(ctx, s.rdb, sc.keysOf(s.keysOf(job)), args...).Result()
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return v, nil
+}
+
+// Ping checks that Redis answers, that it will not evict workq's keys, and
+// loads the scripts so that pipelines of EVALSHA find them. It returns
+// ErrUnavailable, ErrAuth or ErrEviction.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return classify(err)
+	}
+	if err := s.CheckEviction(ctx); err != nil {
+		return err
+	}
+	return s.LoadScripts(ctx)
+}
+
+// LoadScripts loads every script (SCRIPT LOAD, on every primary of a
+// Cluster).
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range s.sc.all {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load script %s: %w", sc.name, classify(err))
+		}
+	}
+	return nil
+}
+
+// CheckEviction refuses a Redis whose maxmemory-policy could evict workq's
+// keys (anything but noeviction): an evicted pending list loses items
+// silently. It reads INFO memory, which needs no CONFIG rights; on a
+// Cluster it checks every primary.
+func (s *Store) CheckEviction(ctx context.Context) error {
+	check := func(ctx context.Context, c redis.Cmdable) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			if strings.Contains(err.Error(), "not supported") {
+				// A server without memory info (the embedded miniredis of
+				// `coordinator run`) has no maxmemory and evicts nothing.
+				return nil
+			}
+			return classify(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok && v != "noeviction" {
+				return fmt.Errorf("%w: its maxmemory-policy is %s, under which Redis may delete workq's keys and lose items", ErrEviction, v)
+			}
+		}
+		return nil
+	}
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return check(ctx, c) })
+	}
+	return check(ctx, s.rdb)
+}
+
+// Now returns the Redis server's clock, the one every lease uses.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	t, err := s.rdb.Time(ctx).Result()
+	return t, classify(err)
+}
+
+// isNoScript reports a pipelined EVALSHA whose script Redis forgot (a
+// restart without persistence of the script cache).
+func isNoScript(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
