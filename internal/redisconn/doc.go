@@ -36,7 +36,9 @@
 // In every form, special characters in a user name or password must be
 // percent-encoded (@ as %40, : as %3A, / as %2F). The query may also hold
 // go-redis's tuning parameters (such as dial_timeout=3s, max_retries=5,
-// skip_verify=true); unknown parameters are refused.
+// skip_verify=true); unknown parameters are refused, and so are those that
+// send commands to replicas (read_only, replica_only, route_by_latency,
+// route_randomly): workq reads what it has just written.
 //
 // # Passwords and TLS
 //

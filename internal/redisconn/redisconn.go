@@ -97,6 +97,12 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, Info, error) {
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()
+		if t.kind == Sentinel && errors.Is(err, redis.Nil) {
+			// A Sentinel that answers nil to GET-MASTER-ADDR-BY-NAME does not
+			// monitor that name; go-redis calls that "unreachable".
+			return nil, info, fmt.Errorf("%w %s: no Sentinel that answered knows a master named %q (%v); use the name of their `sentinel monitor NAME ...` line",
+				ErrBadURL, info.URL, t.failover.MasterName, err)
+		}
 		return nil, info, fmt.Errorf("connect to Redis %s %s: %w", info.Kind, info.URL, err)
 	}
 	return rdb, info, nil

@@ -57,6 +57,9 @@ func parse(o Options) (target, error) {
 		return target{}, badURL(raw, urlProblem(raw, err))
 	}
 	q := u.Query()
+	if err := primaryOnly(raw, q); err != nil {
+		return target{}, err
+	}
 	switch {
 	case q.Has("master_name"):
 		return target{}, badURL(raw, "master_name: for Sentinel, write redis+sentinel://sentinel1:26379,sentinel2:26379/MASTER")
@@ -173,6 +176,9 @@ func parseSentinel(o Options, raw, scheme string) (target, error) {
 			return target{}, badURL(raw, fmt.Sprintf("%s is not a parameter of redis+sentinel URLs: the Sentinels, master, db and credentials go in the URL's host, path and user parts", k))
 		}
 	}
+	if err := primaryOnly(raw, q); err != nil {
+		return target{}, err
+	}
 	sentinelUser, sentinelPassword := q.Get("sentinel_username"), q.Get("sentinel_password")
 	q.Del("sentinel_username")
 	q.Del("sentinel_password")
@@ -204,6 +210,18 @@ func parseSentinel(o Options, raw, scheme string) (target, error) {
 		dial: &opt.DialTimeout, read: &opt.ReadTimeout, write: &opt.WriteTimeout,
 	})
 	return t, err
+}
+
+// primaryOnly refuses go-redis's parameters that send commands to
+// replicas: workq reads what it has just written, and a replica can lag
+// (NewFailoverClient even panics on the routing ones).
+func primaryOnly(raw string, q url.Values) error {
+	for _, k := range []string{"read_only", "replica_only", "route_by_latency", "route_randomly"} {
+		if q.Has(k) {
+			return badURL(raw, k+": workq sends every command to the primary, which holds the latest writes; remove it")
+		}
+	}
+	return nil
 }
 
 // sentinelAddr checks one host[:port] of a Sentinel URL.
