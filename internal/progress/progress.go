@@ -1,16 +1,15 @@
-// Package progress shows progress: a bar on a terminal, plain periodic lines
-// otherwise.
 package progress
 
 import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/mattn/go-isatty"
-	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 )
 
 // IsTerminal reports whether w is a terminal.
@@ -24,89 +23,163 @@ func Color(w io.Writer) bool {
 	return IsTerminal(w) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 }
 
+// defaultWidth is the width assumed when a terminal's cannot be measured.
+const defaultWidth = 80
+
+// termWidth returns the width of the terminal w, or defaultWidth when w is
+// not a terminal or its width cannot be read.
+func termWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+			return cols
+		}
+	}
+	return defaultWidth
+}
+
+// config is how a Bar draws; New derives it from the writer and the
+// environment, tests set it directly.
+type config struct {
+	terminal bool             // redraw a bar in place; else plain lines
+	color    bool             // colour the filled part of the bar
+	width    func() int       // the terminal's width now, in columns
+	now      func() time.Time // the clock
+	every    time.Duration    // plain mode: at most one line per every
+	throttle time.Duration    // terminal: at most one redraw per throttle, on Set
+}
+
 // Bar is a progress display for a count that grows to total (-1: unknown).
-// It is safe for concurrent use.
+// It is safe for concurrent use; output written through Println and Write
+// is serialised with the bar's own drawing.
 type Bar struct {
 	mu       sync.Mutex
-	bar      *progressbar.ProgressBar // nil when not a terminal
 	w        io.Writer
-	label    string
+	cfg      config
+	desc     []string // description parts, most important first
+	eta      string
 	total    int64
-	last     time.Time
 	n        int64
-	start    time.Time
-	every    time.Duration
+	rate     rateMeter
+	set      bool      // Set was called: there is something to draw
+	last     time.Time // last redraw (terminal) or line (plain)
+	line     string    // the bar line on screen, when shown
+	shown    bool      // the bar line is on screen
+	midLine  bool      // output left the cursor mid-line; the bar waits for its newline
 	finished bool
 }
 
-// New returns a Bar writing to w. Totals under 1000 show no periodic lines
-// off a terminal (the final line says it all).
+// New returns a Bar writing to w: a bar redrawn in place when w is a
+// terminal (and TERM is not dumb), a plain line every two seconds otherwise.
+// Nothing is shown before the first Set.
 func New(w io.Writer, total int64, label string) *Bar {
-	b := &Bar{w: w, label: label, total: total, start: time.Now(), last: time.Now(), every: 2 * time.Second}
-	if IsTerminal(w) {
-		opts := []progressbar.Option{
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription(label),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("items"),
-			progressbar.OptionThrottle(100 * time.Millisecond),
-			progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionEnableColorCodes(Color(w)),
-		}
-		b.bar = progressbar.NewOptions64(total, opts...)
+	return newBar(w, total, label, config{
+		terminal: IsTerminal(w) && os.Getenv("TERM") != "dumb",
+		color:    Color(w),
+		width:    func() int { return termWidth(w) },
+		now:      time.Now,
+	})
+}
+
+func newBar(w io.Writer, total int64, label string, cfg config) *Bar {
+	if cfg.every == 0 {
+		cfg.every = 2 * time.Second
 	}
+	if cfg.throttle == 0 {
+		cfg.throttle = 100 * time.Millisecond
+	}
+	b := &Bar{w: w, cfg: cfg, total: total, last: cfg.now()}
+	b.desc = cleanParts([]string{label})
 	return b
 }
 
-// Set moves the bar to n.
+// Set moves the bar to n and redraws it (on a terminal at most every 100ms,
+// unless the bar is not on screen; off a terminal a line every two seconds).
+// It does nothing after Finish.
 func (b *Bar) Set(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.finished {
 		return
 	}
-	b.n = n
-	if b.bar != nil {
-		_ = b.bar.Set64(n)
+	now := b.cfg.now()
+	b.n, b.set = n, true
+	b.rate.observe(now, n)
+	if b.midLine {
 		return
 	}
-	if time.Since(b.last) >= b.every {
-		b.last = time.Now()
-		fmt.Fprintln(b.w, b.line())
+	if b.cfg.terminal {
+		if !b.shown || now.Sub(b.last) >= b.cfg.throttle {
+			b.draw(now)
+		}
+		return
+	}
+	if now.Sub(b.last) >= b.cfg.every {
+		b.last = now
+		fmt.Fprintln(b.w, b.plainLine(now))
 	}
 }
 
-func (b *Bar) line() string {
-	rate := float64(b.n) / max(time.Since(b.start).Seconds(), 1e-9)
-	if b.total > 0 {
-		return fmt.Sprintf("%s: %d/%d (%.0f%%), %.0f items/s", b.label, b.n, b.total, 100*float64(b.n)/float64(b.total), rate)
-	}
-	return fmt.Sprintf("%s: %d, %.0f items/s", b.label, b.n, rate)
-}
-
-// Describe changes the label shown before the bar.
-func (b *Bar) Describe(label string) {
+// Describe changes the description shown before the bar, from the next Set
+// on. Parts are given most important first: when the line is too narrow the
+// trailing parts are dropped whole, then the first part's trailing words,
+// and "…" marks the cut. Control characters become spaces.
+func (b *Bar) Describe(parts ...string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.label = label
-	if b.bar != nil {
-		b.bar.Describe(label)
-	}
+	b.desc = cleanParts(parts)
 }
 
-// Clear removes the bar from the terminal, so other output can be written;
-// it comes back on the next Set.
+// SetETA sets the text of the ETA slot, such as "ETA 1m20s" or "ETA unknown",
+// from the next Set on; "" hides the slot (the default).
+func (b *Bar) SetETA(text string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.eta = clean(text)
+}
+
+// SetTotal changes the total, for counts that grow while shown; -1 means
+// unknown (no bar, no percentage), from the next Set on.
+func (b *Bar) SetTotal(total int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.total = total
+}
+
+// Println writes its operands as fmt.Println does, above the bar: the bar
+// line is cleared, the text written, and the bar redrawn below it.
+func (b *Bar) Println(a ...any) {
+	_, _ = b.Write([]byte(fmt.Sprintln(a...)))
+}
+
+// Write writes p above the bar, as Println does, and returns the writer's
+// result. When p does not end with a newline the bar stays hidden until a
+// later write ends the line, so that it never overwrites a partial line.
+func (b *Bar) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(p) == 0 {
+		return 0, nil
+	}
+	b.clear()
+	n, err := b.w.Write(p)
+	b.midLine = p[len(p)-1] != '\n'
+	if b.cfg.terminal && b.set && !b.midLine && !b.finished && err == nil {
+		b.draw(b.cfg.now())
+	}
+	return n, err
+}
+
+// Clear removes the bar from the terminal, so other output can be written
+// directly to the writer; it comes back on the next Set. Println and Write
+// do this by themselves and bring the bar back at once.
 func (b *Bar) Clear() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.bar != nil {
-		_ = b.bar.Clear()
-	}
+	b.clear()
 }
 
-// Finish removes the bar; it prints nothing more.
+// Finish removes the bar; it prints nothing more, and later calls of Set do
+// nothing. Println and Write still write their text.
 func (b *Bar) Finish() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -114,28 +187,60 @@ func (b *Bar) Finish() {
 		return
 	}
 	b.finished = true
-	if b.bar != nil {
-		_ = b.bar.Finish()
-		_ = b.bar.Clear()
-	}
-}
-
-// SetTotal changes the total, for counts that grow while shown.
-func (b *Bar) SetTotal(total int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if total == b.total {
-		return
-	}
-	b.total = total
-	if b.bar != nil {
-		b.bar.ChangeMax64(total)
-	}
+	b.clear()
 }
 
 // Line returns the plain progress line for the current count.
 func (b *Bar) Line() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.line()
+	return b.plainLine(b.cfg.now())
+}
+
+// draw redraws the bar line in place. The caller holds mu.
+func (b *Bar) draw(now time.Time) {
+	b.last = now
+	line := layout(b.frame(now), b.cfg.width())
+	if b.shown && line == b.line {
+		return
+	}
+	_, _ = io.WriteString(b.w, "\r"+line+clearToEOL)
+	b.line, b.shown = line, true
+}
+
+// clear erases the bar line if it is shown. The caller holds mu.
+func (b *Bar) clear() {
+	if !b.shown {
+		return
+	}
+	_, _ = io.WriteString(b.w, "\r"+clearToEOL)
+	b.line, b.shown = "", false
+}
+
+func (b *Bar) frame(now time.Time) frame {
+	f := frame{desc: b.desc, n: b.n, total: b.total, eta: b.eta, color: b.cfg.color}
+	if r, ok := b.rate.rate(now, b.n); ok {
+		f.rate = formatRate(r)
+	}
+	return f
+}
+
+// plainLine is the progress line written off a terminal, such as
+// "job Running: 420/1000 (42%), 3.5 items/s, ETA 1m20s".
+func (b *Bar) plainLine(now time.Time) string {
+	f := b.frame(now)
+	var sb strings.Builder
+	if d := strings.Join(f.desc, " "); d != "" {
+		sb.WriteString(d + ": ")
+	}
+	sb.WriteString(f.count())
+	if p := f.percent(); p != "" {
+		sb.WriteString(" (" + p + ")")
+	}
+	for _, s := range []string{f.rate, f.eta} {
+		if s != "" {
+			sb.WriteString(", " + s)
+		}
+	}
+	return sb.String()
 }
