@@ -1,8 +1,8 @@
 // Package controller is the Job controller: it reaps lost workers and
-// expired leases and moves Jobs through their phases (jobstate.Next),
-// applying each transition only if its guard still holds in Redis. Any
-// number of controllers may run at once (serve, watch, run): the guarded
-// transitions make that safe.
+// expired leases and moves Jobs through their phases by the one lifecycle
+// policy, jobstate.Next, applying each transition only if its guard still
+// holds in Redis. Any number of controllers may run at once (serve, watch,
+// run, and every worker as it ends): the guarded transitions make that safe.
 package controller
 
 import (
@@ -12,80 +12,113 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 // Reconciler drives Jobs toward their next phase.
 type Reconciler struct {
-	C   *queue.Client
+	S   *store.Store
 	Log *slog.Logger
 }
 
 // Step reaps and reconciles one Job (see Reconcile) and returns its status
 // afterwards.
 func (r *Reconciler) Step(ctx context.Context, job string) (jobstate.Status, error) {
-	if _, err := r.Reconcile(ctx, job); err != nil {
-		return jobstate.Status{}, err
-	}
-	return r.C.Status(ctx, job)
+	snap, err := r.Reconcile(ctx, job)
+	return snap.Status, err
 }
 
 // Reconcile reaps one Job and applies as many transitions as hold now
-// (Failing then Failed, say). It reports whether the Job has finished.
-func (r *Reconciler) Reconcile(ctx context.Context, job string) (finished bool, err error) {
+// (Succeeding then Complete, say). It returns the Job's snapshot after them.
+func (r *Reconciler) Reconcile(ctx context.Context, job string) (store.Snapshot, error) {
 	log := r.Log.With("job", job)
-	spec, obs, err := r.C.Observe(ctx, job)
+	snap, err := r.observe(ctx, job)
 	if err != nil {
-		return false, err
+		return snap, err
 	}
-	if obs.Stored.Finished() {
-		return true, nil
+	if snap.Observed.Stored.Finished() {
+		return snap, nil
 	}
-	rr, err := r.C.Reap(ctx, job)
-	if err != nil {
-		return false, err
-	}
-	if rr.WorkersLost > 0 {
-		log.Warn("workers lost: no heartbeat within the lease", "workers", rr.WorkersLost)
-	}
-	if rr.LeasesReclaimed > 0 {
-		log.Info("expired leases reclaimed", "leases", rr.LeasesReclaimed, "items", rr.ItemsReclaimed)
-	}
-	for range 3 {
-		if spec, obs, err = r.C.Observe(ctx, job); err != nil {
-			return false, err
+	if snap.Observed.StateLost == "" {
+		rr, err := r.S.Reap(ctx, job)
+		if err != nil && !errors.Is(err, store.ErrStateLost) {
+			return snap, err
 		}
-		t, ok := jobstate.Next(spec, obs)
+		if rr.WorkersLost > 0 {
+			log.Warn("workers lost: no heartbeat within the lease", "workers", rr.WorkersLost)
+		}
+		if rr.LeasesReclaimed > 0 {
+			log.Info("expired leases taken over", "leases", rr.LeasesReclaimed, "items", rr.ItemsReclaimed)
+		}
+	}
+	for range 4 {
+		if snap, err = r.observe(ctx, job); err != nil {
+			return snap, err
+		}
+		t, ok := jobstate.Next(snap.Status.Spec, snap.Observed)
 		if !ok {
 			break
 		}
-		applied, err := r.C.Apply(ctx, job, t)
+		applied, err := r.S.Apply(ctx, job, t)
 		if err != nil {
-			return false, err
+			return snap, err
 		}
 		if !applied {
 			break
 		}
-		obs.Stored = t.To
 		log.Info("job phase changed", "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
 	}
-	return obs.Stored.Finished(), nil
+	return snap, nil
+}
+
+// observe reads a Job's snapshot, with its completed indexes when a
+// success policy needs them.
+func (r *Reconciler) observe(ctx context.Context, job string) (store.Snapshot, error) {
+	snap, err := r.S.Snapshot(ctx, job)
+	if err != nil {
+		return snap, err
+	}
+	if len(snap.Status.Spec.SuccessPolicy) > 0 && snap.Observed.Stored == "" {
+		if snap.Observed.Completed, err = r.S.Completed(ctx, job); err != nil {
+			return snap, err
+		}
+	}
+	return snap, nil
+}
+
+// needed reports whether a Job's snapshot calls for a Reconcile: it has
+// workers or leases to reap, a success policy to check, or a transition is
+// due. An idle Job costs its controller nothing more than its counters.
+func (r *Reconciler) needed(snap store.Snapshot) bool {
+	st := snap.Status
+	if st.Active > 0 || st.Leases > 0 || len(st.Spec.SuccessPolicy) > 0 {
+		return true
+	}
+	_, due := jobstate.Next(st.Spec, snap.Observed)
+	return due
 }
 
 // recheckFinished is how often the Loop looks again at a finished Job:
-// only `coordinator retry` brings one back, and its workers need no
-// controller to run, only to be marked Complete.
+// only `coordinator retry --reopen` brings one back.
 const recheckFinished = 10 * time.Second
 
 // Loop runs Reconcile for every Job every Interval until ctx ends; finished
-// Jobs, which only a retry changes, are looked at every recheckFinished.
+// Jobs are looked at every recheckFinished. One pipelined read of every
+// Job's counters per sweep decides which need more.
 type Loop struct {
 	R *Reconciler
 	// Interval between sweeps. Default 500ms.
 	Interval time.Duration
+	// Now is the clock of the finished-Job cache. Default time.Now.
+	Now func() time.Time
 
-	finished map[string]time.Time // when a Job was last seen finished; owned by Run
+	finished map[string]finishedJob // by name; owned by Run
+}
+
+type finishedJob struct {
+	uid string // the incarnation seen finished: a new one is not skipped
+	at  time.Time
 }
 
 // Run sweeps until ctx ends; it returns nil then. Errors of one Job are
@@ -99,7 +132,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer t.Stop()
 	var lastErr string
 	for {
-		if err := l.sweep(ctx); err != nil && ctx.Err() == nil {
+		if err := l.Sweep(ctx); err != nil && ctx.Err() == nil {
 			if err.Error() != lastErr {
 				l.R.Log.Warn("controller sweep failed; retrying", "err", err)
 			}
@@ -115,27 +148,52 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 }
 
-func (l *Loop) sweep(ctx context.Context) error {
-	names, err := l.R.C.Names(ctx)
+// Sweep reconciles every Job once, skipping Jobs it saw finished less than
+// recheckFinished ago (unless they are another incarnation now).
+func (l *Loop) Sweep(ctx context.Context) error {
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	names, uids, err := l.R.S.Names(ctx)
 	if err != nil {
 		return err
 	}
 	if l.finished == nil {
-		l.finished = map[string]time.Time{}
+		l.finished = map[string]finishedJob{}
 	}
-	seen := make(map[string]time.Time, len(l.finished))
-	var errs []error
+	seen := make(map[string]finishedJob, len(l.finished))
+	var todo []string
 	for _, n := range names {
-		if at, ok := l.finished[n]; ok && time.Since(at) < recheckFinished {
-			seen[n] = at
+		if f, ok := l.finished[n]; ok && f.uid == uids[n] && now().Sub(f.at) < recheckFinished {
+			seen[n] = f
 			continue
 		}
-		done, err := l.R.Reconcile(ctx, n)
-		switch {
-		case err != nil && !errors.Is(err, queue.ErrNoJob):
-			errs = append(errs, fmt.Errorf("job %q: %w", n, err))
-		case done:
-			seen[n] = time.Now()
+		todo = append(todo, n)
+	}
+	// One pipelined read of the counters of every Job left; only those
+	// with workers, leases or a transition due are reconciled one by one.
+	snaps, serrs := l.R.S.Snapshots(ctx, todo)
+	var errs []error
+	for i, n := range todo {
+		if err := serrs[i]; err != nil {
+			if !errors.Is(err, store.ErrNoJob) {
+				errs = append(errs, fmt.Errorf("job %q: %w", n, err))
+			}
+			continue
+		}
+		snap := snaps[i]
+		if !snap.Observed.Stored.Finished() && l.R.needed(snap) {
+			var err error
+			if snap, err = l.R.Reconcile(ctx, n); err != nil {
+				if !errors.Is(err, store.ErrNoJob) {
+					errs = append(errs, fmt.Errorf("job %q: %w", n, err))
+				}
+				continue
+			}
+		}
+		if snap.Observed.Stored.Finished() {
+			seen[n] = finishedJob{uid: snap.Status.UID, at: now()}
 		}
 	}
 	// Deleted and expired Jobs drop out.

@@ -152,6 +152,8 @@ func serverMode(ctx context.Context, rdb *redis.Client) (string, error) {
 			return "cluster", nil // the URL names a db: parseCluster refuses it
 		case strings.Contains(strings.ToLower(msg), "unknown command 'hello'"):
 			return "standalone", nil // Redis before 6: no cluster detection
+		case strings.Contains(strings.ToLower(msg), "wrong number of arguments for 'hello'"):
+			return "standalone", nil // a server that needs HELLO's version (miniredis): never a cluster
 		}
 		return "", err
 	}
@@ -173,4 +175,12 @@ func serverMode(ctx context.Context, rdb *redis.Client) (string, error) {
 		}
 	}
 	return "standalone", nil
+}
+
+// Validate checks o as Open would, without contacting Redis: for flag
+// checks before a process waits for Redis to come up. Its errors wrap
+// ErrBadURL.
+func Validate(o Options) error {
+	_, err := parse(o)
+	return err
 }

@@ -407,3 +407,50 @@ func nonEmpty(s, d string) string {
 	}
 	return s
 }
+
+// MaxFailedIndexes caps how many dead items Status reads to list the failed
+// indexes of a fixed completion count Job.
+const MaxFailedIndexes = 10000
+
+// Status reads a Job's status (Snapshot) and, for a fixed completion count
+// Job, its completed and failed indexes. It returns ErrNoJob.
+func (s *Store) Status(ctx context.Context, job string) (jobstate.Status, error) {
+	snap, err := s.Snapshot(ctx, job)
+	if err != nil {
+		return jobstate.Status{}, err
+	}
+	st := snap.Status
+	if st.Spec.Counted() {
+		if st.CompletedIndexes, err = s.Completed(ctx, job); err != nil {
+			return jobstate.Status{}, err
+		}
+		if st.Items.Dead > 0 {
+			if st.FailedIndexes, err = s.DeadIndexes(ctx, job, MaxFailedIndexes); err != nil {
+				return jobstate.Status{}, err
+			}
+		}
+	}
+	return st, nil
+}
+
+// JobStatus is one Job's status, or why it could not be read.
+type JobStatus struct {
+	Name   string
+	Status jobstate.Status
+	Err    error // ErrNoJob when it went between the listing and the read
+}
+
+// Jobs reads the counters of every Job in one pipelined round trip per
+// node, sorted by name. It fails only when the Jobs cannot be listed.
+func (s *Store) Jobs(ctx context.Context) ([]JobStatus, error) {
+	names, _, err := s.Names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snaps, errs := s.Snapshots(ctx, names)
+	out := make([]JobStatus, len(names))
+	for i, n := range names {
+		out[i] = JobStatus{Name: n, Status: snaps[i].Status, Err: errs[i]}
+	}
+	return out, nil
+}

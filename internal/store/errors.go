@@ -64,10 +64,10 @@ func mapError(err error) error {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		msg := rerr.Error()
+		msg := strings.TrimPrefix(rerr.Error(), "ERR ")
 		code, detail, _ := strings.Cut(msg, " ")
 		if s, ok := scriptCodes[code]; ok {
-			if detail != "" {
+			if detail != "" && !strings.Contains(s.Error(), detail) && code == "STALE" {
 				return fmt.Errorf("%w: %s", s, detail)
 			}
 			return s

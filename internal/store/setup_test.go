@@ -159,3 +159,14 @@ func (e *env) status(t *testing.T) jobstate.Status {
 func ackAll(l *store.Lease) store.Settlement {
 	return store.Settlement{Token: l.Token, All: true, AckCount: len(l.Items), Started: -1}
 }
+
+// startRedis starts a redis-server of the test's own with extra config
+// and returns its URL.
+func startRedis(t *testing.T, args ...string) string {
+	t.Helper()
+	redistest.Available(t)
+	srv, err := redistest.Start("", args...)
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	return srv.URL()
+}

@@ -38,7 +38,7 @@ func Example() {
 		panic(err)
 	}
 	fmt.Println("pushed", n)
-	if err := c.Seal(ctx, "thumbs"); err != nil {
+	if _, err := c.Seal(ctx, "thumbs"); err != nil {
 		panic(err)
 	}
 
@@ -58,15 +58,15 @@ func Example() {
 		panic(err)
 	}
 
-	st, err := c.Status(ctx, "thumbs")
+	st, err := c.Inspector().Status(ctx, "thumbs")
 	if err != nil {
 		panic(err)
 	}
-	fmt.Printf("succeeded %d of %d, drained %v\n", st.Items.Succeeded, st.Items.Total, st.Done)
+	fmt.Printf("succeeded %d of %d, %s\n", st.Items.Succeeded, st.Items.Total, st.Phase)
 	// Output:
 	// pushed 3
 	// item 0 (attempt 1): cat.jpg -> cat-small.jpg
 	// item 1 (attempt 1): dog.jpg -> dog-small.jpg
 	// item 2 (attempt 1): owl.jpg -> owl-small.jpg
-	// succeeded 3 of 3, drained true
+	// succeeded 3 of 3, Complete
 }

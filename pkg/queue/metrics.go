@@ -11,7 +11,8 @@ const (
 )
 
 // Metrics are a worker's Prometheus metrics. Labels are bounded: the Job
-// name and fixed enums. A nil *Metrics records nothing.
+// name and fixed enums. A nil *Metrics records nothing. Safe for concurrent
+// use.
 type Metrics struct {
 	items        *prometheus.CounterVec
 	itemDuration *prometheus.HistogramVec
@@ -59,6 +60,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.items, m.itemDuration, m.leaseRTT, m.batchSize, m.takeovers, m.staleAcks, m.redisErrors)
 	return m
+}
+
+// start creates every series of the Job at 0, so dashboards show 0 rather
+// than "no data" for what has not happened yet.
+func (m *Metrics) start(job string) {
+	if m == nil {
+		return
+	}
+	for _, o := range []string{outcomeSucceeded, outcomeFailed, outcomeReleased, outcomeRefused} {
+		m.items.WithLabelValues(job, o).Add(0)
+	}
+	m.takeovers.WithLabelValues(job).Add(0)
+	m.staleAcks.WithLabelValues(job).Add(0)
+	m.redisErrors.WithLabelValues(job).Add(0)
 }
 
 func (m *Metrics) item(job, outcome string, n int) {

@@ -2,29 +2,24 @@ package queue
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"sync"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/workq/workq/internal/store"
 )
 
 // Push defaults.
 const (
 	// DefaultChunkItems is how many items one script call appends.
-	DefaultChunkItems = 1000
+	DefaultChunkItems = store.DefaultChunkItems
 	// DefaultChunkBytes closes a chunk early once its items hold this many bytes.
-	DefaultChunkBytes = 1 << 20
+	DefaultChunkBytes = store.DefaultChunkBytes
 	// DefaultPipelineChunks is how many chunks one round trip carries.
-	DefaultPipelineChunks = 8
+	DefaultPipelineChunks = store.DefaultPipelineChunks
 )
 
 // PushOptions tune a Pusher. The zero value is the default.
 type PushOptions struct {
-	// Dedupe skips items whose bytes were pushed before to this Job.
+	// Dedupe skips items whose bytes were pushed to this Job before.
 	Dedupe bool
 	// ChunkItems caps the items of one script call. Default 1000.
 	ChunkItems int
@@ -32,206 +27,51 @@ type PushOptions struct {
 	PipelineChunks int
 }
 
-// Pusher streams items into a Job in pipelined chunks with bounded memory:
-// at most two round trips of chunks are held at once. Items keep their
-// order. A Pusher is not safe for concurrent use.
-type Pusher struct {
-	c    *Client
-	job  string
-	opts PushOptions
+// Pusher streams items into a Job in pipelined chunks with bounded memory
+// (at most two round trips of chunks are held), in order. It is bound to
+// the Job's incarnation when it starts: a Job deleted and created again
+// meanwhile refuses the rest (ErrReplaced). A Pusher is not safe for
+// concurrent use; Close must be called.
+type Pusher struct{ p *store.Pusher }
 
-	chunk   []any  // script args of the chunk being filled
-	bytes   int    // item bytes in chunk
-	id      string // this Pusher's random id, the prefix of its chunk ids
-	seq     int    // chunks started
-	arena   []byte
-	batch   [][]any // chunks of the round trip being filled
-	sends   chan [][]any
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	written int64
-	err     error
-	closed  bool
-	cancel  context.CancelFunc
+// NewPusher starts a Pusher for the Job's current incarnation. It returns
+// ErrNoJob.
+func (c *Client) NewPusher(ctx context.Context, job string, opts PushOptions) (*Pusher, error) {
+	s, err := c.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uid, err := s.UID(ctx, job)
+	if err != nil {
+		return nil, fmt.Errorf("push to %q: %w", job, err)
+	}
+	so := store.PushOptions{Dedupe: opts.Dedupe, ChunkItems: opts.ChunkItems, PipelineChunks: opts.PipelineChunks}
+	return &Pusher{p: s.NewPusher(ctx, job, uid, so)}, nil
 }
 
-// NewPusher starts a Pusher for job. Close must be called.
-func (c *Client) NewPusher(ctx context.Context, job string, opts PushOptions) *Pusher {
-	if opts.ChunkItems <= 0 {
-		opts.ChunkItems = DefaultChunkItems
-	}
-	if opts.PipelineChunks <= 0 {
-		opts.PipelineChunks = DefaultPipelineChunks
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var id [12]byte
-	_, _ = rand.Read(id[:])
-	p := &Pusher{c: c, job: job, opts: opts, sends: make(chan [][]any, 1), cancel: cancel, id: hex.EncodeToString(id[:])}
-	p.reset()
-	p.wg.Add(1)
-	go p.sender(ctx)
-	return p
-}
-
-func (p *Pusher) reset() {
-	mode := "plain"
-	if p.opts.Dedupe {
-		mode = "dedupe"
-	}
-	n := p.opts.ChunkItems
-	if p.opts.Dedupe {
-		n *= 2
-	}
-	// Each chunk carries an id of its own, so that a chunk the Redis client
-	// sends again after a broken connection is not appended twice.
-	p.seq++
-	p.chunk = make([]any, 2, n+2)
-	p.chunk[0], p.chunk[1] = mode, fmt.Sprintf("%s-%d", p.id, p.seq)
-	p.bytes = 0
-	p.arena = make([]byte, 0, 64*1024)
-}
-
-// Add queues one item; the bytes are copied. It returns the first error of
+// Add queues one item; its bytes are copied. It returns the first error of
 // an earlier round trip, after which nothing more is sent.
-func (p *Pusher) Add(item []byte) error {
-	if err := p.Err(); err != nil {
-		return err
-	}
-	if p.opts.Dedupe {
-		sum := sha256.Sum256(item)
-		p.chunk = append(p.chunk, string(sum[:16]))
-	}
-	// Items are sliced out of a per-chunk arena; a full arena is replaced,
-	// never grown, so earlier slices stay valid.
-	if cap(p.arena)-len(p.arena) < len(item) {
-		p.arena = make([]byte, 0, max(64*1024, len(item)))
-	}
-	start := len(p.arena)
-	p.arena = append(p.arena, item...)
-	p.chunk = append(p.chunk, p.arena[start:len(p.arena):len(p.arena)])
-	p.bytes += len(item)
-	items := len(p.chunk) - 2
-	if p.opts.Dedupe {
-		items /= 2
-	}
-	// The arena is replaced when full, so its length is not the chunk's.
-	if items >= p.opts.ChunkItems || p.bytes >= DefaultChunkBytes {
-		p.endChunk()
-	}
-	return nil
-}
-
-func (p *Pusher) endChunk() {
-	if len(p.chunk) > 2 {
-		p.batch = append(p.batch, p.chunk)
-		p.reset()
-	}
-	if len(p.batch) >= p.opts.PipelineChunks {
-		p.sends <- p.batch
-		p.batch = nil
-	}
-}
-
-func (p *Pusher) sender(ctx context.Context) {
-	defer p.wg.Done()
-	keys := keysFor(p.job).all()
-	for batch := range p.sends {
-		if p.Err() != nil {
-			continue
-		}
-		pipe := p.c.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(batch))
-		for i, args := range batch {
-			cmds[i] = pushScript.EvalSha(ctx, pipe, keys, args...)
-		}
-		_, err := pipe.Exec(ctx)
-		var n int64
-		for _, cmd := range cmds {
-			v, cerr := cmd.Int64()
-			if cerr != nil {
-				if err == nil || errors.Is(err, redis.Nil) {
-					err = cerr
-				}
-				break
-			}
-			n += v
-		}
-		if err != nil && isNoScript(err) {
-			// A restarted Redis forgot the scripts: load and resend this
-			// round trip. Each chunk is atomic, so nothing was half-applied.
-			if lerr := p.c.loadScripts(ctx); lerr == nil {
-				n, err = p.resend(ctx, keys, batch, cmds)
-			}
-		}
-		p.mu.Lock()
-		p.written += n
-		if err != nil && p.err == nil {
-			p.err = fmt.Errorf("push to %q: %w", p.job, scriptError(p.job, err))
-		}
-		p.mu.Unlock()
-	}
-}
-
-// resend replays the chunks of a round trip that failed with NOSCRIPT,
-// skipping those that succeeded.
-func (p *Pusher) resend(ctx context.Context, keys []string, batch [][]any, prev []*redis.Cmd) (int64, error) {
-	var n int64
-	for i, args := range batch {
-		if v, err := prev[i].Int64(); err == nil {
-			n += v
-			continue
-		}
-		v, err := pushScript.Run(ctx, p.c.rdb, keys, args...).Int64()
-		if err != nil {
-			return n, err
-		}
-		n += v
-	}
-	return n, nil
-}
-
-func isNoScript(err error) bool {
-	return err != nil && len(err.Error()) >= 8 && err.Error()[:8] == "NOSCRIPT"
-}
-
-// Err returns the first error of a round trip, if any.
-func (p *Pusher) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}
+func (p *Pusher) Add(item []byte) error { return p.p.Add(item) }
 
 // Written returns how many items Redis has confirmed so far.
-func (p *Pusher) Written() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.written
-}
+func (p *Pusher) Written() int64 { return p.p.Written() }
+
+// Err returns the first error of a round trip, if any.
+func (p *Pusher) Err() error { return p.p.Err() }
 
 // Close sends what is left, waits for every round trip, and returns the
 // number of items appended (with Dedupe, repeats are not counted) and the
 // first error. Items confirmed before an error stay in the Job.
-func (p *Pusher) Close() (int64, error) {
-	if !p.closed {
-		p.closed = true
-		if len(p.chunk) > 2 {
-			p.batch = append(p.batch, p.chunk)
-		}
-		if len(p.batch) > 0 {
-			p.sends <- p.batch
-			p.batch = nil
-		}
-		close(p.sends)
-		p.wg.Wait()
-		p.cancel()
-	}
-	return p.Written(), p.Err()
-}
+func (p *Pusher) Close() (int64, error) { return p.p.Close() }
 
 // Push appends items to a Job in order, pipelined. It returns how many were
-// appended, and ErrNoJob, ErrSealed, ErrFinished or ErrOutOfMemory.
+// appended (items confirmed before an error stay in the Job), and ErrNoJob,
+// ErrReplaced, ErrSealed, ErrFinished or ErrOutOfMemory.
 func (c *Client) Push(ctx context.Context, job string, items [][]byte, opts PushOptions) (int64, error) {
-	p := c.NewPusher(ctx, job, opts)
+	p, err := c.NewPusher(ctx, job, opts)
+	if err != nil {
+		return 0, err
+	}
 	for _, it := range items {
 		if err := p.Add(it); err != nil {
 			break

@@ -3,6 +3,7 @@ package queue
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,50 +14,26 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/workq/workq/internal/controller"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
 )
-
-// ErrStopped is returned by Worker.Run when its context ended (a signal)
-// before the Job did. What the worker held was finished or handed back.
-var ErrStopped = errors.New("queue: worker stopped before the job ended")
-
-// Handler processes one item. Returning nil acks the item; an error nacks
-// it, and err.Error() is kept as the item's last error. The context ends
-// when the worker must stop at once (grace period over, Job failed).
-type Handler interface {
-	Handle(ctx context.Context, it Item) error
-}
-
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, it Item) error
-
-// Handle calls f.
-func (f HandlerFunc) Handle(ctx context.Context, it Item) error { return f(ctx, it) }
-
-// BatchHandler processes all items of one lease at once: nil acks them all,
-// an error nacks them all.
-type BatchHandler interface {
-	HandleBatch(ctx context.Context, items []Item) error
-}
-
-// BatchHandlerFunc adapts a function to BatchHandler.
-type BatchHandlerFunc func(ctx context.Context, items []Item) error
-
-// HandleBatch calls f.
-func (f BatchHandlerFunc) HandleBatch(ctx context.Context, items []Item) error { return f(ctx, items) }
 
 // WorkerConfig configures a Worker. Zero fields take their defaults.
 type WorkerConfig struct {
 	// Job is the Job to work on. Required.
 	Job string
-	// ID names this worker in Redis; unique per process. Default host-pid-random.
+	// ID names this worker in Redis; unique per process. Default
+	// host-pid-random.
 	ID string
 	// Concurrency is how many items (or batches) run at once. Default 1.
 	Concurrency int
-	// BatchSize overrides the Job's batch size. Default 0: the Job's.
+	// BatchSize caps the items of one lease below the Job's batch size.
+	// Leases adapt below the cap: many small items go in big batches, slow
+	// items one per free executor. Default 0: the Job's.
 	BatchSize int
 	// Heartbeat is how often leases are extended. Default: a third of the
-	// Job's lease. Must be shorter than the lease.
+	// Job's lease; at most half of it.
 	Heartbeat time.Duration
 	// Grace is how long running items may finish after ctx ends. Default 10s.
 	Grace time.Duration
@@ -66,6 +43,9 @@ type WorkerConfig struct {
 	Handler Handler
 	// BatchHandler runs a whole leased batch; set it or Handler.
 	BatchHandler BatchHandler
+	// Results keeps each item's exit status and output (see SetOutput) in
+	// the Job's results stream, capped at this many entries. Default 0: off.
+	Results int
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics, when set, records the worker's Prometheus metrics.
@@ -97,17 +77,29 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 func (c WorkerConfig) validate() error {
 	switch {
 	case c.Job == "":
-		return errors.New("worker: no Job given; pass --job NAME or set WORKQ_JOB")
+		return errors.New("worker: no Job given")
 	case c.Concurrency < 1:
 		return fmt.Errorf("worker: concurrency (%d) must be at least 1", c.Concurrency)
-	case c.BatchSize < 0:
-		return fmt.Errorf("worker: batch-size (%d) must not be negative", c.BatchSize)
+	case c.BatchSize < 0 || c.BatchSize > jobstate.MaxBatchSize:
+		return fmt.Errorf("worker: batch size (%d) must be between 0 (the Job's) and %d", c.BatchSize, jobstate.MaxBatchSize)
 	case c.Heartbeat < 0:
 		return fmt.Errorf("worker: heartbeat (%s) must not be negative", c.Heartbeat)
 	case c.Grace < 0:
 		return fmt.Errorf("worker: grace (%s) must not be negative", c.Grace)
+	case c.Results < 0:
+		return fmt.Errorf("worker: results (%d) must not be negative", c.Results)
 	case (c.Handler == nil) == (c.BatchHandler == nil):
 		return errors.New("worker: set exactly one of Handler and BatchHandler")
+	}
+	return jobstate.ValidateName(c.Job)
+}
+
+// CheckHeartbeat reports whether heartbeat suits a Job's lease: workers
+// heartbeat at least twice per lease, so that a Redis stall is told from a
+// dead worker.
+func CheckHeartbeat(heartbeat, lease time.Duration) error {
+	if heartbeat > lease/2 {
+		return fmt.Errorf("heartbeat (%s) must be at most half the Job's lease (%s)", heartbeat, lease)
 	}
 	return nil
 }
@@ -116,119 +108,130 @@ func (c WorkerConfig) validate() error {
 // and ends when the Job is drained. Create it with NewWorker; Run it once.
 type Worker struct {
 	c   *Client
+	s   *store.Store
 	cfg WorkerConfig
 	log *slog.Logger
+	m   *Metrics
 
-	batch     int           // items per lease
-	heartbeat time.Duration // heartbeat period
-	lease     time.Duration // the Job's lease
+	reg       store.Registration
+	info      *JobInfo
+	spec      jobstate.Spec
+	heartbeat time.Duration
+	maxBatch  int
+	rec       *controller.Reconciler
 
 	mu     sync.Mutex
-	held   map[string]*heldLease // by token
-	queued int                   // units waiting for an executor
+	held   map[string]*batch // by token
+	queue  []*batch          // leases with unclaimed items, in lease order
+	queued int               // unclaimed items in queue
+	closed bool              // no more claims: executors end
+	claim  *sync.Cond        // signalled when queue gains items or closes
 
-	freed    chan struct{} // an item started or was settled
-	stopping atomic.Bool   // no new item starts; queued ones are handed back
-	failed   atomic.Bool   // the Job failed
-	deleted  atomic.Bool   // the Job was deleted
+	busy  atomic.Int32 // executors running an item
+	room  chan struct{} // the leaser may want more
+	kick  chan struct{} // the acker has work
+	ready chan *batch   // batches whose every item finished
+
+	itemCtx  context.Context // the parent of every item's context
+	stopping atomic.Bool     // no new item starts; unclaimed ones go back
+	end      atomic.Int32
+	sizer    sizer
 }
 
-type heldLease struct {
-	remaining int
-	lost      bool
-}
-
-// unit is what one executor runs: one item, or a whole batch.
-type unit struct {
-	token string
-	items []Item
-}
-
-type result struct {
-	token   string
-	items   []Item
-	err     error
-	release bool
-}
-
-// NewWorker checks cfg and returns a Worker for c.
+// NewWorker checks cfg and returns a Worker for c. It does not contact
+// Redis.
 func NewWorker(c *Client, cfg WorkerConfig) (*Worker, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Worker{c: c, cfg: cfg, log: cfg.Logger.With("job", cfg.Job, "worker", cfg.ID),
-		held: map[string]*heldLease{}, freed: make(chan struct{}, 1)}, nil
+	w := &Worker{c: c, cfg: cfg, log: cfg.Logger.With("job", cfg.Job, "worker", cfg.ID), m: cfg.Metrics,
+		held: map[string]*batch{}, room: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+		ready: make(chan *batch, 64)}
+	w.claim = sync.NewCond(&w.mu)
+	return w, nil
 }
 
 // ID returns the worker's id in Redis.
 func (w *Worker) ID() string { return w.cfg.ID }
 
-type endReason int
+// endReason is why the worker's lease loop ended; the first one set wins.
+type endReason int32
 
 const (
-	endDrained endReason = iota
+	endNone endReason = iota
+	endDrained
 	endStopped
 	endFailed
-	endDeleted
+	endVanished
+	endReplaced
+	endStateLost
+	endEviction
 )
 
-// Run works until the Job is drained (nil: exit 0), the Job fails
-// (ErrJobFailed), the Job is deleted (ErrNoJob), or ctx ends (ErrStopped,
-// after running items finished within the grace period and the rest was
-// handed back). It first waits up to cfg.Wait for Redis and the Job.
+func (w *Worker) setEnd(r endReason) { w.end.CompareAndSwap(int32(endNone), int32(r)) }
+func (w *Worker) ended() endReason  { return endReason(w.end.Load()) }
+
+// Run works until the Job is over for this worker and reports how:
+//   - nil: the Job succeeded (drained, or its success policy is met): exit 0;
+//   - ErrJobFailed: the Job failed (its reason is in the message);
+//   - ErrJobVanished, ErrReplaced, ErrStateLost: the Job is gone, was
+//     replaced by a new one of the same name, or its state was lost;
+//   - ErrStopped: ctx ended first; running items finished within the grace
+//     period (or were stopped), and the rest was handed back.
+//
+// It first waits up to cfg.Wait for Redis and the Job.
 func (w *Worker) Run(ctx context.Context) error {
-	spec, err := w.register(ctx)
-	switch {
-	case errors.Is(err, ErrDrained):
-		w.log.Info("job already drained; exiting")
-		return nil
-	case err != nil:
+	if err := w.register(ctx); err != nil {
+		if errors.Is(err, ErrDrainedAtStart) {
+			w.log.Info("job already drained; exiting")
+			return nil
+		}
 		return err
 	}
-	w.lease = spec.Lease.D()
-	w.batch = cmp.Or(w.cfg.BatchSize, spec.BatchSize)
-	w.heartbeat = cmp.Or(w.cfg.Heartbeat, w.lease/3)
-	if w.heartbeat >= w.lease {
-		w.finish(OutcomeStopped)
-		return fmt.Errorf("worker: heartbeat (%s) must be shorter than the Job's lease (%s)", w.heartbeat, w.lease)
-	}
+	w.m.start(w.cfg.Job)
 
 	// runCtx outlives ctx: heartbeats and acks go on during the grace period.
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
-	itemCtx, killItems := context.WithCancel(context.Background())
+	itemCtx, killItems := context.WithCancel(context.WithValue(context.Background(), jobInfoKey{}, w.info))
 	defer killItems()
+	w.itemCtx = itemCtx
 	leaseCtx, stopLeasing := context.WithCancel(ctx)
 	defer stopLeasing()
 
-	wa := newWaiter(w.c, w.cfg.Job)
+	wa := w.s.NewWaiter(w.cfg.Job)
 	var bg sync.WaitGroup
 	subscribed := make(chan struct{})
+	hb := &heartbeater{w: w, wa: wa, stopLeasing: stopLeasing, killItems: killItems}
 	bg.Add(2)
-	go func() { defer bg.Done(); wa.run(runCtx, subscribed) }()
-	go func() { defer bg.Done(); w.heartbeatLoop(runCtx, wa, stopLeasing, killItems) }()
+	go func() { defer bg.Done(); wa.Run(runCtx, subscribed) }()
+	go func() { defer bg.Done(); _ = hb.Run(runCtx) }()
 	select {
 	case <-subscribed:
 	case <-ctx.Done():
 	}
 
-	units := w.batch + w.cfg.Concurrency + 1
-	work := make(chan unit, units)
-	results := make(chan result, units)
 	var execs sync.WaitGroup
 	for range w.cfg.Concurrency {
 		execs.Add(1)
-		go func() { defer execs.Done(); w.executor(itemCtx, work, results) }()
+		go func() { defer execs.Done(); w.execute(itemCtx) }()
 	}
+	ak := newAcker(w)
 	acked := make(chan struct{})
-	go func() { defer close(acked); w.acker(runCtx, results) }()
+	go func() { defer close(acked); _ = ak.Run(runCtx) }()
 
-	end := w.leaseLoop(leaseCtx, runCtx, wa, work)
+	ls := &leaser{w: w, wa: wa}
+	_ = ls.Run(leaseCtx)
+	if ctx.Err() != nil {
+		w.setEnd(endStopped)
+	}
+	end := w.ended()
 	if end != endDrained {
 		w.stopping.Store(true)
+		w.handBack()
 	}
-	close(work)
+	w.closeQueue()
 	execsDone := make(chan struct{})
 	go func() { execs.Wait(); close(execsDone) }()
 	switch end {
@@ -239,69 +242,59 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("grace period over; stopping running items", "grace", w.cfg.Grace)
 			killItems()
 		}
-	case endFailed, endDeleted:
+	case endDrained:
+	default:
 		killItems()
 	}
 	<-execsDone
-	close(results)
+	ak.close()
 	<-acked
 
-	var out error
-	outcome := OutcomeStopped
-	switch end {
-	case endDrained:
-		outcome = OutcomeSucceeded
-		w.log.Info("job drained; exiting")
-	case endStopped:
-		out = ErrStopped
-	case endFailed:
-		out = fmt.Errorf("job %q: %w", w.cfg.Job, ErrJobFailed)
-	case endDeleted:
-		out = fmt.Errorf("job %q was deleted: %w", w.cfg.Job, ErrNoJob)
-	}
 	// Heartbeats stop before the end is recorded: one sent after it would
 	// register the worker again, alive until its heartbeat expired.
 	cancelRun()
 	bg.Wait()
-	if end != endDeleted {
-		w.finish(outcome)
-	}
-	return out
+	return w.finish(end)
 }
 
-// register waits for Redis and the Job, registers, and returns the spec.
-func (w *Worker) register(ctx context.Context) (spec jobstate.Spec, err error) {
+// ErrDrainedAtStart: the Job was drained before this worker joined; it exits
+// 0 at once without touching an item.
+var ErrDrainedAtStart = errors.New("job drained before the worker started")
+
+// register waits for Redis and the Job, then binds to the Job's current
+// incarnation.
+func (w *Worker) register(ctx context.Context) error {
 	host, _ := os.Hostname()
-	info := WorkerInfo{ID: w.cfg.ID, Host: host, PID: os.Getpid(), Started: time.Now().UTC(), Version: w.cfg.Version}
+	info, err := json.Marshal(WorkerInfo{ID: w.cfg.ID, Host: host, PID: os.Getpid(), Started: time.Now().UTC(), Version: w.cfg.Version})
+	if err != nil {
+		return fmt.Errorf("register worker: %w", err)
+	}
 	deadline := time.Now().Add(w.cfg.Wait)
 	backoff := 100 * time.Millisecond
 	var logged time.Time
 	for {
-		err = w.c.Register(ctx, w.cfg.Job, info)
+		var s *store.Store
+		s, err = w.c.store(ctx)
 		if err == nil {
-			s, serr := w.c.Spec(ctx, w.cfg.Job)
-			if serr == nil {
-				return s.WithDefaults(), nil
+			w.s = s
+			w.reg, err = s.Register(ctx, w.cfg.Job, "", w.cfg.ID, info)
+			if err == nil {
+				return w.bind()
 			}
-			err = serr
 		}
-		if errors.Is(err, ErrDrained) || errors.Is(err, ErrJobFailed) {
-			return jobstate.Spec{}, err
-		}
-		// Wrong credentials do not pass by waiting; a Redis that is down
-		// or a Job not created yet may.
-		if errors.Is(err, ErrAuth) || (!errors.Is(err, ErrNoJob) && !errors.Is(err, ErrUnavailable)) {
-			return jobstate.Spec{}, err
-		}
-		if ctx.Err() != nil {
-			return jobstate.Spec{}, ErrStopped
-		}
-		if time.Now().After(deadline) {
-			hint := ""
-			if errors.Is(err, ErrNoJob) {
-				hint = fmt.Sprintf("; create it with `coordinator create %s`, or check --job", w.cfg.Job)
-			}
-			return jobstate.Spec{}, fmt.Errorf("waited %s (--wait) for job %q: %w%s", w.cfg.Wait, w.cfg.Job, err, hint)
+		switch {
+		case errors.Is(err, store.ErrDrained):
+			return ErrDrainedAtStart
+		case errors.Is(err, store.ErrJobFailed):
+			return fmt.Errorf("job %q: %w", w.cfg.Job, ErrJobFailed)
+		case errors.Is(err, ErrAuth), !errors.Is(err, ErrNoJob) && !errors.Is(err, ErrUnavailable):
+			// Wrong credentials, a bad URL or an evicting Redis do not pass
+			// by waiting; a Redis that is down or a Job not created yet may.
+			return fmt.Errorf("register with job %q: %w", w.cfg.Job, err)
+		case ctx.Err() != nil:
+			return ErrStopped
+		case time.Now().After(deadline):
+			return fmt.Errorf("waited %s for job %q: %w", w.cfg.Wait, w.cfg.Job, err)
 		}
 		if time.Since(logged) > 30*time.Second {
 			w.log.Info("waiting for redis and the job", "reason", err.Error(), "wait", w.cfg.Wait)
@@ -315,318 +308,124 @@ func (w *Worker) register(ctx context.Context) (spec jobstate.Spec, err error) {
 	}
 }
 
-func (w *Worker) signalFreed() {
-	select {
-	case w.freed <- struct{}{}:
-	default:
+// bind takes the settings of the incarnation the worker registered with.
+func (w *Worker) bind() error {
+	w.spec = w.reg.Spec
+	lease := w.spec.Lease.D()
+	w.heartbeat = cmp.Or(w.cfg.Heartbeat, lease/3)
+	if err := CheckHeartbeat(w.heartbeat, lease); err != nil {
+		w.recordEnd(store.OutcomeStopped)
+		return fmt.Errorf("worker: %w", err)
+	}
+	w.maxBatch = w.spec.BatchSize
+	if w.cfg.BatchSize > 0 {
+		w.maxBatch = min(w.maxBatch, w.cfg.BatchSize)
+	}
+	w.info = &JobInfo{Name: w.cfg.Job, UID: w.reg.UID, WorkerID: w.cfg.ID, Spec: w.spec}
+	w.rec = &controller.Reconciler{S: w.s, Log: w.log}
+	w.sizer.init(w.cfg.Concurrency, w.maxBatch, w.cfg.BatchHandler != nil)
+	w.log = w.log.With("uid", w.reg.UID)
+	return nil
+}
+
+// finish records how the worker ended, lets the Job's lifecycle policy
+// mark the Job if this was its last worker, and returns Run's error.
+func (w *Worker) finish(end endReason) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch end {
+	case endVanished:
+		w.log.Error("job vanished while it ran (deleted, flushed, expired, or lost in a Redis restart); stopping")
+		return fmt.Errorf("job %q: %w: it was deleted, flushed, expired or lost in a Redis restart while this worker ran", w.cfg.Job, ErrJobVanished)
+	case endReplaced:
+		w.log.Error("job was replaced by a new job of the same name; stopping")
+		return fmt.Errorf("job %q: %w; this worker's items were stopped and its results dropped", w.cfg.Job, ErrReplaced)
+	case endEviction:
+		w.recordEnd(store.OutcomeStopped)
+		return fmt.Errorf("job %q: %w; set maxmemory-policy noeviction", w.cfg.Job, ErrEviction)
+	case endStopped:
+		w.recordEnd(store.OutcomeStopped)
+		return ErrStopped
+	}
+	// The Job is over for this worker: the one policy decides how, from
+	// what Redis holds. The worker is still registered, so the Job moves
+	// to Succeeding or Failing; the last worker's second pass makes it
+	// Complete or Failed.
+	snap, err := w.rec.Reconcile(ctx, w.cfg.Job)
+	phase := snap.Observed.Stored
+	ok, known := phase.Outcome()
+	outcome := store.OutcomeStopped
+	if ok {
+		outcome = store.OutcomeSucceeded
+	}
+	w.recordEnd(outcome)
+	if _, err2 := w.rec.Reconcile(ctx, w.cfg.Job); err2 == nil {
+		w.log.Debug("job reconciled at the worker's end")
+	}
+	switch {
+	case err != nil && !known:
+		return fmt.Errorf("job %q: read its outcome: %w", w.cfg.Job, err)
+	case end == endStateLost || phase.Failed() || !ok:
+		reason := failureOf(snap.Status)
+		w.log.Warn("job failed; exiting non-zero", "reason", reason)
+		return fmt.Errorf("job %q: %w: %s", w.cfg.Job, ErrJobFailed, reason)
+	}
+	w.log.Info("job succeeded; exiting", "phase", phase)
+	return nil
+}
+
+func failureOf(s jobstate.Status) string {
+	for _, c := range s.Conditions {
+		if c.Type == jobstate.ConditionFailureTarget || c.Type == jobstate.ConditionFailed {
+			return c.Reason + ": " + c.Message
+		}
+	}
+	if s.StateLost != "" {
+		return jobstate.ReasonStateLost + ": " + s.StateLost
+	}
+	return string(s.Phase)
+}
+
+// recordEnd records the worker's end; it uses its own deadline since the
+// caller's context may be over.
+func (w *Worker) recordEnd(outcome string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := w.s.Finish(ctx, w.cfg.Job, w.reg.UID, w.cfg.ID, w.reg.Session, outcome); err != nil &&
+		!errors.Is(err, ErrNoJob) && !errors.Is(err, ErrReplaced) {
+		w.log.Warn("could not record the worker's end", "err", err)
 	}
 }
 
-// hasRoom reports whether the worker should lease more: few enough units
-// wait for an executor that a new batch keeps the executors busy.
-func (w *Worker) hasRoom() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cfg.BatchHandler != nil {
-		return w.queued == 0
+// jobError maps an error of a worker-side call to how the worker ends, or
+// endNone when the call may be retried.
+func jobError(err error) endReason {
+	switch {
+	case errors.Is(err, store.ErrDrained):
+		return endDrained
+	case errors.Is(err, store.ErrJobFailed):
+		return endFailed
+	case errors.Is(err, ErrReplaced):
+		return endReplaced
+	case errors.Is(err, ErrNoJob):
+		return endVanished
+	case errors.Is(err, ErrStateLost):
+		return endStateLost
+	case errors.Is(err, ErrEviction):
+		return endEviction
 	}
-	return w.queued <= min(w.batch/2, w.cfg.Concurrency)
-}
-
-func (w *Worker) tokens() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]string, 0, len(w.held))
-	for t, h := range w.held {
-		if !h.lost {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-func (w *Worker) leaseLoop(ctx, runCtx context.Context, wa *waiter, work chan<- unit) endReason {
-	backoff := 50 * time.Millisecond
-	reason := func() endReason {
-		switch {
-		case w.failed.Load():
-			return endFailed
-		case w.deleted.Load():
-			return endDeleted
-		}
-		return endStopped
-	}
-	for {
-		if ctx.Err() != nil {
-			return reason()
-		}
-		if !w.hasRoom() {
-			select {
-			case <-ctx.Done():
-			case <-w.freed:
-			}
-			continue
-		}
-		gen := wa.gen()
-		t0 := time.Now()
-		res, err := w.c.Lease(ctx, w.cfg.Job, w.cfg.ID, w.batch)
-		switch {
-		case errors.Is(err, ErrDrained):
-			return endDrained
-		case errors.Is(err, ErrJobFailed):
-			w.failed.Store(true)
-			return endFailed
-		case errors.Is(err, ErrNoJob):
-			w.deleted.Store(true)
-			return endDeleted
-		case err != nil:
-			if ctx.Err() != nil {
-				return reason()
-			}
-			w.cfg.Metrics.redisError(w.cfg.Job)
-			w.log.Warn("lease failed; retrying", "err", err, "in", backoff)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		items := res.Batch.Items
-		w.cfg.Metrics.lease(w.cfg.Job, time.Since(t0).Seconds(), len(items))
-		if len(items) == 0 {
-			wa.wait(ctx, gen, w.freed, res.WakeIn, res.WaitReason == "unsealed")
-			continue
-		}
-		w.mu.Lock()
-		w.held[res.Batch.Token] = &heldLease{remaining: len(items)}
-		if w.cfg.BatchHandler != nil {
-			w.queued++
-		} else {
-			w.queued += len(items)
-		}
-		w.mu.Unlock()
-		if w.cfg.BatchHandler != nil {
-			work <- unit{token: res.Batch.Token, items: items}
-			continue
-		}
-		for i := range items {
-			work <- unit{token: res.Batch.Token, items: items[i : i+1]}
-		}
-	}
-}
-
-func (w *Worker) executor(ctx context.Context, work <-chan unit, results chan<- result) {
-	for u := range work {
-		w.mu.Lock()
-		w.queued--
-		lost := w.held[u.token] == nil || w.held[u.token].lost
-		w.mu.Unlock()
-		w.signalFreed()
-		if w.stopping.Load() || lost {
-			results <- result{token: u.token, items: u.items, release: true}
-			continue
-		}
-		start := time.Now()
-		err := w.call(ctx, u)
-		w.cfg.Metrics.duration(w.cfg.Job, time.Since(start).Seconds())
-		// An item cut short because the worker is stopping did not fail:
-		// it goes back without using an attempt.
-		release := err != nil && ctx.Err() != nil && w.stopping.Load()
-		results <- result{token: u.token, items: u.items, err: err, release: release}
-	}
+	return endNone
 }
 
 // call runs the handler, turning a panic into an error.
-func (w *Worker) call(ctx context.Context, u unit) (err error) {
+func (w *Worker) call(ctx context.Context, b *batch, lo, hi int) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
 		}
 	}()
 	if w.cfg.BatchHandler != nil {
-		return w.cfg.BatchHandler.HandleBatch(ctx, u.items)
+		return w.cfg.BatchHandler.HandleBatch(ctx, b.items[lo:hi])
 	}
-	return w.cfg.Handler.Handle(ctx, u.items[0])
-}
-
-// acker settles results in batches: everything that is ready is sent in one
-// round trip. Failed round trips are retried; results are never dropped
-// while their lease can still be current.
-func (w *Worker) acker(ctx context.Context, results <-chan result) {
-	var batch []result
-	for {
-		r, ok := <-results
-		if !ok {
-			return
-		}
-		batch = append(batch[:0], r)
-	more:
-		for {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					w.settle(ctx, batch, true)
-					return
-				}
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
-		w.settle(ctx, batch, false)
-	}
-}
-
-func (w *Worker) settle(ctx context.Context, batch []result, closing bool) {
-	byToken := map[string]*Settlement{}
-	var order []string
-	for _, r := range batch {
-		s := byToken[r.token]
-		if s == nil {
-			s = &Settlement{Token: r.token}
-			byToken[r.token] = s
-			order = append(order, r.token)
-		}
-		for _, it := range r.items {
-			switch {
-			case r.release:
-				s.Released = append(s.Released, it.ID)
-			case r.err != nil:
-				s.Failed = append(s.Failed, Failure{ID: it.ID, Err: r.err.Error(), Jitter: rand.Float64()})
-			default:
-				s.Acked = append(s.Acked, it.ID)
-			}
-		}
-	}
-	ss := make([]Settlement, 0, len(order))
-	for _, t := range order {
-		ss = append(ss, *byToken[t])
-	}
-	backoff := 50 * time.Millisecond
-	giveUp := time.Now().Add(max(w.lease, time.Second))
-	for {
-		res, err := w.c.Settle(ctx, w.cfg.Job, ss)
-		if err == nil {
-			w.cfg.Metrics.item(w.cfg.Job, outcomeSucceeded, res.Acked)
-			w.cfg.Metrics.item(w.cfg.Job, outcomeFailed, res.Failed)
-			w.cfg.Metrics.item(w.cfg.Job, outcomeReleased, res.Released)
-			w.cfg.Metrics.item(w.cfg.Job, outcomeRefused, res.Refused)
-			w.cfg.Metrics.stale(w.cfg.Job, res.Refused)
-			if res.Refused > 0 {
-				w.log.Warn("stale acks refused: the leases had expired and were taken over", "items", res.Refused)
-			}
-			break
-		}
-		if errors.Is(err, ErrNoJob) {
-			w.deleted.Store(true)
-			break
-		}
-		w.cfg.Metrics.redisError(w.cfg.Job)
-		// While running, retry until Redis answers (a result must not be
-		// lost while its lease may be current); when closing, retry for as
-		// long as a lease could still be current.
-		if closing && time.Now().After(giveUp) {
-			w.log.Error("could not record results; their leases will expire and the items will run again", "err", err, "items", len(batch))
-			break
-		}
-		w.log.Warn("settle failed; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-	w.mu.Lock()
-	for _, r := range batch {
-		if h := w.held[r.token]; h != nil {
-			h.remaining -= len(r.items)
-			if h.remaining <= 0 {
-				delete(w.held, r.token)
-			}
-		}
-	}
-	w.mu.Unlock()
-	w.signalFreed()
-}
-
-// heartbeatLoop extends the worker's leases until ctx ends, and stops the
-// worker when the Job fails or is deleted.
-func (w *Worker) heartbeatLoop(ctx context.Context, wa *waiter, stopLeasing, killItems context.CancelFunc) {
-	t := time.NewTicker(w.heartbeat)
-	defer t.Stop()
-	var last time.Time
-	for {
-		// A Job event (failing, deleted, ...) triggers a heartbeat at
-		// once, so running items stop without waiting for the ticker;
-		// at most one per 100ms however busy the events are.
-		gen := wa.gen()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-gen:
-			if d := 100*time.Millisecond - time.Since(last); d > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(d):
-				}
-			}
-		}
-		last = time.Now()
-		hb, err := w.c.Heartbeat(ctx, w.cfg.Job, w.cfg.ID, w.tokens())
-		switch {
-		case errors.Is(err, ErrNoJob):
-			w.log.Warn("job deleted; stopping")
-			w.deleted.Store(true)
-			w.stopping.Store(true)
-			stopLeasing()
-			killItems()
-			return
-		case err != nil:
-			if ctx.Err() == nil {
-				w.cfg.Metrics.redisError(w.cfg.Job)
-				w.log.Warn("heartbeat failed", "err", err)
-			}
-			continue
-		}
-		if hb.Rejoined {
-			w.log.Warn("this worker had been declared lost (no heartbeat within the lease); rejoined")
-		}
-		if len(hb.Lost) > 0 {
-			w.mu.Lock()
-			for _, tok := range hb.Lost {
-				if h := w.held[tok]; h != nil {
-					h.lost = true
-				}
-			}
-			w.mu.Unlock()
-			w.cfg.Metrics.lost(w.cfg.Job, len(hb.Lost))
-			w.log.Warn("leases expired and were taken over; their results will be refused", "leases", len(hb.Lost))
-		}
-		if hb.Phase == "Failing" || hb.Phase == "Failed" {
-			w.log.Warn("job failed; stopping running items")
-			w.failed.Store(true)
-			w.stopping.Store(true)
-			stopLeasing()
-			killItems()
-			return
-		}
-		if hb.Done {
-			wa.fire()
-		}
-	}
-}
-
-// finish records how the worker ended; it uses its own short deadline since
-// the caller's context may be over.
-func (w *Worker) finish(outcome string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := w.c.Finish(ctx, w.cfg.Job, w.cfg.ID, outcome); err != nil && !errors.Is(err, ErrNoJob) {
-		w.log.Warn("could not record the worker's end", "err", err)
-	}
+	return w.cfg.Handler.Handle(ctx, b.items[lo])
 }

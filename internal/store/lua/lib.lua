@@ -69,9 +69,16 @@ end
 
 -- err is the one way a script reports an error: a reply whose first word
 -- is the code (NOJOB, REPLACED, LOST, SEALED, FINISHED, STALE).
+local ERRORS = {
+  NOJOB = 'the job does not exist',
+  REPLACED = 'the job was replaced by a new job of the same name',
+  LOST = 'the state of the job is gone',
+  SEALED = 'the job is sealed',
+  FINISHED = 'the job has ended',
+  STALE = 'a late copy of a call already answered',
+}
 local function err(code, msg)
-  if msg then return redis.error_reply(code .. ' ' .. msg) end
-  return redis.error_reply(code)
+  return redis.error_reply(code .. ' ' .. (msg or ERRORS[code] or code))
 end
 
 local function spec_num(field, d) return num(redis.call('HGET', SPEC, field), d) end

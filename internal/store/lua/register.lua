@@ -1,6 +1,6 @@
 -- register: binds a worker to the Job's current incarnation before its
 -- first lease, and opens a session for its fencing tokens.
--- KEYS: spec state workers winfo reqs events
+-- KEYS: spec state leases workers winfo reqs events
 -- ARGV: 1 uid ('' the current incarnation), 2 worker id, 3 JSON WorkerInfo
 -- Reply: {'OK', uid, session, spec JSON}; {'DONE'} (drained or complete:
 --   the worker exits 0 at once and is not counted); {'FAILED'}; errors

@@ -50,9 +50,9 @@ elseif g == GUARD_STATE_LOST then
 elseif g == GUARD_SUCCESS_POLICY then
   ok = true
 elseif g == GUARD_DRAINED then
-  ok = st.done == '1' and live == 0 and dead == 0 and lost == nil
+  ok = st.done == '1' and dead == 0 and lost == nil
 elseif g == GUARD_DRAINED_DEAD then
-  ok = st.done == '1' and live == 0 and dead > 0
+  ok = st.done == '1' and dead > 0
 end
 if not ok then return 0 end
 local to = ARGV[4]

@@ -1,0 +1,225 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/workq/workq/internal/store"
+)
+
+// Settling: a lease whose items have all finished is settled at once, in
+// one small write ("all of lease T, except these"); outcomes of a lease that
+// is still running are sent once the oldest has waited partialAfter, and
+// items that started are made known to Redis within startReportAfter (a
+// worker that dies is charged an attempt for those only).
+const (
+	flushTick        = 25 * time.Millisecond
+	partialAfter     = 100 * time.Millisecond
+	startReportAfter = 50 * time.Millisecond
+)
+
+// acker sends the outcomes of items to Redis, batching everything that is
+// ready into one round trip.
+type acker struct {
+	w       *Worker
+	seq     int64
+	closing chan struct{}
+}
+
+func (a *acker) close() { close(a.closing) }
+
+func newAcker(w *Worker) *acker { return &acker{w: w, closing: make(chan struct{})} }
+
+// Run settles until close is called and everything held is sent. It
+// returns nil.
+func (a *acker) Run(ctx context.Context) error {
+	w := a.w
+	t := time.NewTicker(flushTick)
+	defer t.Stop()
+	closing := false
+	for {
+		complete := map[*batch]bool{}
+		select {
+		case b := <-w.ready:
+			complete[b] = true
+		case <-w.kick:
+		case <-t.C:
+		case <-a.closing:
+			closing = true
+		}
+	drain:
+		for {
+			select {
+			case b := <-w.ready:
+				complete[b] = true
+			default:
+				break drain
+			}
+		}
+		if ps := a.collect(complete, closing); len(ps) > 0 {
+			if res, ok := a.send(ctx, ps, closing); ok {
+				a.apply(ps, res)
+			}
+		}
+		if closing {
+			return nil
+		}
+	}
+}
+
+// pending is one batch's part of a settle call, with what it took.
+type pending struct {
+	b                *batch
+	s                store.Settlement
+	nA, nF, nR, nRes int
+	claimed          int
+	complete         bool
+}
+
+// collect builds a settle call from the batches in complete and from held
+// batches whose outcomes or starts are due (all of them when final).
+func (a *acker) collect(complete map[*batch]bool, final bool) []pending {
+	w := a.w
+	now := time.Now()
+	w.mu.Lock()
+	type cand struct {
+		b       *batch
+		claimed int
+	}
+	cands := make([]cand, 0, len(w.held))
+	for _, b := range w.held {
+		cands = append(cands, cand{b, b.next})
+	}
+	w.mu.Unlock()
+	var out []pending
+	for _, c := range cands {
+		b := c.b
+		b.mu.Lock()
+		p := pending{b: b, claimed: c.claimed, complete: complete[b] || b.done == len(b.items)}
+		p.nA, p.nF, p.nR, p.nRes = len(b.acked), len(b.failed), len(b.released), len(b.results)
+		outcomes := p.nA + p.nF + p.nR
+		started := c.claimed - (b.sent + outcomes)
+		startDue := started != b.reported && (final || b.startAt.IsZero() || now.Sub(b.startAt) >= startReportAfter)
+		due := p.complete || final || (outcomes > 0 && now.Sub(b.since) >= partialAfter) || startDue
+		if !due || (outcomes == 0 && !startDue && !p.complete) {
+			b.mu.Unlock()
+			continue
+		}
+		s := store.Settlement{Token: b.token, Started: -1}
+		if p.complete {
+			s.All, s.AckCount = true, p.nA
+		} else {
+			s.Acked = append([]int64(nil), b.acked...)
+		}
+		s.Failed = append([]store.Failure(nil), b.failed...)
+		s.Released = append([]int64(nil), b.released...)
+		s.Results = append([]store.Result(nil), b.results...)
+		if !p.complete && started != b.reported {
+			s.Started = started
+		}
+		b.mu.Unlock()
+		p.s = s
+		out = append(out, p)
+	}
+	return out
+}
+
+// apply takes what Redis recorded out of the batches.
+func (a *acker) apply(ps []pending, res store.SettleResult) {
+	w := a.w
+	gone := map[string]bool{}
+	for _, t := range res.Gone {
+		gone[t] = true
+	}
+	var finished []*batch
+	for _, p := range ps {
+		b := p.b
+		b.mu.Lock()
+		b.acked = b.acked[p.nA:]
+		b.failed = b.failed[p.nF:]
+		b.released = b.released[p.nR:]
+		b.results = b.results[p.nRes:]
+		b.sent += p.nA + p.nF + p.nR
+		if p.s.Started >= 0 {
+			b.reported = p.s.Started
+			b.startAt = time.Time{}
+		}
+		if b.sent < b.done {
+			b.since = time.Now()
+		} else {
+			b.since = time.Time{}
+		}
+		if gone[b.token] && !b.lost {
+			b.lost = true
+			b.cancel() // its running items are refused anyway: stop them
+		}
+		end := b.sent == len(b.items) || (b.lost && b.done == len(b.items))
+		b.mu.Unlock()
+		if end {
+			finished = append(finished, b)
+		}
+	}
+	if len(finished) > 0 {
+		w.mu.Lock()
+		for _, b := range finished {
+			delete(w.held, b.token)
+		}
+		w.mu.Unlock()
+		for _, b := range finished {
+			b.cancel()
+		}
+	}
+	w.m.item(w.cfg.Job, outcomeSucceeded, res.Acked)
+	w.m.item(w.cfg.Job, outcomeFailed, res.Failed)
+	w.m.item(w.cfg.Job, outcomeReleased, res.Released)
+	w.m.item(w.cfg.Job, outcomeRefused, res.Refused)
+	w.m.stale(w.cfg.Job, res.Refused)
+	if res.Refused > 0 {
+		w.log.Warn("stale results refused: their leases had expired and were taken over", "items", res.Refused, "leases", len(res.Gone))
+	}
+	if res.FailJob {
+		w.log.Warn("a failure policy rule with action FailJob matched; the Job fails")
+	}
+}
+
+// send makes one settle call, repeating it with the same sequence number
+// until Redis answers: a settle whose reply was lost is answered again from
+// the first one, never applied twice. While closing it gives up once the
+// leases must have expired anyway.
+func (a *acker) send(ctx context.Context, ps []pending, closing bool) (store.SettleResult, bool) {
+	w := a.w
+	a.seq++
+	q := store.SettleRequest{UID: w.reg.UID, Session: w.reg.Session, Seq: a.seq, ResultsMax: w.cfg.Results}
+	q.Timed, q.TimedTotal = w.sizer.takeTimed()
+	for _, p := range ps {
+		q.Leases = append(q.Leases, p.s)
+	}
+	backoff := 50 * time.Millisecond
+	giveUp := time.Now().Add(max(w.spec.Lease.D(), time.Second))
+	for {
+		r, err := w.s.Settle(ctx, w.cfg.Job, q)
+		if err == nil {
+			return r, true
+		}
+		if end := jobError(err); end != endNone {
+			w.setEnd(end)
+			return r, false
+		}
+		if errors.Is(err, store.ErrStale) {
+			return r, false
+		}
+		w.m.redisError(w.cfg.Job)
+		if closing && time.Now().After(giveUp) {
+			w.log.Error("could not record results; their leases will expire and the items will run again", "err", err)
+			return r, false
+		}
+		w.log.Warn("settle failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return r, false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,115 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+// Inspector reads Jobs: their status, dead items, workers and results. It
+// changes nothing. It is safe for concurrent use.
+type Inspector struct{ c *Client }
+
+// Status reads a Job's status in one atomic step, from counters (its cost
+// does not grow with the Job's items). For a fixed completion count Job it
+// also lists the completed and failed indexes (the failed ones up to the
+// first 10000). It returns ErrNoJob.
+func (in *Inspector) Status(ctx context.Context, job string) (jobstate.Status, error) {
+	s, err := in.c.store(ctx)
+	if err != nil {
+		return jobstate.Status{}, err
+	}
+	return s.Status(ctx, job)
+}
+
+// JobStatus is one Job's status, or why it could not be read.
+type JobStatus struct {
+	Name   string
+	Status jobstate.Status
+	Err    error // ErrNoJob when it was deleted between the listing and the read
+}
+
+// Jobs reads the status of every Job (counters only) in one pipelined round
+// trip per Redis node, sorted by name. A Job that could not be read has its
+// error in Err; the call fails only when the Jobs cannot be listed.
+func (in *Inspector) Jobs(ctx context.Context) ([]JobStatus, error) {
+	s, err := in.c.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	js, err := s.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]JobStatus, len(js))
+	for i, j := range js {
+		out[i] = JobStatus{Name: j.Name, Status: j.Status, Err: j.Err}
+	}
+	return out, nil
+}
+
+// Names lists the Jobs that exist, sorted.
+func (in *Inspector) Names(ctx context.Context) ([]string, error) {
+	s, err := in.c.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names, _, err := s.Names(ctx)
+	return names, err
+}
+
+// Spec returns a Job's spec. It returns ErrNoJob.
+func (in *Inspector) Spec(ctx context.Context, job string) (jobstate.Spec, error) {
+	s, err := in.c.store(ctx)
+	if err != nil {
+		return jobstate.Spec{}, err
+	}
+	spec, _, err := s.Spec(ctx, job)
+	if err != nil {
+		return jobstate.Spec{}, fmt.Errorf("spec of %q: %w", job, err)
+	}
+	return spec, nil
+}
+
+// DeadItem is an item that used all its attempts.
+type DeadItem = store.DeadItem
+
+// Dead lists up to limit dead items (0: all), lowest ids first, reading
+// only those.
+func (in *Inspector) Dead(ctx context.Context, job string, limit int) ([]DeadItem, error) {
+	s, err := in.c.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.Dead(ctx, job, limit)
+}
+
+// WorkerInfo describes a worker process.
+type WorkerInfo = store.WorkerInfo
+
+// Workers lists the registered workers that have not terminated, with
+// their heartbeat deadlines.
+func (in *Inspector) Workers(ctx context.Context, job string) ([]WorkerInfo, error) {
+	s, err := in.c.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.Workers(ctx, job)
+}
+
+// Result is one item's result, kept by workers with Results set.
+type Result = store.ItemResult
+
+// Results reads up to count results after the one whose Seq is after (""
+// from the start), in completion order. With wait > 0 it waits up to that
+// long for new ones when none is there.
+func (in *Inspector) Results(ctx context.Context, job, after string, count int64, wait time.Duration) ([]Result, error) {
+	s, err := in.c.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.Results(ctx, job, after, count, wait)
+}

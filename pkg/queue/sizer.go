@@ -1,0 +1,169 @@
+package queue
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// Lease sizing: how many items to ask for, and when. A worker measures how
+// long items take and learns the Job's figure from Redis (every worker's
+// measurements), and compares it with its lease round trip:
+//   - slow items (longer than a round trip) are leased one per free
+//     executor, never ahead, so a peer that is idle gets the next one;
+//   - fast items are leased in batches that cover leaseStretch of work for
+//     all executors, and the next batch is asked for while the last one
+//     still has work for two round trips, so executors never wait.
+//
+// Redis caps every lease at a fair share of what is left (left ÷ live
+// workers), so the tail of a Job spreads over every worker.
+
+// leaseStretch is the work one lease of fast items covers.
+const leaseStretch = 100 * time.Millisecond
+
+// maxLeaseBytes caps a lease's payloads, by the items' average size.
+const maxLeaseBytes = 8 << 20
+
+type sizer struct {
+	mu       sync.Mutex
+	conc     int
+	max      int
+	batchFn  bool
+	item     time.Duration // EWMA of one item's run time; 0 unknown
+	rtt      time.Duration // EWMA of a lease round trip
+	itemSize float64       // EWMA of payload bytes per item
+	timedN   int           // items timed since takeTimed
+	timedSum time.Duration
+}
+
+func (s *sizer) init(conc, max int, batchFn bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conc, s.max, s.batchFn = conc, max, batchFn
+}
+
+// observe folds in n items that took d together.
+func (s *sizer) observe(d time.Duration, n int) {
+	per := d / time.Duration(max(n, 1))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.item = ewma(s.item, per)
+	s.timedN += n
+	s.timedSum += d
+}
+
+// takeTimed returns the items timed since the last call and their total
+// duration, to share with the Job through Redis.
+func (s *sizer) takeTimed() (int, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, d := s.timedN, s.timedSum
+	s.timedN, s.timedSum = 0, 0
+	return n, d
+}
+
+// learn takes the Job's item duration from Redis while this worker has
+// measured none.
+func (s *sizer) learn(job time.Duration) {
+	if job <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.item == 0 {
+		s.item = job
+	}
+}
+
+func (s *sizer) roundTrip(d time.Duration, items int, bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rtt = ewma(s.rtt, d)
+	if items > 0 {
+		per := float64(bytes) / float64(items)
+		if s.itemSize == 0 {
+			s.itemSize = per
+		} else {
+			s.itemSize = s.itemSize*0.7 + per*0.3
+		}
+	}
+}
+
+func ewma(old, v time.Duration) time.Duration {
+	if old == 0 {
+		return v
+	}
+	return time.Duration(float64(old)*0.7 + float64(v)*0.3)
+}
+
+// fast reports whether items take less than a lease round trip.
+func (s *sizer) fastLocked() bool {
+	return s.item > 0 && s.rtt > 0 && s.item < s.rtt
+}
+
+// tiny reports whether items are so short that executors should claim them
+// in chunks.
+func (s *sizer) tiny() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.item > 0 && s.item < 50*time.Microsecond
+}
+
+// want decides whether to lease now and how many items: queued is what
+// the worker holds unclaimed, free its idle executors.
+func (s *sizer) want(queued, free int) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.fastLocked() {
+		if s.batchFn {
+			// A batch handler runs a batch at a time: lease one when an
+			// executor is free, sized by the work it holds.
+			if queued > 0 || free == 0 {
+				return 0, false
+			}
+			return s.capLocked(s.max), true
+		}
+		if queued > 0 || free == 0 {
+			return 0, false
+		}
+		return free, true
+	}
+	target := s.max
+	if s.item > 0 {
+		target = int(math.Ceil(float64(leaseStretch) * float64(s.conc) / float64(s.item)))
+	}
+	target = s.capLocked(target)
+	// Keep enough for two round trips of every executor.
+	low := s.conc
+	if s.item > 0 {
+		low += int(math.Ceil(2 * float64(s.rtt) * float64(s.conc) / float64(s.item)))
+	}
+	if s.batchFn {
+		low = 1
+	}
+	if queued >= min(low, target) {
+		return 0, false
+	}
+	return target, true
+}
+
+func (s *sizer) capLocked(n int) int {
+	if s.itemSize > 0 {
+		n = min(n, int(maxLeaseBytes/s.itemSize))
+	}
+	return max(1, min(n, s.max))
+}
+
+// holdsTooMuch reports whether unclaimed items are worth handing to idle
+// peers: more work than two round trips.
+func (s *sizer) worthHandingBack(queued int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if queued == 0 {
+		return false
+	}
+	if s.item == 0 || s.rtt == 0 {
+		return true
+	}
+	return time.Duration(queued)*s.item/time.Duration(max(s.conc, 1)) > 2*s.rtt
+}
