@@ -127,7 +127,7 @@ type Worker struct {
 	closed bool              // no more claims: executors end
 	claim  *sync.Cond        // signalled when queue gains items or closes
 
-	busy  atomic.Int32 // executors running an item
+	busy  atomic.Int32  // executors running an item
 	room  chan struct{} // the leaser may want more
 	kick  chan struct{} // the acker has work
 	ready chan *batch   // batches whose every item finished
@@ -170,7 +170,7 @@ const (
 )
 
 func (w *Worker) setEnd(r endReason) { w.end.CompareAndSwap(int32(endNone), int32(r)) }
-func (w *Worker) ended() endReason  { return endReason(w.end.Load()) }
+func (w *Worker) ended() endReason   { return endReason(w.end.Load()) }
 
 // Run works until the Job is over for this worker and reports how:
 //   - nil: the Job succeeded (drained, or its success policy is met): exit 0;
