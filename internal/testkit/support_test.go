@@ -160,6 +160,10 @@ func TestEventually(t *testing.T) {
 		Eventually(tb, 30*time.Millisecond, "never", func() (bool, string) { return false, "last word" })
 	})
 	require.Equal(t, "never: not within 30ms: last word", msg)
+	n = 0
+	start := time.Now()
+	Poll(t, 30*time.Millisecond, time.Minute, "second time", func() (bool, string) { n++; return n == 2, "" })
+	require.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond, "Poll waited its interval between asks")
 }
 
 func TestRepeat(t *testing.T) {

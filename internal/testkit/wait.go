@@ -6,15 +6,19 @@ import (
 	"time"
 )
 
-// pollEvery is how often Eventually asks again.
-const pollEvery = 20 * time.Millisecond
-
 // Eventually asks cond every 20ms until it returns true, or until timeout
 // has passed; then it fails the test with what, and what cond last said.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	Poll(t, 20*time.Millisecond, timeout, what, cond)
+}
+
+// Poll is Eventually asking every interval, for conditions that are
+// expensive to ask (a command in a container).
+func Poll(t testing.TB, every, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		ok, detail := cond()
