@@ -6,7 +6,6 @@ package badinput_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -22,17 +21,16 @@ import (
 
 	"github.com/workq/workq/internal/items"
 	"github.com/workq/workq/internal/redistest"
-	"github.com/workq/workq/test/faults/harness"
+	"github.com/workq/workq/internal/testkit"
 )
 
-var bins harness.Bins
-
-func TestMain(m *testing.M) { harness.Main(m, "badinput", &bins) }
+func TestMain(m *testing.M) { testkit.Main(m, testkit.BuildOptions{}) }
 
 const password = "s3cret-pw-4badinput"
 
 // fixture is what every case runs against.
 type fixture struct {
+	bins         testkit.Bins
 	open, locked *redistest.Server // no password; requirepass
 	openURL      string
 	dir          string
@@ -40,21 +38,20 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir()}
+	f := &fixture{bins: testkit.Build(t), dir: t.TempDir()}
 	f.open = redistest.ForTest(t)
 	f.locked = redistest.ForTest(t, "--requirepass", password)
 	f.openURL = f.open.URL()
-	run := func(args ...string) {
+	run := func(url string, args ...string) {
 		t.Helper()
-		r := harness.Run(t, time.Minute, harness.Env("WORKQ_REDIS_URL="+f.openURL), nil, bins.Coordinator, args...)
+		r := testkit.Run(t, time.Minute, testkit.Command{Bin: f.bins.Coordinator, Args: args, Env: []string{"WORKQ_REDIS_URL=" + url}})
 		require.Equal(t, 0, r.Code, "%v: %s", args, r)
 	}
-	run("create", "photos", "--lease", "5s")
-	run("push", "photos", "a.jpg", "b.jpg", "c.jpg")
-	run("create", "closed", "--lease", "5s")
-	run("push", "closed", "x", "--seal")
-	r := harness.Run(t, time.Minute, harness.Env("WORKQ_REDIS_URL=redis://:"+password+"@"+f.locked.Addr+"/0"), nil, bins.Coordinator, "create", "vault")
-	require.Equal(t, 0, r.Code, r.String())
+	run(f.openURL, "create", "photos", "--lease", "5s")
+	run(f.openURL, "push", "photos", "a.jpg", "b.jpg", "c.jpg")
+	run(f.openURL, "create", "closed", "--lease", "5s")
+	run(f.openURL, "push", "closed", "x", "--seal")
+	run("redis://:"+password+"@"+f.locked.Addr+"/0", "create", "vault")
 	return f
 }
 
@@ -66,12 +63,11 @@ func (f *fixture) file(t *testing.T, name string, content []byte) string {
 	return p
 }
 
-func snapshot(t *testing.T, srv *redistest.Server, pw string) map[string]harness.KeyState {
+func snapshot(t *testing.T, srv *redistest.Server, pw string) map[string]testkit.Key {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: pw})
 	defer rdb.Close()
-	s, err := harness.Snapshot(context.Background(), rdb, "workq:*")
-	require.NoError(t, err)
+	s := testkit.Snapshot(t, rdb, "workq:*")
 	require.NotEmpty(t, s, "the fixture's keys are there")
 	return s
 }
@@ -87,7 +83,7 @@ type badCase struct {
 	code   int
 	want   []string // substrings of the one stderr line
 	// run replaces the plain run (the endless stdin).
-	run func(t *testing.T, f *fixture) harness.Result
+	run func(t *testing.T, f *fixture) testkit.Result
 }
 
 func cases(t *testing.T, f *fixture) []badCase {
@@ -172,20 +168,16 @@ func cases(t *testing.T, f *fixture) []badCase {
 
 // endlessStdin pushes from a generator that writes forever, and stops the
 // push with SIGINT once it has read a good deal.
-func endlessStdin(t *testing.T, f *fixture) harness.Result {
+func endlessStdin(t *testing.T, f *fixture) testkit.Result {
 	tmp := t.TempDir()
 	gen := exec.Command("yes", "an-endless-item")
 	out, err := gen.StdoutPipe()
 	require.NoError(t, err)
-	push := exec.Command(bins.Coordinator, "push", "photos", "-f", "-")
-	push.Env = harness.Env("WORKQ_REDIS_URL="+f.openURL, "TMPDIR="+tmp)
-	push.Stdin = out
-	var stdout, stderr bytes.Buffer
-	push.Stdout, push.Stderr = &stdout, &stderr
 	require.NoError(t, gen.Start())
 	defer func() { _ = gen.Process.Kill(); _ = gen.Wait() }()
-	require.NoError(t, push.Start())
-	harness.Eventually(t, 30*time.Second, "push reads the endless input", func() (bool, string) {
+	push := testkit.Start(t, testkit.Command{Bin: f.bins.Coordinator, Args: []string{"push", "photos", "-f", "-"},
+		Env: []string{"WORKQ_REDIS_URL=" + f.openURL, "TMPDIR=" + tmp}, Stdin: out})
+	testkit.Eventually(t, 30*time.Second, "push reads the endless input", func() (bool, string) {
 		m, _ := filepath.Glob(filepath.Join(tmp, "workq-push-*"))
 		for _, p := range m {
 			if st, err := os.Stat(p); err == nil && st.Size() > 8<<20 {
@@ -194,18 +186,11 @@ func endlessStdin(t *testing.T, f *fixture) harness.Result {
 		}
 		return false, fmt.Sprintf("spool files %v", m)
 	})
-	require.NoError(t, push.Process.Signal(syscall.SIGINT))
-	done := make(chan error, 1)
-	go func() { done <- push.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = push.Process.Kill()
-		t.Fatal("push did not stop within 30s of SIGINT")
-	}
+	push.Signal(t, syscall.SIGINT)
+	push.Wait(t, 30*time.Second)
 	left, _ := filepath.Glob(filepath.Join(tmp, "workq-push-*"))
 	require.Empty(t, left, "the spool file is removed")
-	return harness.Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: push.ProcessState.ExitCode()}
+	return push.Result()
 }
 
 func TestBadInputIsAnswered(t *testing.T) {
@@ -220,20 +205,20 @@ func TestBadInputIsAnswered(t *testing.T) {
 				srv, pw = f.locked, password
 			}
 			before := snapshot(t, srv, pw)
-			var r harness.Result
+			var r testkit.Result
 			if c.run != nil {
 				r = c.run(t, f)
 			} else {
-				bin := bins.Coordinator
+				bin := f.bins.Coordinator
 				if c.worker {
-					bin = bins.Worker
+					bin = f.bins.Worker
 				}
-				env := harness.Env(append([]string{"WORKQ_REDIS_URL=" + f.openURL}, c.env...)...)
 				var stdin io.Reader
 				if c.stdin != nil {
 					stdin = bytes.NewReader(c.stdin)
 				}
-				r = harness.Run(t, time.Minute, env, stdin, bin, c.args...)
+				r = testkit.Run(t, time.Minute, testkit.Command{Bin: bin, Args: c.args, Stdin: stdin,
+					Env: append([]string{"WORKQ_REDIS_URL=" + f.openURL}, c.env...)})
 			}
 			require.Equal(t, c.code, r.Code, "exit code: %s", r)
 			msg := strings.TrimSuffix(r.Stderr, "\n")
@@ -259,7 +244,7 @@ func TestBadInputIsAnswered(t *testing.T) {
 				require.Contains(t, msg, w)
 			}
 			require.Empty(t, r.Stdout, "nothing on stdout")
-			require.Empty(t, harness.DiffSnapshots(before, snapshot(t, srv, pw)), "the keys in Redis are as they were")
+			require.Equal(t, before, snapshot(t, srv, pw), "the keys in Redis are as they were")
 		})
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/testkit"
 )
 
 // jobStatus is the part of `coordinator status NAME -o json` that the test reads.
@@ -286,26 +288,11 @@ func (s *stack) createJob(t *testing.T, name string, items []string, flags ...st
 	s.must(t, 3*time.Minute, strings.NewReader(strings.Join(items, "\n")+"\n"), args...)
 }
 
-// waitFor polls cond every half second until it holds or timeout passes.
+// waitFor polls cond every half second (each poll runs Compose commands)
+// until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			require.FailNowf(t, "timed out", "waiting %s for %s; last seen: %s", timeout, what, last)
-		}
-		select {
-		case <-t.Context().Done():
-			require.FailNow(t, "test ended while waiting for "+what)
-		case <-tick.C:
-		}
-	}
+	testkit.Poll(t, 500*time.Millisecond, timeout, what, cond)
 }
 
 func freePort(t *testing.T) int {

@@ -2,18 +2,18 @@ package dashboard_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/testkit"
 )
 
 // browserTab drives one headless Chromium page over the DevTools protocol
@@ -27,28 +27,7 @@ type browserTab struct {
 	fromB   *bufio.Reader
 	nextID  int
 	session string
-	stderr  lockedBuffer
-}
-
-// lockedBuffer keeps Chromium's stderr for error messages; Chromium writes
-// it while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// tail returns the last 4 KiB written.
-func (b *lockedBuffer) tail() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	return s[max(0, len(s)-4096):]
+	stderr  testkit.Buffer // Chromium's, for error messages
 }
 
 // openBrowser starts Chromium with a 1280x900 window and one blank page.
@@ -140,7 +119,7 @@ func (b *browserTab) must(method string, params, out any) {
 	b.t.Helper()
 	res, err := b.call(method, params)
 	if err != nil {
-		b.t.Fatalf("chromium: %v\n%s", err, b.stderr.tail())
+		b.t.Fatalf("chromium: %v\n%s", err, b.stderr.Tail(4096))
 	}
 	if out != nil {
 		require.NoError(b.t, json.Unmarshal(res, out))

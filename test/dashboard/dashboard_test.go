@@ -84,6 +84,15 @@ func checkScreenshot(t *testing.T, path string, viewport bool) {
 	require.Greater(t, len(colours), 8, "%s looks blank", path)
 }
 
+// shoot saves a screenshot of the page's viewport at path, checks it and
+// logs where it is.
+func shoot(t *testing.T, tab *browserTab, path, what string) {
+	t.Helper()
+	tab.screenshot(path, false)
+	checkScreenshot(t, path, true)
+	t.Logf("screenshot of %s: %s", what, path)
+}
+
 // settle applies the controller's transitions until none is left, as
 // `coordinator serve` would: the drained Job with dead items fails.
 func settle(t *testing.T, c *queue.Client) {
@@ -182,10 +191,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		var phase string
 		tab.eval(`document.querySelector(".head .badge").textContent`, &phase)
 		require.Equal(t, "Running", phase)
-		shot := filepath.Join(dir, "job-running.png")
-		tab.screenshot(shot, false)
-		checkScreenshot(t, shot, true)
-		t.Logf("screenshot of the running Job: %s", shot)
+		shoot(t, tab, filepath.Join(dir, "job-running.png"), "the running Job")
 	})
 
 	t.Run("TheJobsListShowsTheJob", func(t *testing.T) {
@@ -195,10 +201,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		tab.eval(`document.querySelector("table.jobs").outerHTML`, &html)
 		require.Contains(t, html, `<a href="/jobs/thumbnails">thumbnails</a>`)
 		require.Contains(t, html, `class="seg succeeded"`)
-		shot := filepath.Join(dir, "jobs.png")
-		tab.screenshot(shot, false)
-		checkScreenshot(t, shot, true)
-		t.Logf("screenshot of the Jobs list: %s", shot)
+		shoot(t, tab, filepath.Join(dir, "jobs.png"), "the Jobs list")
 	})
 
 	t.Run("TheJobPageWorksWithoutJavaScript", func(t *testing.T) {
@@ -242,12 +245,10 @@ func TestDashboardInABrowser(t *testing.T) {
 		tab.eval(`document.getElementById("conditions").textContent`, &conds)
 		require.Contains(t, conds, "FailedItems")
 
-		shot := filepath.Join(dir, "job-finished.png")
-		tab.screenshot(shot, false)
-		checkScreenshot(t, shot, true)
+		shoot(t, tab, filepath.Join(dir, "job-finished.png"), "the finished Job")
 		full := filepath.Join(dir, "job-finished-full.png")
 		tab.screenshot(full, true)
 		checkScreenshot(t, full, false)
-		t.Logf("screenshots of the finished Job: %s and %s", shot, full)
+		t.Logf("screenshot of the whole page of the finished Job: %s", full)
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
@@ -53,8 +52,8 @@ func TestCLI(t *testing.T) {
 
 		before := e.jobKeys("spec1")
 		r := e.coord("create", "spec1", "--batch-size", "9")
-		require.Equal(t, 2, r.code, r.String())
-		require.Contains(t, r.stderr, "already exists")
+		require.Equal(t, 2, r.Code, r)
+		require.Contains(t, r.Stderr, "already exists")
 		require.Equal(t, before, e.jobKeys("spec1"), "a refused create changes nothing")
 		require.Contains(t, e.ok("create", "spec1", "--if-not-exists"), "exists; nothing to do")
 
@@ -65,9 +64,9 @@ func TestCLI(t *testing.T) {
 			{"create", "neg", "-p", "-1"},
 		} {
 			r := e.coord(bad...)
-			require.Equal(t, 2, r.code, "%v: %s", bad, r)
-			require.NotEmpty(t, strings.TrimSpace(r.stderr), "%v says what is wrong", bad)
-			require.Equal(t, map[string]string{"workq:jobs has " + bad[1]: "false"}, e.jobKeys(bad[1]), "%v leaves nothing behind", bad)
+			require.Equal(t, 2, r.Code, "%v: %s", bad, r)
+			require.NotEmpty(t, strings.TrimSpace(r.Stderr), "%v says what is wrong", bad)
+			e.requireNoKeys(bad[1], false, "%v leaves nothing behind", bad)
 		}
 
 		require.Equal(t, "created job idx1 (Indexed)\n", e.ok("create", "idx1", "--completions", "4", "-p", "2"))
@@ -76,7 +75,7 @@ func TestCLI(t *testing.T) {
 		require.True(t, s.Sealed, "an Indexed Job is sealed at once")
 		require.EqualValues(t, 4, s.Items.Total)
 		r = e.coord("push", "idx1", "more")
-		require.Equal(t, 2, r.code, r.String())
+		require.Equal(t, 2, r.Code, r)
 	})
 
 	t.Run("PushLoadsItemsInOrderFromEverySource", func(t *testing.T) {
@@ -86,11 +85,11 @@ func TestCLI(t *testing.T) {
 		file := writeItems(t, e.dir, "items.txt", []string{"a", "b"})
 		require.Equal(t, "pushed 2 items to load\n", e.ok("push", "load", "-f", file))
 		r := e.coordIn(strings.NewReader("c\nd\n"), "push", "load", "-f", "-")
-		require.Equal(t, 0, r.code, r.String())
-		require.Equal(t, "pushed 2 items to load\n", r.stdout)
+		require.Equal(t, 0, r.Code, r)
+		require.Equal(t, "pushed 2 items to load\n", r.Stdout)
 		require.Equal(t, "pushed 2 items to load\n", e.ok("push", "load", "e", "f g"))
 		r = e.coordIn(strings.NewReader("multi\nline\x00tab\there\x00"), "push", "load", "--null", "-f", "-")
-		require.Equal(t, 0, r.code, r.String())
+		require.Equal(t, 0, r.Code, r)
 		nulFile := filepath.Join(e.dir, "nul.bin")
 		require.NoError(t, os.WriteFile(nulFile, []byte("x\ny\x00 z "), 0o644))
 		require.Equal(t, "pushed 2 items to load\n", e.ok("push", "load", "--null", "-f", nulFile))
@@ -142,9 +141,9 @@ func TestCLI(t *testing.T) {
 			t.Helper()
 			before := e.jobKeys(job)
 			r := e.coordIn(strings.NewReader(stdin), append([]string{"push", job}, args...)...)
-			require.Equal(t, 2, r.code, "push %s %v: %s", job, args, r)
-			require.Contains(t, r.stderr, want, "push %s %v", job, args)
-			require.Empty(t, r.stdout)
+			require.Equal(t, 2, r.Code, "push %s %v: %s", job, args, r)
+			require.Contains(t, r.Stderr, want, "push %s %v", job, args)
+			require.Empty(t, r.Stdout)
 			require.Equal(t, before, e.jobKeys(job), "a refused push to %s changes none of its keys", job)
 		}
 
@@ -158,8 +157,8 @@ func TestCLI(t *testing.T) {
 		e.ok("create", "fin")
 		e.ok("push", "fin", "a", "--seal")
 		w := e.startWorker("--job", "fin", "--", "true")
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
-		require.Equal(t, 0, e.coord("watch", "fin", "--interval", "50ms").code)
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
+		require.Equal(t, 0, e.coord("watch", "fin", "--interval", "50ms").Code)
 		require.Equal(t, jobstate.PhaseComplete, e.status("fin").Phase)
 		refused("fin", `"fin" is Complete`, "", "b")
 
@@ -176,9 +175,9 @@ func TestCLI(t *testing.T) {
 		e.ok("push", "st", "--seal", "i1", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "i9")
 		watch := e.startCoord("watch", "st", "--interval", "50ms")
 		w := e.startWorker("--job", "st", "-c", "2", "--", "true")
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
-		require.Equal(t, 0, watch.wait(t, 30*time.Second), "watch exits 0 on Complete: %s", watch.result())
-		require.Contains(t, watch.stdout.String(), "st: Complete: 9/9 items succeeded, 0 dead, 0 failed attempts")
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
+		require.Equal(t, 0, watch.Wait(t, 30*time.Second), "watch exits 0 on Complete: %s", watch)
+		require.Contains(t, watch.Stdout(), "st: Complete: 9/9 items succeeded, 0 dead, 0 failed attempts")
 
 		table := e.ok("status", "st")
 		for _, want := range []string{"Job:", "st (WorkQueue)", "Phase:", "Complete", "9/9 succeeded (100.0%)",
@@ -238,8 +237,8 @@ func TestCLI(t *testing.T) {
 		require.True(t, found, "list -o json has st")
 
 		r := e.coord("status", "sx")
-		require.Equal(t, 2, r.code)
-		require.Contains(t, r.stderr, `did you mean "st"?`)
+		require.Equal(t, 2, r.Code)
+		require.Contains(t, r.Stderr, `did you mean "st"?`)
 	})
 
 	t.Run("WatchFailsDeadShowsErrorsRetryRecovers", func(t *testing.T) {
@@ -256,11 +255,11 @@ esac
 		e.ok("create", "fl", "--max-attempts", "2", "--retry-backoff", "10ms", "--retry-backoff-max", "20ms")
 		e.ok("push", "fl", "--seal", "ok-1", "bad-1", "ok-2", "bad-2")
 		w := e.startWorker("--job", "fl", "--", runSh, "{}")
-		require.Equal(t, 0, w.wait(t, 30*time.Second), "dead items do not keep a worker from finishing: %s", w.result())
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), "dead items do not keep a worker from finishing: %s", w)
 		r := e.coord("watch", "fl", "--interval", "50ms")
-		require.Equal(t, 1, r.code, "watch exits 1 on Failed: %s", r)
-		require.Contains(t, r.stdout, "fl: Failed: 2/4 items succeeded, 2 dead")
-		require.Contains(t, r.stderr, "FailedItems")
+		require.Equal(t, 1, r.Code, "watch exits 1 on Failed: %s", r)
+		require.Contains(t, r.Stdout, "fl: Failed: 2/4 items succeeded, 2 dead")
+		require.Contains(t, r.Stderr, "FailedItems")
 
 		s := e.status("fl")
 		require.Equal(t, jobstate.PhaseFailed, s.Phase)
@@ -313,8 +312,8 @@ esac
 			require.NotContains(t, []jobstate.ConditionType{jobstate.ConditionFailed, jobstate.ConditionFailureTarget, jobstate.ConditionComplete}, c.Type)
 		}
 		w = e.startWorker("--job", "fl", "--", runSh, "{}")
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
-		require.Equal(t, 0, e.coord("watch", "fl", "--interval", "50ms").code)
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
+		require.Equal(t, 0, e.coord("watch", "fl", "--interval", "50ms").Code)
 		s = e.status("fl")
 		require.Equal(t, jobstate.PhaseComplete, s.Phase)
 		require.EqualValues(t, 4, s.Items.Succeeded)
@@ -332,37 +331,17 @@ esac
 		e.waitStatus("del", 30*time.Second, "items done, worker waiting", func(s jobstate.Status) bool {
 			return s.Items.Succeeded == 3 && s.Ready == 1
 		})
-		require.Greater(t, len(e.jobKeys("del")), 1)
+		require.NotEmpty(t, e.jobKeys("del").Keys)
 		require.Equal(t, "deleted del\n", e.ok("delete", "del"))
-		gone := map[string]string{"workq:jobs has del": "false"}
-		require.Equal(t, gone, e.jobKeys("del"))
-		code := w.wait(t, 10*time.Second)
-		require.NotEqual(t, 0, code, "a worker of a deleted Job stops with an error: %s", w.result())
-		require.Contains(t, w.stderr.String(), "deleted")
-		require.Equal(t, gone, e.jobKeys("del"), "the stopping worker recreates nothing")
+		e.requireNoKeys("del", false, "delete removes every key")
+		code := w.Wait(t, 10*time.Second)
+		require.NotEqual(t, 0, code, "a worker of a deleted Job stops with an error: %s", w)
+		require.Contains(t, w.Stderr(), "deleted")
+		e.requireNoKeys("del", false, "the stopping worker recreates nothing")
 		r := e.coord("delete", "del")
-		require.Equal(t, 2, r.code, r.String())
+		require.Equal(t, 2, r.Code, r)
 		require.NotContains(t, e.ok("list"), "del ")
 	})
-}
-
-func httpGet(url string) (int, string, error) {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
-func waitHealthy(t *testing.T, url string) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		code, body, err := httpGet(url)
-		return err == nil && code == http.StatusOK && body == "ok\n"
-	}, 30*time.Second, 20*time.Millisecond, "%s never answered 200 ok", url)
 }
 
 // TestServe: the controller marks a Job Complete only once every worker has
@@ -370,11 +349,9 @@ func waitHealthy(t *testing.T, url string) {
 func TestServe(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	port, err := redistest.FreePort()
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := testkit.FreeAddr(t)
 	serve := e.startCoord("serve", "--listen", addr, "--interval", "100ms")
-	waitHealthy(t, "http://"+addr+"/healthz")
+	testkit.WaitHealthy(t, addr, serve)
 
 	t.Run("CompleteOnlyOnceEveryWorkerExited", func(t *testing.T) {
 		e := e.sub(t)
@@ -382,10 +359,10 @@ func TestServe(t *testing.T) {
 		// b registers, finds nothing and waits; then it is frozen.
 		b := e.startWorker("--job", "allgone", "--id", "b", "--", "true")
 		e.waitStatus("allgone", 30*time.Second, "b registered", func(s jobstate.Status) bool { return s.Ready == 1 })
-		b.signal(t, syscall.SIGSTOP)
+		b.Signal(t, syscall.SIGSTOP)
 		e.ok("push", "allgone", "--seal", "1", "2", "3", "4", "5")
 		a := e.startWorker("--job", "allgone", "--id", "a", "--", "true")
-		require.Equal(t, 0, a.wait(t, 30*time.Second), a.result().String())
+		require.Equal(t, 0, a.Wait(t, 30*time.Second), a)
 
 		// a exited 0 and the Job is drained, but b is alive (its
 		// heartbeat has not expired): serve must not mark it Complete.
@@ -402,8 +379,8 @@ func TestServe(t *testing.T) {
 			require.NotEqual(t, jobstate.PhaseComplete, s.Phase, "Complete while worker b still runs: %s", brief(s))
 		}
 
-		b.signal(t, syscall.SIGCONT)
-		require.Equal(t, 0, b.wait(t, 30*time.Second), "b finds the Job drained and exits 0: %s", b.result())
+		b.Signal(t, syscall.SIGCONT)
+		require.Equal(t, 0, b.Wait(t, 30*time.Second), "b finds the Job drained and exits 0: %s", b)
 		s = e.waitStatus("allgone", 30*time.Second, "Complete", func(s jobstate.Status) bool { return s.Phase.Finished() })
 		require.Equal(t, jobstate.PhaseComplete, s.Phase, brief(s))
 		require.EqualValues(t, 2, s.Succeeded)
@@ -422,23 +399,21 @@ func TestServe(t *testing.T) {
 		w1, w2 := e.startWorker(args...), e.startWorker(args...)
 		e.waitStatus("restart", time.Minute, "under way", func(s jobstate.Status) bool { return s.Items.Succeeded >= 50 })
 
-		serve.signal(t, syscall.SIGKILL)
-		serve.wait(t, 10*time.Second)
+		serve.Signal(t, syscall.SIGKILL)
+		serve.Wait(t, 10*time.Second)
 		// While no controller runs, a worker dies holding leases.
-		w1.signal(t, syscall.SIGKILL)
-		w1.wait(t, 10*time.Second)
+		w1.Signal(t, syscall.SIGKILL)
+		w1.Wait(t, 10*time.Second)
 		e.waitStatus("restart", time.Minute, "over half done", func(s jobstate.Status) bool { return s.Items.Succeeded >= n/2 })
 
-		port, err := redistest.FreePort()
-		require.NoError(t, err)
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		addr := testkit.FreeAddr(t)
 		serve = e.startCoord("serve", "--listen", addr, "--interval", "100ms")
-		waitHealthy(t, "http://"+addr+"/healthz")
-		require.Equal(t, 0, w2.wait(t, time.Minute), w2.result().String())
+		testkit.WaitHealthy(t, addr, serve)
+		require.Equal(t, 0, w2.Wait(t, time.Minute), w2)
 		s := e.waitStatus("restart", 30*time.Second, "Complete", func(s jobstate.Status) bool {
-			return s.Phase.Finished() || serve.exited()
+			return s.Phase.Finished() || serve.Exited()
 		})
-		require.Equal(t, jobstate.PhaseComplete, s.Phase, "%s\nserve: %s", brief(s), serve.result())
+		require.Equal(t, jobstate.PhaseComplete, s.Phase, "%s\nserve: %s", brief(s), serve)
 		require.EqualValues(t, n, s.Items.Succeeded)
 		require.EqualValues(t, 1, s.Failed, "the killed worker, found lost by the restarted serve")
 		for _, it := range items {
@@ -449,10 +424,10 @@ func TestServe(t *testing.T) {
 		// With Redis gone, /healthz says so.
 		e.srv.Stop()
 		require.Eventually(t, func() bool {
-			code, _, err := httpGet("http://" + addr + "/healthz")
+			code, _, err := testkit.HTTP(http.MethodGet, "http://"+addr+"/healthz", "")
 			return err == nil && code == http.StatusServiceUnavailable
 		}, 10*time.Second, 20*time.Millisecond)
-		serve.signal(t, syscall.SIGTERM)
-		require.Equal(t, 0, serve.wait(t, 10*time.Second), serve.result().String())
+		serve.Signal(t, syscall.SIGTERM)
+		require.Equal(t, 0, serve.Wait(t, 10*time.Second), serve)
 	})
 }

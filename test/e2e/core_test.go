@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 )
 
@@ -37,7 +38,7 @@ func TestKillWorkerMidBatch(t *testing.T) {
 	// {} argument): one line per execution.
 	workerArgs := []string{"--job", "big", "--", "sh", "-c",
 		`IFS= read -r item; printf '%s %s\n' "$item" "$WORKQ_ATTEMPT" >> "$0/$1"`, out, "{}"}
-	workers := []*proc{e.startWorker(workerArgs...), e.startWorker(workerArgs...), e.startWorker(workerArgs...)}
+	workers := []*testkit.Proc{e.startWorker(workerArgs...), e.startWorker(workerArgs...), e.startWorker(workerArgs...)}
 
 	// Kill one worker once work is well under way and leases are held, as
 	// `coordinator status -o json` shows them.
@@ -47,16 +48,16 @@ func TestKillWorkerMidBatch(t *testing.T) {
 	for ; ; <-tick.C {
 		s, _ := e.statusCLI("big")
 		if s.Items.Succeeded >= 500 && s.Items.Leased > 0 {
-			t.Logf("killing worker pid %d at %d/%d succeeded, %d leased", workers[0].pid(), s.Items.Succeeded, n, s.Items.Leased)
+			t.Logf("killing worker pid %d at %d/%d succeeded, %d leased", workers[0].Pid(), s.Items.Succeeded, n, s.Items.Leased)
 			break
 		}
 		require.True(t, time.Now().Before(deadline), "no progress: %s", brief(s))
 	}
-	workers[0].signal(t, syscall.SIGKILL)
-	workers[0].wait(t, 10*time.Second)
+	workers[0].Signal(t, syscall.SIGKILL)
+	workers[0].Wait(t, 10*time.Second)
 
 	for _, w := range workers[1:] {
-		require.Equal(t, 0, w.wait(t, 2*time.Minute), "surviving worker: %s", w.result())
+		require.Equal(t, 0, w.Wait(t, 2*time.Minute), "surviving worker: %s", w)
 	}
 	s := e.waitStatus("big", 30*time.Second, "Complete", func(s jobstate.Status) bool { return s.Phase.Finished() })
 	require.Equal(t, jobstate.PhaseComplete, s.Phase, brief(s))
@@ -73,17 +74,17 @@ func TestKillWorkerMidBatch(t *testing.T) {
 	entries, err := os.ReadDir(out)
 	require.NoError(t, err)
 	require.Len(t, entries, n, "one file per item")
+	counts := testkit.Executions(t, out, "", func(it, line string) (string, bool) {
+		require.True(t, strings.HasPrefix(line, it+" "), "item %s: its command read %q on stdin", it, line)
+		return it, true
+	})
 	runs, dups := 0, 0
 	var twice []string
 	for _, it := range items {
-		lines := readLines(t, filepath.Join(out, it))
-		require.NotEmpty(t, lines, "item %s never ran", it)
-		for _, l := range lines {
-			require.True(t, strings.HasPrefix(l, it+" "), "item %s: its command read %q on stdin", it, l)
-		}
-		runs += len(lines)
-		if len(lines) > 1 {
-			dups += len(lines) - 1
+		runs += counts[it]
+		require.NotZero(t, counts[it], "item %s never ran", it)
+		if counts[it] > 1 {
+			dups += counts[it] - 1
 			twice = append(twice, it)
 		}
 	}
@@ -95,9 +96,9 @@ func TestKillWorkerMidBatch(t *testing.T) {
 	require.LessOrEqual(t, s.Items.FailedAttempts, int64(2*batch+1)*s.Items.Takeovers, "a lease holds at most a batch")
 
 	// serve is only the controller: stopping it changes nothing.
-	serve.signal(t, syscall.SIGTERM)
-	require.Equal(t, 0, serve.wait(t, 10*time.Second), serve.result().String())
-	require.Equal(t, 0, e.coord("watch", "big", "--interval", "50ms").code)
+	serve.Signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, serve.Wait(t, 10*time.Second), serve)
+	require.Equal(t, 0, e.coord("watch", "big", "--interval", "50ms").Code)
 }
 
 // TestRedisClientLoadsJob: any Redis client can load a Job by RPUSH onto
@@ -117,8 +118,8 @@ func TestRedisClientLoadsJob(t *testing.T) {
 	e.ok("seal", "raw")
 
 	w := e.startWorker("--job", "raw", "--", "sh", "-c", `cat > "$0/$1"`, out, "{}")
-	require.Equal(t, 0, w.wait(t, time.Minute), w.result().String())
-	require.Equal(t, 0, e.coord("watch", "raw", "--interval", "50ms").code)
+	require.Equal(t, 0, w.Wait(t, time.Minute), w)
+	require.Equal(t, 0, e.coord("watch", "raw", "--interval", "50ms").Code)
 
 	s := e.status("raw")
 	require.Equal(t, jobstate.PhaseComplete, s.Phase)
@@ -166,7 +167,7 @@ func TestNewItemLatency(t *testing.T) {
 	}
 
 	e.ok("seal", "idle")
-	require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+	require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
 }
 
 // TestKilledWorkerTakesItsItemCommandWithIt: a command whose worker is
@@ -179,7 +180,7 @@ func TestKilledWorkerTakesItsItemCommandWithIt(t *testing.T) {
 	item := strings.Repeat("y", size)
 	e.ok("create", "orphan", "--lease", "1s")
 	r := e.coordIn(strings.NewReader(item+"\n"), "push", "orphan", "-f", "-", "--seal")
-	require.Equal(t, 0, r.code, r.String())
+	require.Equal(t, 0, r.Code, r)
 	// The first attempt records its pid and blocks; a later one counts the
 	// bytes of its stdin.
 	script := `if [ "$WORKQ_ATTEMPT" = 1 ]; then echo $$ > "$0/pid.tmp" && mv "$0/pid.tmp" "$0/pid"; exec sleep 1000; fi; wc -c > "$0/size"`
@@ -193,24 +194,16 @@ func TestKilledWorkerTakesItsItemCommandWithIt(t *testing.T) {
 		_, err = fmt.Sscan(strings.TrimSpace(string(b)), &pid)
 		return err == nil
 	}, 30*time.Second, 5*time.Millisecond)
-	w.signal(t, syscall.SIGKILL)
-	w.wait(t, 10*time.Second)
-	require.Eventually(t, func() bool {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true // gone and reaped
-		}
-		// "pid (comm) S ...": a zombie is dead too.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		return len(f) > 0 && f[0] == "Z"
-	}, 10*time.Second, 5*time.Millisecond, "the item command of a killed worker still runs")
+	w.Signal(t, syscall.SIGKILL)
+	w.Wait(t, 10*time.Second)
+	requireGone(t, 10*time.Second, "the item command of a killed worker", pid)
 
 	// The item runs again elsewhere (its lease expired), reads all of it,
 	// and the Job ends.
 	w = e.startWorker("--job", "orphan", "--", "sh", "-c", script, e.dir)
-	require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+	require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
 	b, err := os.ReadFile(filepath.Join(e.dir, "size"))
 	require.NoError(t, err)
 	require.Equal(t, fmt.Sprint(size), strings.TrimSpace(string(b)), "bytes the retried command read on stdin")
-	require.Equal(t, 0, e.coord("watch", "orphan", "--interval", "50ms").code)
+	require.Equal(t, 0, e.coord("watch", "orphan", "--interval", "50ms").Code)
 }

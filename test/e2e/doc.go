@@ -1,6 +1,7 @@
 // Package e2e holds the end-to-end tests of workq: they build the real
-// coordinator and worker binaries once (TestMain), run them as processes
-// against real redis-server processes (one per test, internal/redistest),
+// coordinator and worker binaries once (internal/testkit), run them as
+// processes against real redis-server processes (one per test,
+// internal/redistest),
 // and check what a user would see: exit codes, output, files written by the
 // items' commands, and the Job's state in Redis.
 //

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 )
 
@@ -22,14 +23,27 @@ import (
 var summaryRE = regexp.MustCompile(`(?m)^(Complete|Failed|Running|Pending|Failing|Suspended): (\d+)/(\d+) items succeeded, (\d+) retried, (\d+) dead, in [0-9.]+(ms|s|m[0-9.]*s) \((\d+) items/s\)$`)
 
 // run runs `coordinator run ARGS` against this env's Redis (--redis)
-// in dir (the repository root when empty).
-func (e *env) run(stdin string, args ...string) result {
+// in the repository root.
+func (e *env) run(args ...string) testkit.Result {
 	e.t.Helper()
-	c := command{bin: coordinatorBin, args: append([]string{"run", "--redis", e.url}, args...), dir: repoRoot}
+	return testkit.Run(e.t, 2*time.Minute, e.runCommand(args...))
+}
+
+// runCommand is `coordinator run ARGS` against this env's Redis (--redis)
+// in the repository root.
+func (e *env) runCommand(args ...string) testkit.Command {
+	return testkit.Command{Bin: e.bins.Coordinator, Args: append([]string{"run", "--redis", e.url}, args...), Dir: repoRoot(e.t)}
+}
+
+// runEmbedded runs `coordinator run ARGS` with its own Redis in dir, with
+// stdin as its input (none when empty).
+func runEmbedded(t *testing.T, dir, stdin string, args ...string) testkit.Result {
+	t.Helper()
+	c := testkit.Command{Bin: testkit.Build(t).Coordinator, Args: append([]string{"run"}, args...), Dir: dir}
 	if stdin != "" {
-		c.stdin = strings.NewReader(stdin)
+		c.Stdin = strings.NewReader(stdin)
 	}
-	return runProc(e.t, c, 2*time.Minute)
+	return testkit.Run(t, 2*time.Minute, c)
 }
 
 // TestRunEmbedded: `coordinator run` without --redis brings its own Redis.
@@ -38,17 +52,17 @@ func TestRunEmbedded(t *testing.T) {
 
 	t.Run("ExampleFromTheRepositoryRoot", func(t *testing.T) {
 		t.Parallel()
-		r := runProc(t, command{bin: coordinatorBin, dir: repoRoot,
-			args: []string{"run", "-p", "4", "-f", "examples/words.txt", "--", "sh", "examples/wordlen.sh"}}, 2*time.Minute)
-		require.Equal(t, 0, r.code, r.String())
-		words := readLines(t, filepath.Join(repoRoot, "examples", "words.txt"))
+		root := repoRoot(t)
+		r := runEmbedded(t, root, "", "-p", "4", "-f", "examples/words.txt", "--", "sh", "examples/wordlen.sh")
+		require.Equal(t, 0, r.Code, r)
+		words := readLines(t, filepath.Join(root, "examples", "words.txt"))
 		var want []string
 		for _, w := range words {
 			want = append(want, fmt.Sprintf("%s: %d letters", w, len(w)))
 		}
-		require.Equal(t, sorted(want), sorted(strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")), "every item's output, once")
-		m := summaryRE.FindStringSubmatch(r.stderr)
-		require.NotNil(t, m, "summary on stderr: %s", r.stderr)
+		require.Equal(t, sorted(want), sorted(strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n")), "every item's output, once")
+		m := summaryRE.FindStringSubmatch(r.Stderr)
+		require.NotNil(t, m, "summary on stderr: %s", r.Stderr)
 		n := strconv.Itoa(len(words))
 		require.Equal(t, []string{"Complete", n, n, "0", "0"}, m[1:6], m[0])
 	})
@@ -59,12 +73,11 @@ func TestRunEmbedded(t *testing.T) {
 		// four workers: no line and no item's block may be interleaved.
 		const items, lines = 16, 1000
 		pad := strings.Repeat("x", 80)
-		r := runProc(t, command{bin: coordinatorBin, args: []string{"run", "-p", "4", "--batch-size", "1", "--", "sh", "-c",
-			`IFS= read -r n; seq -f "item $n line %04g ` + pad + `" 0 999; echo "item $n done" >&2`}, stdin: strings.NewReader(seqLines(1, items))},
-			2*time.Minute)
-		require.Equal(t, 0, r.code, r.String())
+		r := runEmbedded(t, "", seqLines(1, items), "-p", "4", "--batch-size", "1", "--", "sh", "-c",
+			`IFS= read -r n; seq -f "item $n line %04g `+pad+`" 0 999; echo "item $n done" >&2`)
+		require.Equal(t, 0, r.Code, r)
 		lineRE := regexp.MustCompile(`^item (\d+) line (\d{4}) ` + pad + `$`)
-		sc := bufio.NewScanner(strings.NewReader(r.stdout))
+		sc := bufio.NewScanner(strings.NewReader(r.Stdout))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		seen := map[string]bool{}
 		cur, next := "", 0
@@ -84,20 +97,19 @@ func TestRunEmbedded(t *testing.T) {
 		require.Zero(t, next, "the last item's output was cut")
 		require.Len(t, seen, items)
 		for i := 1; i <= items; i++ {
-			require.Contains(t, r.stderr, fmt.Sprintf("item %d done\n", i), "items' stderr reaches run's stderr")
+			require.Contains(t, r.Stderr, fmt.Sprintf("item %d done\n", i), "items' stderr reaches run's stderr")
 		}
 	})
 
 	t.Run("SquaresFromStdin", func(t *testing.T) {
 		t.Parallel()
-		r := runProc(t, command{bin: coordinatorBin, args: []string{"run", "-p", "8", "--batch-size", "100", "--", "sh", "-c", `read n; echo $((n*n))`},
-			stdin: strings.NewReader(seqLines(1, 1000))}, 2*time.Minute)
-		require.Equal(t, 0, r.code, r.String())
+		r := runEmbedded(t, "", seqLines(1, 1000), "-p", "8", "--batch-size", "100", "--", "sh", "-c", `read n; echo $((n*n))`)
+		require.Equal(t, 0, r.Code, r)
 		var want []string
 		for n := 1; n <= 1000; n++ {
 			want = append(want, strconv.Itoa(n*n))
 		}
-		require.Equal(t, sorted(want), sorted(strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")))
+		require.Equal(t, sorted(want), sorted(strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n")))
 	})
 }
 
@@ -118,9 +130,9 @@ func TestRunJobKinds(t *testing.T) {
 	t.Run("WithRedisTheJobStaysThere", func(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
-		r := e.run("", "--job", "kept", "-p", "2", "a", "b", "c", "--", "sh", "-c", "cat; echo")
-		require.Equal(t, 0, r.code, r.String())
-		require.Equal(t, []string{"a", "b", "c"}, sorted(strings.Fields(r.stdout)))
+		r := e.run("--job", "kept", "-p", "2", "a", "b", "c", "--", "sh", "-c", "cat; echo")
+		require.Equal(t, 0, r.Code, r)
+		require.Equal(t, []string{"a", "b", "c"}, sorted(strings.Fields(r.Stdout)))
 		s, _ := e.statusCLI("kept")
 		require.Equal(t, jobstate.PhaseComplete, s.Phase)
 		require.EqualValues(t, 3, s.Items.Succeeded)
@@ -132,9 +144,9 @@ func TestRunJobKinds(t *testing.T) {
 	t.Run("IndexedCompletions", func(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
-		r := e.run("", "--job", "idx", "--completions", "10", "-p", "3", "--", "sh", "-c", `echo "$WORKQ_INDEX $JOB_COMPLETION_INDEX $WORKQ_ITEM_ID"`)
-		require.Equal(t, 0, r.code, r.String())
-		lines := sorted(strings.Split(strings.TrimSpace(r.stdout), "\n"))
+		r := e.run("--job", "idx", "--completions", "10", "-p", "3", "--", "sh", "-c", `echo "$WORKQ_INDEX $JOB_COMPLETION_INDEX $WORKQ_ITEM_ID"`)
+		require.Equal(t, 0, r.Code, r)
+		lines := sorted(strings.Split(strings.TrimSpace(r.Stdout), "\n"))
 		var want []string
 		for i := range 10 {
 			want = append(want, fmt.Sprintf("%d %d %d", i, i, i))
@@ -153,9 +165,9 @@ func TestRunJobKinds(t *testing.T) {
 	t.Run("NonParallel", func(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
-		r := e.run("", "--job", "single", "--completions", "1", "--parallelism", "1", "--", "sh", "-c", `echo "index=$WORKQ_INDEX"`)
-		require.Equal(t, 0, r.code, r.String())
-		require.Equal(t, "index=0\n", r.stdout)
+		r := e.run("--job", "single", "--completions", "1", "--parallelism", "1", "--", "sh", "-c", `echo "index=$WORKQ_INDEX"`)
+		require.Equal(t, 0, r.Code, r)
+		require.Equal(t, "index=0\n", r.Stdout)
 		s := e.status("single")
 		require.Equal(t, jobstate.PhaseComplete, s.Phase)
 		require.Equal(t, 1, *s.Spec.Completions)
@@ -170,19 +182,19 @@ func TestRunJobKinds(t *testing.T) {
 		e := root.sub(t)
 		out := filepath.Join(e.dir, "spans")
 		require.NoError(t, os.Mkdir(out, 0o755))
-		p := startProc(t, command{bin: coordinatorBin, args: []string{"run", "--redis", e.url, "--job", "par", "-p", "3", "--batch-size", "1",
+		p := testkit.Start(t, e.runCommand("--job", "par", "-p", "3", "--batch-size", "1",
 			"-f", writeItems(t, e.dir, "items.txt", numbered("p-", 24)), "--",
-			"sh", "-c", `s=$(date +%s%N); sleep 0.2; echo "$s $(date +%s%N) $WORKQ_WORKER_ID" > "$0/$WORKQ_ITEM_ID"`, out}})
+			"sh", "-c", `s=$(date +%s%N); sleep 0.2; echo "$s $(date +%s%N) $WORKQ_WORKER_ID" > "$0/$WORKQ_ITEM_ID"`, out))
 		maxActive := int64(0)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
-		for !p.exited() {
+		for !p.Exited() {
 			if s, err := e.q.Status(context.Background(), "par"); err == nil {
 				maxActive = max(maxActive, s.Active)
 			}
 			<-tick.C
 		}
-		require.Equal(t, 0, p.code(), p.result().String())
+		require.Equal(t, 0, p.Result().Code, p)
 		require.LessOrEqual(t, maxActive, int64(3), "status.active never exceeds parallelism")
 		require.GreaterOrEqual(t, maxActive, int64(1))
 		type span struct{ start, end int64 }
@@ -221,12 +233,12 @@ func TestRunJobKinds(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
 		// Each item kills its worker: a crash, as kill -9 of a Pod.
-		r := e.run("", "--job", "crash", "-p", "1", "--backoff-limit", "2", "--lease", "1s", "--batch-size", "1",
+		r := e.run("--job", "crash", "-p", "1", "--backoff-limit", "2", "--lease", "1s", "--batch-size", "1",
 			"a", "b", "c", "d", "--", "sh", "-c", `kill -9 $PPID`)
-		require.Equal(t, 1, r.code, r.String())
-		require.Contains(t, r.stderr, "BackoffLimitExceeded")
-		require.Equal(t, 2, strings.Count(r.stderr, "replacing it"), "run replaced the first two crashed workers: %s", r.stderr)
-		require.Contains(t, r.stderr, "3 worker failures of backoff limit 2; the Job fails; no more workers start")
+		require.Equal(t, 1, r.Code, r)
+		require.Contains(t, r.Stderr, "BackoffLimitExceeded")
+		require.Equal(t, 2, strings.Count(r.Stderr, "replacing it"), "run replaced the first two crashed workers: %s", r.Stderr)
+		require.Contains(t, r.Stderr, "3 worker failures of backoff limit 2; the Job fails; no more workers start")
 		s := e.status("crash")
 		require.Equal(t, jobstate.PhaseFailed, s.Phase)
 		require.EqualValues(t, 3, s.Failed, "backoff limit 2: the third failure fails the Job, no fourth worker")
@@ -240,11 +252,11 @@ func TestRunJobKinds(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
 		items := append([]string{"fail-1", "fail-2", "fail-3"}, numbered("ok-", 100)...)
-		r := e.run("", "--job", "early", "-p", "2", "--batch-size", "1", "--max-attempts", "2", "--max-failed-items", "1",
+		r := e.run("--job", "early", "-p", "2", "--batch-size", "1", "--max-attempts", "2", "--max-failed-items", "1",
 			"--retry-backoff", "10ms", "--retry-backoff-max", "20ms", "-f", writeItems(t, e.dir, "items.txt", items), "--",
 			"sh", "-c", `IFS= read -r it; case "$it" in fail-*) echo "cannot $it" >&2; exit 1;; esac; sleep 0.1`)
-		require.Equal(t, 1, r.code, r.String())
-		require.Contains(t, r.stderr, "MaxFailedItemsExceeded")
+		require.Equal(t, 1, r.Code, r)
+		require.Contains(t, r.Stderr, "MaxFailedItemsExceeded")
 		s := e.status("early")
 		require.Equal(t, jobstate.PhaseFailed, s.Phase)
 		require.Equal(t, jobstate.ReasonMaxFailedItemsExceeded, condition(t, s, jobstate.ConditionFailed).Reason)
@@ -257,13 +269,13 @@ func TestRunJobKinds(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
 		items := append(numbered("ok-", 20), "bad-1", "bad-2")
-		r := e.run("", "--job", "late", "-p", "2", "--max-attempts", "2", "--retry-backoff", "10ms", "--retry-backoff-max", "20ms",
+		r := e.run("--job", "late", "-p", "2", "--max-attempts", "2", "--retry-backoff", "10ms", "--retry-backoff-max", "20ms",
 			"-f", writeItems(t, e.dir, "items.txt", items), "--",
 			"sh", "-c", `IFS= read -r it; case "$it" in bad-*) echo "cannot $it" >&2; exit 1;; esac`)
-		require.Equal(t, 1, r.code, r.String())
-		require.Contains(t, r.stderr, "FailedItems")
-		m := summaryRE.FindStringSubmatch(r.stderr)
-		require.NotNil(t, m, r.stderr)
+		require.Equal(t, 1, r.Code, r)
+		require.Contains(t, r.Stderr, "FailedItems")
+		m := summaryRE.FindStringSubmatch(r.Stderr)
+		require.NotNil(t, m, r.Stderr)
 		require.Equal(t, []string{"Failed", "20", "22", "2", "2"}, m[1:6], "succeeded, total, retried, dead: %s", m[0])
 		s := e.status("late")
 		require.Equal(t, jobstate.PhaseFailed, s.Phase)
@@ -285,11 +297,11 @@ func TestRunJobKinds(t *testing.T) {
 		e := root.sub(t)
 		pids := filepath.Join(e.dir, "pids")
 		start := time.Now()
-		r := e.run("", "--job", "late-night", "-p", "2", "--batch-size", "1", "--lease", "1s", "--grace", "1m", "--active-deadline", "1s",
+		r := e.run("--job", "late-night", "-p", "2", "--batch-size", "1", "--lease", "1s", "--grace", "1m", "--active-deadline", "1s",
 			"a", "b", "c", "d", "--", "sh", "-c", `sleep 300 & echo $! >> "$0"; wait`, pids)
 		took := time.Since(start)
-		require.Equal(t, 1, r.code, r.String())
-		require.Contains(t, r.stderr, "DeadlineExceeded")
+		require.Equal(t, 1, r.Code, r)
+		require.Contains(t, r.Stderr, "DeadlineExceeded")
 		require.Less(t, took, 30*time.Second, "the items were stopped, not waited for (or --grace)")
 		s := e.status("late-night")
 		require.Equal(t, jobstate.PhaseFailed, s.Phase)
@@ -300,54 +312,50 @@ func TestRunJobKinds(t *testing.T) {
 		require.Zero(t, s.Items.Succeeded)
 		started := pidsIn(t, pids)
 		require.NotEmpty(t, started)
-		for _, pid := range started {
-			require.Eventually(t, func() bool { return processGone(pid) }, 5*time.Second, 10*time.Millisecond, "item process %d still runs", pid)
-		}
+		requireGone(t, 5*time.Second, "item process", started...)
 	})
 
 	t.Run("TTLAfterFinishedDeletesTheKeys", func(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
-		r := e.run("", "--job", "brief", "--ttl-after-finished", "3s", "a", "b", "--", "true")
-		require.Equal(t, 0, r.code, r.String())
+		r := e.run("--job", "brief", "--ttl-after-finished", "3s", "a", "b", "--", "true")
+		require.Equal(t, 0, r.Code, r)
 		ttl, err := e.rdb.PTTL(context.Background(), "workq:{brief}:spec").Result()
 		require.NoError(t, err)
 		require.Greater(t, ttl, time.Duration(0), "the finished Job's keys expire")
 		require.LessOrEqual(t, ttl, 3*time.Second)
-		keys := e.jobKeys("brief")
-		require.Greater(t, len(keys), 3)
+		keys := e.jobKeys("brief").Keys
+		require.GreaterOrEqual(t, len(keys), 3)
 		for k, v := range keys {
-			if strings.HasPrefix(k, "workq:{") {
-				require.Contains(t, v, "expires=true", "key %s", k)
-			}
+			require.True(t, v.Expires, "key %s", k)
 		}
 		require.Eventually(t, func() bool {
 			n, err := e.rdb.Exists(context.Background(), "workq:{brief}:spec").Result()
 			return err == nil && n == 0
 		}, 15*time.Second, 20*time.Millisecond)
-		require.Equal(t, map[string]string{"workq:jobs has brief": "true"}, e.jobKeys("brief"), "every key of the Job expired")
+		e.requireNoKeys("brief", true, "every key of the Job expired")
 		require.NotContains(t, e.ok("list"), "brief")
-		require.Equal(t, map[string]string{"workq:jobs has brief": "false"}, e.jobKeys("brief"), "list drops the expired name")
+		e.requireNoKeys("brief", false, "list drops the expired name")
 	})
 
 	t.Run("CtrlCStopsGracefully", func(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
-		p := startProc(t, command{bin: coordinatorBin, args: []string{"run", "--redis", e.url, "--job", "intr", "-p", "2", "--batch-size", "2",
-			"--grace", "10s", "-f", writeItems(t, e.dir, "items.txt", numbered("i-", 40)), "--", "sh", "-c", "sleep 0.3"}})
+		p := testkit.Start(t, e.runCommand("--job", "intr", "-p", "2", "--batch-size", "2",
+			"--grace", "10s", "-f", writeItems(t, e.dir, "items.txt", numbered("i-", 40)), "--", "sh", "-c", "sleep 0.3"))
 		e.waitStatus("intr", time.Minute, "some items done", func(s jobstate.Status) bool { return s.Items.Succeeded >= 4 })
 		sent := time.Now()
-		p.signal(t, syscall.SIGINT)
-		code := p.wait(t, 30*time.Second)
+		p.Signal(t, syscall.SIGINT)
+		code := p.Wait(t, 30*time.Second)
 		took := time.Since(sent)
-		r := p.result()
-		require.Equal(t, 1, code, r.String())
+		r := p.Result()
+		require.Equal(t, 1, code, r)
 		require.Less(t, took, 8*time.Second, "running items (0.3s) finish; run does not wait out --grace")
-		require.Contains(t, r.stderr, "stopping 2 workers; running items get 10s (--grace) to finish")
+		require.Contains(t, r.Stderr, "stopping 2 workers; running items get 10s (--grace) to finish")
 		s := e.status("intr")
 		left := 40 - s.Items.Succeeded
 		require.Greater(t, left, int64(0), "the Job was stopped before its end")
-		require.Contains(t, r.stderr, fmt.Sprintf("interrupted: %d of 40 items left undone (%d pending, %d retrying, 0 leased); job intr was not finished",
+		require.Contains(t, r.Stderr, fmt.Sprintf("interrupted: %d of 40 items left undone (%d pending, %d retrying, 0 leased); job intr was not finished",
 			left, s.Items.Pending, s.Items.Retrying))
 		require.Zero(t, s.Items.Leased, "held items were handed back")
 		require.Zero(t, s.Items.FailedAttempts, "a graceful stop fails nothing")
@@ -383,7 +391,7 @@ func TestSuspendResume(t *testing.T) {
 		require.Zero(t, s.Items.Leased, "a suspended Job handed out a lease")
 		require.Equal(t, startedBefore, countLines(starts), "an item started while suspended")
 	}
-	require.False(t, w1.exited() || w2.exited(), "workers wait while the Job is suspended")
+	require.False(t, w1.Exited() || w2.Exited(), "workers wait while the Job is suspended")
 	sj, _ := e.statusCLI("pause")
 	require.True(t, sj.Suspended)
 	c := condition(t, sj, jobstate.ConditionSuspended)
@@ -393,9 +401,9 @@ func TestSuspendResume(t *testing.T) {
 
 	require.Equal(t, "resumed pause\n", e.ok("resume", "pause"))
 	require.Equal(t, "pause was not suspended; nothing changed\n", e.ok("resume", "pause"))
-	require.Equal(t, 0, w1.wait(t, time.Minute), w1.result().String())
-	require.Equal(t, 0, w2.wait(t, time.Minute), w2.result().String())
-	require.Equal(t, 0, e.coord("watch", "pause", "--interval", "50ms").code)
+	require.Equal(t, 0, w1.Wait(t, time.Minute), w1)
+	require.Equal(t, 0, w2.Wait(t, time.Minute), w2)
+	require.Equal(t, 0, e.coord("watch", "pause", "--interval", "50ms").Code)
 	sj, _ = e.statusCLI("pause")
 	require.Equal(t, jobstate.PhaseComplete, sj.Phase)
 	require.EqualValues(t, 12, sj.Items.Succeeded)
@@ -405,5 +413,5 @@ func TestSuspendResume(t *testing.T) {
 	require.Equal(t, jobstate.ReasonJobResumed, c.Reason)
 	require.Len(t, readLines(t, ends), 12)
 	r := e.coord("suspend", "pause")
-	require.Equal(t, 2, r.code, "a finished Job cannot be suspended: %s", r)
+	require.Equal(t, 2, r.Code, "a finished Job cannot be suspended: %s", r)
 }

@@ -20,8 +20,8 @@ func TestWatchJSONPrintsOneStatusPerLine(t *testing.T) {
 	e.ok("push", "wj", "good", "bad", "--seal")
 	w := e.startWorker("--job", "wj", "--", "sh", "-c", `[ "$(cat)" = good ]`)
 	r := e.coord("watch", "wj", "-o", "json", "--interval", "50ms")
-	require.Equal(t, 1, r.code, "a Job with a dead item ends Failed: %s", r)
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Equal(t, 1, r.Code, "a Job with a dead item ends Failed: %s", r)
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	require.NotEmpty(t, lines)
 	var last jobstate.Status
 	for _, l := range lines {
@@ -31,5 +31,5 @@ func TestWatchJSONPrintsOneStatusPerLine(t *testing.T) {
 	require.Equal(t, jobstate.PhaseFailed, last.Phase)
 	require.EqualValues(t, 1, last.Items.Succeeded)
 	require.EqualValues(t, 1, last.Items.Dead)
-	require.Equal(t, 0, w.wait(t, 30*time.Second))
+	require.Equal(t, 0, w.Wait(t, 30*time.Second))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 )
 
@@ -28,11 +29,11 @@ func TestWorkerExecution(t *testing.T) {
 		e.ok("create", "args")
 		e.ok("push", "args", "--seal", tricky, "plain")
 		// sh -c SCRIPT NAME ARGS...: $# is the number of ARGS the worker gave.
-		w := startProc(t, command{bin: workerBin, dir: e.dir, env: e.redisEnv(), args: []string{"--job", "args", "--",
+		w := e.startWorkerIn(e.dir, "--job", "args", "--",
 			"sh", "-c", `IFS= read -r in; printf 'argc=%s\n' "$#"; for a; do printf 'arg=[%s]\n' "$a"; done; printf 'stdin=[%s]\n' "$in"`,
-			"sh", "{}", "pre-{}-post"}})
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
-		out := w.stdout.String()
+			"sh", "{}", "pre-{}-post")
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
+		out := w.Stdout()
 		for _, it := range []string{tricky, "plain"} {
 			require.Contains(t, out, "argc=2\narg=["+it+"]\narg=[pre-"+it+"-post]\nstdin=["+it+"]\n", "item %q: %s", it, out)
 		}
@@ -48,15 +49,15 @@ func TestWorkerExecution(t *testing.T) {
 		// flaky fails on its first two attempts.
 		w := e.startWorker("--job", "envs", "--id", "w-env", "--", "sh", "-c",
 			`IFS= read -r it; echo "$WORKQ_JOB $WORKQ_ITEM_ID $WORKQ_ATTEMPT $WORKQ_WORKER_ID $it"; [ "$it" != flaky ] || [ "$WORKQ_ATTEMPT" -ge 3 ]`)
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
 		require.Equal(t, []string{
 			"envs 0 1 w-env a",
 			"envs 1 1 w-env b",
 			"envs 2 1 w-env flaky",
 			"envs 2 2 w-env flaky",
 			"envs 2 3 w-env flaky",
-		}, sorted(strings.Split(strings.TrimSpace(w.stdout.String()), "\n")))
-		require.Equal(t, 0, e.coord("watch", "envs", "--interval", "50ms").code)
+		}, sorted(strings.Split(strings.TrimSpace(w.Stdout()), "\n")))
+		require.Equal(t, 0, e.coord("watch", "envs", "--interval", "50ms").Code)
 		s := e.status("envs")
 		require.EqualValues(t, 3, s.Items.Succeeded, "exit 0 acks")
 		require.EqualValues(t, 2, s.Items.FailedAttempts, "a non-zero exit nacks")
@@ -69,9 +70,9 @@ func TestWorkerExecution(t *testing.T) {
 		e.ok("create", "nack", "--max-attempts", "2", "--retry-backoff", "10ms", "--retry-backoff-max", "20ms")
 		e.ok("push", "nack", "--seal", "good", "bad")
 		w := e.startWorker("--job", "nack", "--", "sh", "-c", `IFS= read -r it; [ "$it" = good ] || { echo "no good: $it" >&2; exit 7; }`)
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
 		r := e.coord("watch", "nack", "--interval", "50ms")
-		require.Equal(t, 1, r.code, r.String())
+		require.Equal(t, 1, r.Code, r)
 		s := e.status("nack")
 		require.EqualValues(t, 1, s.Items.Succeeded)
 		require.EqualValues(t, 1, s.Items.Dead)
@@ -93,15 +94,12 @@ func TestWorkerExecution(t *testing.T) {
 		// pid and waits for it.
 		start := time.Now()
 		w := e.startWorker("--job", "slow", "--timeout", "500ms", "--", "sh", "-c", `sleep 1000 & echo $! >> "$0"; wait`, pids)
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
 		took := time.Since(start)
 		require.Less(t, took, 20*time.Second, "the items ended at their timeout")
 		children := pidsIn(t, pids)
 		require.Len(t, children, 2)
-		for _, pid := range children {
-			require.Eventually(t, func() bool { return processGone(pid) }, 5*time.Second, 10*time.Millisecond,
-				"the item's child sleep (pid %d) still runs after the timeout", pid)
-		}
+		requireGone(t, 5*time.Second, "the item's child sleep", children...)
 		dead, err := e.q.Dead(t.Context(), "slow", 0)
 		require.NoError(t, err)
 		require.Len(t, dead, 2)
@@ -119,7 +117,7 @@ func TestWorkerExecution(t *testing.T) {
 		seen, runs := filepath.Join(e.dir, "seen"), filepath.Join(e.dir, "runs")
 		w := e.startWorker("--job", "batches", "--batch-exec", "--", "sh", "-c",
 			`n=0; while IFS= read -r l; do n=$((n+1)); echo "$l" >> "$0"; done; echo "$$ $n $WORKQ_BATCH_SIZE $WORKQ_ITEM_IDS" >> "$1"`, seen, runs)
-		require.Equal(t, 0, w.wait(t, 30*time.Second), w.result().String())
+		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
 		require.Equal(t, items, sorted(readLines(t, seen)), "every item once, on stdin")
 		batches := readLines(t, runs)
 		require.Len(t, batches, 3, "25 items in batches of 10: three processes")
@@ -137,7 +135,7 @@ func TestWorkerExecution(t *testing.T) {
 		}
 		require.Len(t, pids, 3, "one process per batch")
 		require.Equal(t, 25, total)
-		require.Equal(t, 0, e.coord("watch", "batches", "--interval", "50ms").code)
+		require.Equal(t, 0, e.coord("watch", "batches", "--interval", "50ms").Code)
 		require.EqualValues(t, 25, e.status("batches").Items.Succeeded)
 	})
 
@@ -159,15 +157,16 @@ func TestWorkerExecution(t *testing.T) {
 		} {
 			before := e.jobKeys("bad-cmd")
 			w := e.startWorker(append([]string{"--job", "bad-cmd", "--"}, c.argv...)...)
-			r := result{code: w.wait(t, 30*time.Second), stdout: w.stdout.String(), stderr: w.stderr.String()}
-			require.Equal(t, 2, r.code, "%v: %s", c.argv, r)
-			require.Contains(t, r.stderr, c.want, "%v", c.argv)
+			w.Wait(t, 30*time.Second)
+			r := w.Result()
+			require.Equal(t, 2, r.Code, "%v: %s", c.argv, r)
+			require.Contains(t, r.Stderr, c.want, "%v", c.argv)
 			require.Equal(t, before, e.jobKeys("bad-cmd"), "%v: the worker changed nothing in Redis", c.argv)
 		}
 		r := e.coord("run", "--job", "bad-run", "--redis", e.url, "a", "b", "--", "/no/such/program")
-		require.Equal(t, 2, r.code, r.String())
-		require.Contains(t, r.stderr, `"/no/such/program" cannot be run`)
-		require.Equal(t, map[string]string{"workq:jobs has bad-run": "false"}, e.jobKeys("bad-run"), "run created nothing")
+		require.Equal(t, 2, r.Code, r)
+		require.Contains(t, r.Stderr, `"/no/such/program" cannot be run`)
+		e.requireNoKeys("bad-run", false, "run created nothing")
 	})
 }
 
@@ -194,8 +193,8 @@ echo "$WORKQ_ITEM_ID $WORKQ_ATTEMPT $WORKQ_WORKER_ID" >> %[2]q
 	// ran to its end exactly once, each on its first attempt.
 	finish := func(t *testing.T, e *env, job, cmd, starts, ends string, n int) {
 		w := e.startWorker("--job", job, "--id", "second", "--concurrency", "4", "--", cmd)
-		require.Equal(t, 0, w.wait(t, time.Minute), w.result().String())
-		require.Equal(t, 0, e.coord("watch", job, "--interval", "50ms").code)
+		require.Equal(t, 0, w.Wait(t, time.Minute), w)
+		require.Equal(t, 0, e.coord("watch", job, "--interval", "50ms").Code)
 		s := e.status(job)
 		require.Equal(t, jobstate.PhaseComplete, s.Phase)
 		require.EqualValues(t, n, s.Items.Succeeded, "nothing lost")
@@ -217,21 +216,33 @@ echo "$WORKQ_ITEM_ID $WORKQ_ATTEMPT $WORKQ_WORKER_ID" >> %[2]q
 			require.Equal(t, "1", strings.Fields(l)[1], "handed-back items did not use an attempt: %s", l)
 		}
 	}
+	// begin creates job with n items in batches of batch and starts a
+	// worker with --id id, --concurrency 2 and --grace grace on it, whose
+	// items take dur (see script).
+	begin := func(t *testing.T, e *env, job string, batch, n int, id, grace, dur string) (w *testkit.Proc, cmd, starts, ends string) {
+		cmd, starts, ends = script(e, dur)
+		e.ok("create", job, "--batch-size", strconv.Itoa(batch), "--lease", "5s")
+		e.ok("push", job, "--seal", "-f", writeItems(t, e.dir, "items.txt", numbered(job+"-", n)))
+		w = e.startWorker("--job", job, "--id", id, "--concurrency", "2", "--grace", grace, "--", cmd)
+		return w, cmd, starts, ends
+	}
+	// terminate sends SIGTERM to w once running holds, and returns its exit
+	// code and how long after SIGTERM it exited.
+	terminate := func(t *testing.T, w *testkit.Proc, running func() bool) (int, time.Duration) {
+		require.Eventually(t, running, 30*time.Second, 5*time.Millisecond)
+		term := time.Now()
+		w.Signal(t, syscall.SIGTERM)
+		code := w.Wait(t, 15*time.Second)
+		return code, time.Since(term)
+	}
 
 	t.Run("RunningItemsFinishWithinGrace", func(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
-		cmd, starts, ends := script(e, "1.5")
-		e.ok("create", "term", "--batch-size", "5", "--lease", "5s")
-		e.ok("push", "term", "--seal", "-f", writeItems(t, e.dir, "items.txt", numbered("t-", 10)))
-		w := e.startWorker("--job", "term", "--id", "first", "--concurrency", "2", "--grace", "20s", "--", cmd)
-		require.Eventually(t, func() bool { return countLines(starts) == 2 }, 30*time.Second, 5*time.Millisecond)
-		term := time.Now()
-		w.signal(t, syscall.SIGTERM)
-		code := w.wait(t, 15*time.Second)
-		took := time.Since(term)
-		require.NotEqual(t, 0, code, "stopped before the Job ended: %s", w.result())
-		require.Contains(t, w.stderr.String(), "unfinished items were handed back")
+		w, cmd, starts, ends := begin(t, e, "term", 5, 10, "first", "20s", "1.5")
+		code, took := terminate(t, w, func() bool { return countLines(starts) == 2 })
+		require.NotEqual(t, 0, code, "stopped before the Job ended: %s", w)
+		require.Contains(t, w.Stderr(), "unfinished items were handed back")
 		require.Less(t, took, 6*time.Second, "it exits once its running items end, not after --grace")
 		t.Logf("worker exited %s after SIGTERM (items take 1.5s)", took.Round(time.Millisecond))
 		require.Len(t, readLines(t, starts), 2, "no item started after SIGTERM")
@@ -240,26 +251,18 @@ echo "$WORKQ_ITEM_ID $WORKQ_ATTEMPT $WORKQ_WORKER_ID" >> %[2]q
 		require.EqualValues(t, 2, s.Items.Succeeded)
 		require.Zero(t, s.Items.Leased, "what was not started was handed back")
 		require.EqualValues(t, 8, s.Items.Pending+s.Items.Retrying)
-		require.Zero(t, s.Active, "the stopped worker deregistered: %s", w.result())
+		require.Zero(t, s.Active, "the stopped worker deregistered: %s", w)
 		finish(t, e, "term", cmd, starts, ends, 10)
 	})
 
 	t.Run("ItemsPastGraceAreStoppedAndHandedBack", func(t *testing.T) {
 		t.Parallel()
 		e := root.sub(t)
-		cmd, starts, ends := script(e, "0")
-		e.ok("create", "grace", "--batch-size", "4", "--lease", "5s")
-		e.ok("push", "grace", "--seal", "-f", writeItems(t, e.dir, "items.txt", numbered("g-", 6)))
-		w := e.startWorker("--job", "grace", "--id", "slow", "--concurrency", "2", "--grace", "300ms", "--", cmd)
-		require.Eventually(t, func() bool { return countLines(filepath.Join(e.dir, "pids")) == 2 }, 30*time.Second, 5*time.Millisecond)
-		term := time.Now()
-		w.signal(t, syscall.SIGTERM)
-		code := w.wait(t, 15*time.Second)
-		require.NotEqual(t, 0, code, w.result().String())
-		require.Less(t, time.Since(term), 5*time.Second, "the 30s items were stopped after --grace")
-		for _, pid := range pidsIn(t, filepath.Join(e.dir, "pids")) {
-			require.Eventually(t, func() bool { return processGone(pid) }, 5*time.Second, 10*time.Millisecond, "sleep %d still runs", pid)
-		}
+		w, cmd, starts, ends := begin(t, e, "grace", 4, 6, "slow", "300ms", "0")
+		code, took := terminate(t, w, func() bool { return countLines(filepath.Join(e.dir, "pids")) == 2 })
+		require.NotEqual(t, 0, code, w)
+		require.Less(t, took, 5*time.Second, "the 30s items were stopped after --grace")
+		requireGone(t, 5*time.Second, "sleep", pidsIn(t, filepath.Join(e.dir, "pids"))...)
 		require.Empty(t, readLines(t, ends))
 		s := e.status("grace")
 		require.Zero(t, s.Items.Succeeded)
@@ -283,18 +286,18 @@ func TestWorkerWaits(t *testing.T) {
 		require.NoError(t, err)
 		url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 		out := t.TempDir()
-		w := startProc(t, command{bin: workerBin, env: []string{"WORKQ_REDIS_URL=" + url}, args: []string{
-			"--job", "early", "--wait", "2m", "--", "sh", "-c", `cat > "$0/$1"`, out, "{}"}})
+		e := &env{t: t, bins: testkit.Build(t), url: url}
+		w := e.startWorker("--job", "early", "--wait", "2m", "--", "sh", "-c", `cat > "$0/$1"`, out, "{}")
 
 		// Redis comes up, later the Job, later its items.
 		srv, err := redistest.StartOn(t.TempDir(), port)
 		require.NoError(t, err)
 		t.Cleanup(srv.Stop)
-		require.False(t, w.exited(), "the worker gave up: %s", w.result())
-		e := &env{t: t, srv: srv, url: url}
+		require.False(t, w.Exited(), "the worker gave up: %s", w)
+		e.srv = srv
 		e.ok("create", "early")
 		e.ok("push", "early", "--seal", "x", "y", "z")
-		require.Equal(t, 0, w.wait(t, time.Minute), w.result().String())
+		require.Equal(t, 0, w.Wait(t, time.Minute), w)
 		for _, it := range []string{"x", "y", "z"} {
 			require.FileExists(t, filepath.Join(out, it))
 		}
@@ -305,27 +308,25 @@ func TestWorkerWaits(t *testing.T) {
 		e := setup(t)
 		start := time.Now()
 		w := e.startWorker("--job", "never", "--wait", "300ms", "--", "true")
-		code := w.wait(t, 30*time.Second)
+		code := w.Wait(t, 30*time.Second)
 		require.Less(t, time.Since(start), 10*time.Second)
 		require.NotEqual(t, 0, code)
-		require.Contains(t, w.stderr.String(), `waited 300ms (--wait) for job "never"`)
-		require.Contains(t, w.stderr.String(), "no such job")
-		require.Equal(t, map[string]string{"workq:jobs has never": "false"}, e.jobKeys("never"))
+		require.Contains(t, w.Stderr(), `waited 300ms (--wait) for job "never"`)
+		require.Contains(t, w.Stderr(), "no such job")
+		e.requireNoKeys("never", false, "the worker created nothing")
 	})
 
 	t.Run("ShortWaitWithoutRedis", func(t *testing.T) {
 		t.Parallel()
-		port, err := redistest.FreePort()
-		require.NoError(t, err)
-		w := startProc(t, command{bin: workerBin, args: []string{"--redis", fmt.Sprintf("redis://127.0.0.1:%d/0", port),
+		w := testkit.Start(t, testkit.Command{Bin: testkit.Build(t).Worker, Args: []string{"--redis", "redis://" + testkit.FreeAddr(t) + "/0",
 			"--job", "nowhere", "--wait", "300ms", "--", "true"}})
 		start := time.Now()
-		code := w.wait(t, 30*time.Second)
+		code := w.Wait(t, 30*time.Second)
 		// One attempt to reach Redis may take a few seconds of the
 		// driver's own retries: the bound is loose.
 		require.Less(t, time.Since(start), 10*time.Second)
 		require.NotEqual(t, 0, code)
-		require.Contains(t, w.stderr.String(), `waited 300ms (--wait) for job "nowhere"`)
-		require.Contains(t, w.stderr.String(), "redis unavailable")
+		require.Contains(t, w.Stderr(), `waited 300ms (--wait) for job "nowhere"`)
+		require.Contains(t, w.Stderr(), "redis unavailable")
 	})
 }

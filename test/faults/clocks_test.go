@@ -6,14 +6,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/require"
 
-	"github.com/workq/workq/test/faults/harness"
+	"github.com/workq/workq/internal/testkit"
 )
 
 // scenarioClocks shows that the clocks of the workers do not matter: only
@@ -37,21 +36,8 @@ func scenarioClocks(t *testing.T) []row {
 func clockRun(t *testing.T, off time.Duration) row {
 	m := miniredis.NewMiniRedis()
 	require.NoError(t, m.StartAddr("127.0.0.1:0"))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			m.SetTime(time.Now().Add(off))
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); wg.Wait(); m.Close() })
+	t.Cleanup(m.Close)
+	testkit.Repeat(t, 2*time.Millisecond, func() { m.SetTime(time.Now().Add(off)) })
 	e := newEnvOn(t, "redis://"+m.Addr()+"/0", nil)
 	srvNow, err := e.c.Now(context.Background())
 	require.NoError(t, err)
@@ -70,13 +56,13 @@ func clockRun(t *testing.T, off time.Duration) row {
 	start := time.Now()
 	w1 := e.worker("worker-1", job, "", nil, cmd)
 	w2 := e.worker("worker-2", job, "", nil, cmd)
-	harness.Eventually(t, time.Minute, "progress", func() (bool, string) {
+	testkit.Eventually(t, time.Minute, "progress", func() (bool, string) {
 		s := e.status(job)
 		return s.Items.Succeeded >= n/4, fmt.Sprintf("%+v", s.Items)
 	})
-	w1.Kill9()
+	w1.Kill()
 	killedAt := time.Now()
-	harness.Eventually(t, 30*time.Second, "the killed worker's leases are taken over", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "the killed worker's leases are taken over", func() (bool, string) {
 		s := e.status(job)
 		return s.Items.Takeovers > 0, fmt.Sprintf("%+v", s.Items)
 	})
@@ -84,8 +70,8 @@ func clockRun(t *testing.T, off time.Duration) row {
 	require.Less(t, takeover, 5*time.Second, "leases expire after the 1s lease, not an hour off")
 	w3 := e.worker("worker-3", job, "", nil, cmd)
 	done := e.waitComplete(job, time.Minute)
-	require.Equal(t, 0, w2.Wait(t, 30*time.Second), w2.Output())
-	require.Equal(t, 0, w3.Wait(t, 30*time.Second), w3.Output())
+	require.Equal(t, 0, w2.Wait(t, 30*time.Second), w2)
+	require.Equal(t, 0, w3.Wait(t, 30*time.Second), w3)
 	s := e.status(job)
 	require.GreaterOrEqual(t, s.Items.FailedAttempts, int64(failing), "every tenth item failed once and came back after its backoff")
 	// Every tenth item runs twice by design; the killed worker's items in

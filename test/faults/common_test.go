@@ -15,37 +15,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
-	"github.com/workq/workq/test/faults/harness"
 )
 
-// bins are the real binaries, built once in TestMain.
-var bins harness.Bins
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "workq-faults-bin-*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bins, err = harness.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.Main(m, testkit.BuildOptions{}) }
 
 // env is one scenario's Redis, output directory and in-test client.
 type env struct {
-	t   *testing.T
-	srv *redistest.Server
-	url string
-	c   *queue.Client
-	out string // where worker commands record executions
+	t    *testing.T
+	bins testkit.Bins
+	srv  *redistest.Server
+	url  string
+	c    *queue.Client
+	out  string // where worker commands record executions
 }
 
 func newEnv(t *testing.T, redisArgs ...string) *env {
@@ -63,22 +47,34 @@ func newEnvOn(t *testing.T, url string, srv *redistest.Server) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	out := t.TempDir()
-	return &env{t: t, srv: srv, url: url, c: c, out: out}
+	return &env{t: t, bins: testkit.Build(t), srv: srv, url: url, c: c, out: out}
+}
+
+// runCoord runs the coordinator on this env's Redis to its end, within
+// timeout.
+func (e *env) runCoord(timeout time.Duration, args ...string) testkit.Result {
+	e.t.Helper()
+	return testkit.Run(e.t, timeout, testkit.Command{Bin: e.bins.Coordinator, Args: args, Env: []string{"WORKQ_REDIS_URL=" + e.url}})
 }
 
 // coord runs the coordinator to its end and requires exit 0.
-func (e *env) coord(args ...string) harness.Result {
+func (e *env) coord(args ...string) testkit.Result {
 	e.t.Helper()
-	r := harness.Run(e.t, 2*time.Minute, harness.Env("WORKQ_REDIS_URL="+e.url), nil, bins.Coordinator, args...)
+	r := e.runCoord(2*time.Minute, args...)
 	require.Equal(e.t, 0, r.Code, "coordinator %v: %s", args, r)
 	return r
 }
 
-// serve starts `coordinator serve` as the Job controller.
-func (e *env) serve(name string) *harness.Proc {
+// startCoord starts a coordinator command on the Redis at url.
+func (e *env) startCoord(name, url string, args ...string) *testkit.Proc {
 	e.t.Helper()
-	return harness.Start(e.t, name, harness.Env("WORKQ_REDIS_URL="+e.url), bins.Coordinator,
-		"serve", "--listen", "127.0.0.1:0", "--interval", "100ms")
+	return testkit.Start(e.t, testkit.Command{Name: name, Bin: e.bins.Coordinator, Args: args, Env: []string{"WORKQ_REDIS_URL=" + url}})
+}
+
+// serve starts `coordinator serve` as the Job controller.
+func (e *env) serve(name string) *testkit.Proc {
+	e.t.Helper()
+	return e.startCoord(name, e.url, "serve", "--listen", "127.0.0.1:0", "--interval", "100ms")
 }
 
 // batchCmd records each batch's items in a file of its own (one per sh
@@ -87,7 +83,7 @@ var batchCmd = []string{"--batch-exec", "--", "sh", "-c", `cat >> "$OUT/out.$$"`
 
 // worker starts a worker process on job with extra flags before the
 // command (which is cmd, batchCmd when nil).
-func (e *env) worker(name, job string, url string, flags []string, cmd []string) *harness.Proc {
+func (e *env) worker(name, job string, url string, flags []string, cmd []string) *testkit.Proc {
 	e.t.Helper()
 	if cmd == nil {
 		cmd = batchCmd
@@ -97,7 +93,7 @@ func (e *env) worker(name, job string, url string, flags []string, cmd []string)
 	}
 	args := append([]string{"--job", job, "--log-level", "info"}, flags...)
 	args = append(args, cmd...)
-	return harness.Start(e.t, name, harness.Env("WORKQ_REDIS_URL="+url, "OUT="+e.out), bins.Worker, args...)
+	return testkit.Start(e.t, testkit.Command{Name: name, Bin: e.bins.Worker, Args: args, Env: []string{"WORKQ_REDIS_URL=" + url, "OUT=" + e.out}})
 }
 
 // writeItems writes n items "<prefix>-%07d", one per line, and returns the
@@ -130,19 +126,16 @@ func (e *env) status(job string) jobstate.Status {
 // waitComplete waits until job is Complete and returns when it saw it.
 func (e *env) waitComplete(job string, timeout time.Duration) time.Time {
 	e.t.Helper()
-	var last jobstate.Status
-	harness.Eventually(e.t, timeout, "job "+job+" Complete", func() (bool, string) {
+	testkit.Eventually(e.t, timeout, "job "+job+" Complete", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s, err := e.c.Status(ctx, job)
 		if err != nil {
 			return false, err.Error()
 		}
-		last = s
 		require.NotEqual(e.t, jobstate.PhaseFailed, s.Phase, "job failed: %+v", s.Conditions)
 		return s.Phase == jobstate.PhaseComplete, fmt.Sprintf("phase %s, items %+v, active %d", s.Phase, s.Items, s.Active)
 	})
-	_ = last
 	return time.Now()
 }
 
@@ -172,10 +165,9 @@ func (e *env) account(job string, items []string, bound int64) row {
 		want[it] = true
 	}
 	width := len(items[0])
-	counts, err := harness.CountLines(e.out, "out.", func(l string) bool {
-		return len(l) == width && want[l]
+	counts := testkit.Executions(e.t, e.out, "out.", func(_, l string) (string, bool) {
+		return l, len(l) == width && want[l]
 	})
-	require.NoError(e.t, err)
 	r := row{Items: int64(len(items)), Succeeded: s.Items.Succeeded, Bound: bound}
 	for _, it := range items {
 		switch n := counts[it]; {
@@ -202,4 +194,4 @@ func (e *env) account(job string, items []string, bound int64) row {
 }
 
 // outputHas reports whether a process's output holds s.
-func outputHas(p *harness.Proc, s string) bool { return strings.Contains(p.Output(), s) }
+func outputHas(p *testkit.Proc, s string) bool { return strings.Contains(p.Output(), s) }

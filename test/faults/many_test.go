@@ -14,8 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/test/faults/harness"
 )
 
 // maxWorkerRSS is the bound on any worker's peak resident memory.
@@ -64,9 +64,9 @@ func scenarioManyJobs(t *testing.T) []row {
 	}
 	t.Logf("created and loaded %d Jobs in %s", jobs, time.Since(loadStart).Round(time.Millisecond))
 	// One controller for all; its default interval, as in production.
-	srv := harness.Start(t, "serve", harness.Env("WORKQ_REDIS_URL="+e.url), bins.Coordinator, "serve", "--listen", "127.0.0.1:0")
+	srv := e.startCoord("serve", e.url, "serve", "--listen", "127.0.0.1:0")
 	start := time.Now()
-	ws := make([]*harness.Proc, jobs)
+	ws := make([]*testkit.Proc, jobs)
 	for i, name := range names {
 		ws[i] = e.worker("worker-"+name, name, "", []string{"--concurrency", "2"}, nil)
 	}
@@ -75,32 +75,21 @@ func scenarioManyJobs(t *testing.T) []row {
 	var mu sync.Mutex
 	var peakHWM, peakRSS int64
 	var samples int
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			for _, p := range ws {
-				if p.Exited() {
-					continue
-				}
-				if rss, hwm, ok := procMem(p.Cmd.Process.Pid); ok {
-					mu.Lock()
-					peakHWM, peakRSS = max(peakHWM, hwm), max(peakRSS, rss)
-					samples++
-					mu.Unlock()
-				}
+	stopSampling := testkit.Repeat(t, 100*time.Millisecond, func() {
+		for _, p := range ws {
+			if p.Exited() {
+				continue
 			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
+			if rss, hwm, ok := procMem(p.Pid()); ok {
+				mu.Lock()
+				peakHWM, peakRSS = max(peakHWM, hwm), max(peakRSS, rss)
+				samples++
+				mu.Unlock()
 			}
 		}
-	}()
+	})
 
-	harness.Eventually(t, 3*time.Minute, "every Job Complete", func() (bool, string) {
+	testkit.Eventually(t, 3*time.Minute, "every Job Complete", func() (bool, string) {
 		time.Sleep(time.Second) // 100 status reads per round: not too often
 		left := 0
 		for _, name := range names {
@@ -114,13 +103,11 @@ func scenarioManyJobs(t *testing.T) []row {
 	})
 	took := time.Since(start)
 	for _, p := range ws {
-		require.Equal(t, 0, p.Wait(t, 30*time.Second), p.Output())
+		require.Equal(t, 0, p.Wait(t, 30*time.Second), p)
 	}
-	close(stop)
-	wg.Wait()
+	stopSampling()
 
-	counts, err := harness.CountLines(e.out, "out.", nil)
-	require.NoError(t, err)
+	counts := testkit.Executions(t, e.out, "out.", nil)
 	var takeovers, failed int64
 	total := row{Scenario: fmt.Sprintf("8. %d Jobs at once, %d items in total, one worker each", jobs, jobs*per), Bound: 0}
 	for _, name := range names {
@@ -148,7 +135,7 @@ func scenarioManyJobs(t *testing.T) []row {
 	if total.ExecutedTwice > 0 {
 		for _, p := range ws {
 			if strings.Contains(p.Output(), "WARN") {
-				t.Logf("%s:\n%s", p.Name, p.Output())
+				t.Logf("%s:\n%s", p.Name(), p.Output())
 				break
 			}
 		}

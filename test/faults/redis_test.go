@@ -13,8 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/queue"
-	"github.com/workq/workq/test/faults/harness"
 )
 
 // pushedBefore parses "(N items were pushed before it" from push's error.
@@ -54,13 +54,13 @@ func (e *env) requireWhole(job string, items []string, n int64) {
 // killAt are in; it returns what push reported as written.
 func (e *env) pushKilled(job, file string, killAt int64) int64 {
 	e.t.Helper()
-	push := harness.Start(e.t, "push", harness.Env("WORKQ_REDIS_URL="+e.url), bins.Coordinator, "push", job, "-f", file)
-	harness.Eventually(e.t, time.Minute, "push under way", func() (bool, string) {
+	push := e.startCoord("push", e.url, "push", job, "-f", file)
+	testkit.Eventually(e.t, time.Minute, "push under way", func() (bool, string) {
 		n := e.llen(job)
 		return n >= killAt, fmt.Sprintf("%d pending", n)
 	})
 	e.srv.Stop()
-	require.Equal(e.t, 1, push.Wait(e.t, time.Minute), "push fails when Redis dies: %s", push.Output())
+	require.Equal(e.t, 1, push.Wait(e.t, time.Minute), "push fails when Redis dies: %s", push)
 	// Progress lines ("pushing: ...") may come first; the error is one line.
 	lines := strings.Split(strings.TrimSpace(push.Output()), "\n")
 	for _, l := range lines[:len(lines)-1] {
@@ -83,12 +83,12 @@ func (e *env) drainKilled(job string) (time.Duration, int) {
 	e.coord("seal", job)
 	e.serve("serve")
 	start := time.Now()
-	var ws []*harness.Proc
+	var ws []*testkit.Proc
 	for i := range 4 {
 		ws = append(ws, e.worker(fmt.Sprintf("worker-%d", i), job, "", nil, nil))
 	}
 	total := e.status(job).Items.Total
-	harness.Eventually(e.t, time.Minute, "a third succeeded", func() (bool, string) {
+	testkit.Eventually(e.t, time.Minute, "a third succeeded", func() (bool, string) {
 		s := e.status(job)
 		return s.Items.Succeeded >= total/3, fmt.Sprintf("%+v", s.Items)
 	})
@@ -97,7 +97,7 @@ func (e *env) drainKilled(job string) (time.Duration, int) {
 	require.NoError(e.t, e.srv.Restart())
 	done := e.waitComplete(job, 2*time.Minute)
 	for _, p := range ws {
-		require.Equal(e.t, 0, p.Wait(e.t, 30*time.Second), p.Output())
+		require.Equal(e.t, 0, p.Wait(e.t, 30*time.Second), p)
 	}
 	return done.Sub(start), 1
 }
@@ -174,7 +174,7 @@ func scenarioMaxmemory(t *testing.T) []row {
 	file, items := writeItems(t, "m"+strings.Repeat("x", 90), n)
 	job := "oom"
 	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", "5s")
-	res := harness.Run(t, 2*time.Minute, harness.Env("WORKQ_REDIS_URL="+e.url), nil, bins.Coordinator, "push", job, "-f", file)
+	res := e.runCoord(2*time.Minute, "push", job, "-f", file)
 	require.Equal(t, 1, res.Code, "push at maxmemory is a runtime error: %s", res)
 	msg := strings.TrimSpace(res.Stderr)
 	require.NotContains(t, msg, "\n", "one line: %s", msg)
@@ -196,7 +196,7 @@ func scenarioMaxmemory(t *testing.T) []row {
 	require.NotNil(t, used)
 	u, _ := strconv.ParseInt(used[1], 10, 64)
 	require.NoError(t, e.c.Redis().ConfigSet(ctx, "maxmemory", strconv.FormatInt(u-2<<20, 10)).Err())
-	again := harness.Run(t, time.Minute, harness.Env("WORKQ_REDIS_URL="+e.url), nil, bins.Coordinator, "push", job, "one-more")
+	again := e.runCoord(time.Minute, "push", job, "one-more")
 	require.Equal(t, 1, again.Code, "still refused: %s", again)
 	require.Contains(t, again.Stderr, "out of memory")
 	require.Equal(t, reported, e.llen(job))
@@ -207,8 +207,8 @@ func scenarioMaxmemory(t *testing.T) []row {
 	w1 := e.worker("worker-1", job, "", nil, nil)
 	w2 := e.worker("worker-2", job, "", nil, nil)
 	done := e.waitComplete(job, 2*time.Minute)
-	require.Equal(t, 0, w1.Wait(t, 30*time.Second), w1.Output())
-	require.Equal(t, 0, w2.Wait(t, 30*time.Second), w2.Output())
+	require.Equal(t, 0, w1.Wait(t, 30*time.Second), w1)
+	require.Equal(t, 0, w2.Wait(t, 30*time.Second), w2)
 	r := e.account(job, items[:reported], 0)
 	r.Scenario = "6. Redis at `maxmemory 20mb`, `noeviction`: push refused, workers drain what is there"
 	r.Faults = 1

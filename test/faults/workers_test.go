@@ -4,7 +4,6 @@ package faults_test
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
@@ -17,8 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/workq/workq/internal/redistest"
-	"github.com/workq/workq/test/faults/harness"
+	"github.com/workq/workq/internal/testkit"
 )
 
 // scenarioKill9: 100,000 items, 8 workers, a random one killed with
@@ -33,8 +31,8 @@ func scenarioKill9(t *testing.T) []row {
 	e.serve("serve")
 
 	start := time.Now()
-	var all []*harness.Proc
-	live := map[*harness.Proc]bool{}
+	var all []*testkit.Proc
+	live := map[*testkit.Proc]bool{}
 	seq := 0
 	spawn := func() {
 		seq++
@@ -45,7 +43,7 @@ func scenarioKill9(t *testing.T) []row {
 	for range workers {
 		spawn()
 	}
-	killed := map[*harness.Proc]bool{}
+	killed := map[*testkit.Proc]bool{}
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(2 * time.Minute)
@@ -55,7 +53,7 @@ func scenarioKill9(t *testing.T) []row {
 		if s := e.status(job); s.Done || s.Phase.Finished() {
 			break
 		}
-		var cands []*harness.Proc
+		var cands []*testkit.Proc
 		for p := range live {
 			if p.Exited() {
 				delete(live, p)
@@ -67,7 +65,7 @@ func scenarioKill9(t *testing.T) []row {
 			continue
 		}
 		victim := cands[rand.IntN(len(cands))]
-		victim.Kill9()
+		victim.Kill()
 		killed[victim] = true
 		delete(live, victim)
 		spawn()
@@ -75,7 +73,7 @@ func scenarioKill9(t *testing.T) []row {
 	done := e.waitComplete(job, time.Minute)
 	for _, p := range all {
 		if !killed[p] {
-			require.Equal(t, 0, p.Wait(t, 30*time.Second), "a worker that was not killed exits 0; output:\n%s", p.Output())
+			require.Equal(t, 0, p.Wait(t, 30*time.Second), "a worker that was not killed exits 0: %s", p)
 		}
 	}
 	// In flight at a kill: the batch running and the one leased next.
@@ -94,30 +92,17 @@ var slowBatch = []string{"--batch-exec", "--", "sh", "-c", `cat >> "$OUT/out.$$"
 // scrape reads one counter from a worker's /metrics; ok is false when the
 // endpoint does not answer.
 func scrape(addr, metric string) (float64, bool) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	_, body, err := testkit.HTTP(http.MethodGet, "http://"+addr+"/metrics", "")
 	if err != nil {
 		return 0, false
 	}
 	re := regexp.MustCompile(`(?m)^` + metric + `\{[^}]*\} ([0-9.e+]+)$`)
-	m := re.FindSubmatch(body)
+	m := re.FindStringSubmatch(body)
 	if m == nil {
 		return 0, true
 	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	v, _ := strconv.ParseFloat(m[1], 64)
 	return v, true
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	p, err := redistest.FreePort()
-	require.NoError(t, err)
-	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 // takeoverScenario runs the shape shared by the frozen and the cut-off
@@ -126,16 +111,16 @@ func freeAddr(t *testing.T) string {
 // the fault heals after twice the lease, and A's late acks must be refused
 // while the Job is still unsealed (so A is still there to ask). Then the
 // Job is sealed and must complete with every item counted once.
-func takeoverScenario(t *testing.T, e *env, job, urlA string, hit, heal func(a *harness.Proc)) row {
+func takeoverScenario(t *testing.T, e *env, job, urlA string, hit, heal func(a *testkit.Proc)) row {
 	const n, batch, lease = 1200, 10, 3 * time.Second
 	file, items := writeItems(t, job, n)
 	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", lease.String(), "--backoff-limit", "1000")
 	e.coord("push", job, "-f", file)
 	e.serve("serve")
-	metrics := freeAddr(t)
+	metrics := testkit.FreeAddr(t)
 	start := time.Now()
 	a := e.worker("worker-A", job, urlA, []string{"--id", "worker-A", "--metrics-listen", metrics}, slowBatch)
-	harness.Eventually(t, 30*time.Second, "worker A runs batches", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "worker A runs batches", func() (bool, string) {
 		s := e.status(job)
 		return s.Items.Succeeded >= 2*batch, fmt.Sprintf("%+v", s.Items)
 	})
@@ -150,15 +135,15 @@ func takeoverScenario(t *testing.T, e *env, job, urlA string, hit, heal func(a *
 	heal(a)
 
 	var stale float64
-	harness.Eventually(t, 30*time.Second, "worker A's late acks are refused", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "worker A's late acks are refused", func() (bool, string) {
 		v, ok := scrape(metrics, "workq_worker_stale_acks_total")
 		stale = v
 		return ok && v > 0 && outputHas(a, "stale acks refused"), fmt.Sprintf("metric %v (answered %v); A's output:\n%s", v, ok, a.Output())
 	})
 	e.coord("seal", job)
 	done := e.waitComplete(job, 2*time.Minute)
-	for _, p := range []*harness.Proc{a, b, c} {
-		require.Equal(t, 0, p.Wait(t, 30*time.Second), "%s exits 0 once the Job is drained:\n%s", p.Name, p.Output())
+	for _, p := range []*testkit.Proc{a, b, c} {
+		require.Equal(t, 0, p.Wait(t, 30*time.Second), "exits 0 once the Job is drained: %s", p)
 	}
 	// A's running batch and the one it had leased next may run twice.
 	r := e.account(job, items, 2*batch)
@@ -174,8 +159,8 @@ func takeoverScenario(t *testing.T, e *env, job, urlA string, hit, heal func(a *
 func scenarioSIGSTOP(t *testing.T) []row {
 	e := newEnv(t)
 	r := takeoverScenario(t, e, "frozen", "",
-		func(a *harness.Proc) { require.NoError(t, a.Signal(syscall.SIGSTOP)) },
-		func(a *harness.Proc) { require.NoError(t, a.Signal(syscall.SIGCONT)) })
+		func(a *testkit.Proc) { a.Signal(t, syscall.SIGSTOP) },
+		func(a *testkit.Proc) { a.Signal(t, syscall.SIGCONT) })
 	r.Scenario = "2. a worker frozen (SIGSTOP) past its lease, then SIGCONT"
 	return []row{r}
 }
@@ -186,8 +171,8 @@ func scenarioPartition(t *testing.T) []row {
 	e := newEnv(t)
 	px := newProxy(t, e.srv.Addr)
 	r := takeoverScenario(t, e, "cutoff", "redis://"+px.Addr()+"/0",
-		func(*harness.Proc) { px.Cut() },
-		func(*harness.Proc) { px.Restore() })
+		func(*testkit.Proc) { px.Cut() },
+		func(*testkit.Proc) { px.Restore() })
 	r.Scenario = "4. a worker cut off from Redis (TCP proxy drops its connections) past its lease, then reconnected"
 	require.Positive(t, px.Dropped(), "the proxy dropped connections")
 	return []row{r}
@@ -203,7 +188,7 @@ func scenarioPushCut(t *testing.T) []row {
 	file, items := writeItems(t, "p", n)
 	job := "push-cut"
 	e.coord("create", job, "--batch-size", strconv.Itoa(batch))
-	push := harness.Start(t, "push", harness.Env("WORKQ_REDIS_URL=redis://"+px.Addr()+"/0"), bins.Coordinator, "push", job, "-f", file, "--seal")
+	push := e.startCoord("push", "redis://"+px.Addr()+"/0", "push", job, "-f", file, "--seal")
 	cuts := 0
 	// 100ms apart, a cut hits at most one or two of the client's quick
 	// retries of a round trip, so the push itself goes through.
@@ -213,7 +198,7 @@ func scenarioPushCut(t *testing.T) []row {
 		px.Restore()
 		cuts++
 	}
-	require.Equal(t, 0, push.Wait(t, time.Minute), "the push retries through dropped connections: %s", push.Output())
+	require.Equal(t, 0, push.Wait(t, time.Minute), "the push retries through dropped connections: %s", push)
 	require.Contains(t, push.Output(), fmt.Sprintf("pushed %d items", n))
 	require.Equal(t, int64(n), e.llen(job), "each item appended once")
 	e.requireWhole(job, items, n)
@@ -222,8 +207,8 @@ func scenarioPushCut(t *testing.T) []row {
 	w1 := e.worker("worker-1", job, "", nil, nil)
 	w2 := e.worker("worker-2", job, "", nil, nil)
 	done := e.waitComplete(job, time.Minute)
-	require.Equal(t, 0, w1.Wait(t, 30*time.Second), w1.Output())
-	require.Equal(t, 0, w2.Wait(t, 30*time.Second), w2.Output())
+	require.Equal(t, 0, w1.Wait(t, 30*time.Second), w1)
+	require.Equal(t, 0, w2.Wait(t, 30*time.Second), w2)
 	r := e.account(job, items, 0)
 	r.Scenario = "4b. `coordinator push` with its Redis connections dropped every 100 ms"
 	r.Faults = cuts
@@ -243,24 +228,24 @@ func scenarioServeKill(t *testing.T) []row {
 	e.coord("push", job, "-f", file, "--seal")
 	srv := e.serve("serve-1")
 	start := time.Now()
-	var ws []*harness.Proc
+	var ws []*testkit.Proc
 	for i := range 4 {
 		ws = append(ws, e.worker(fmt.Sprintf("worker-%d", i), job, "", nil, nil))
 	}
 	kills := 0
 	for _, frac := range []int64{4, 2} {
-		harness.Eventually(t, time.Minute, "progress before killing serve", func() (bool, string) {
+		testkit.Eventually(t, time.Minute, "progress before killing serve", func() (bool, string) {
 			s := e.status(job)
 			return s.Items.Succeeded >= n/frac, fmt.Sprintf("%+v", s.Items)
 		})
-		srv.Kill9()
+		srv.Kill()
 		kills++
 		time.Sleep(300 * time.Millisecond) // the controller stays dead a moment
 		srv = e.serve(fmt.Sprintf("serve-%d", kills+1))
 	}
 	done := e.waitComplete(job, time.Minute)
 	for _, p := range ws {
-		require.Equal(t, 0, p.Wait(t, 30*time.Second), p.Output())
+		require.Equal(t, 0, p.Wait(t, 30*time.Second), p)
 	}
 	r := e.account(job, items, 0)
 	r.Scenario = "5. the coordinator (`serve`) `kill -9`ed and restarted mid-run"

@@ -8,14 +8,13 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 )
 
 // aclCommands are the only commands workq runs: the scripts (EVAL is the
@@ -60,13 +59,14 @@ func TestACLUserRunsEverything(t *testing.T) {
 
 	url := fmt.Sprintf("redis://workq:%s@%s/0", workqPassword, srv.Addr)
 	c := newCLI(t, "WORKQ_REDIS_URL="+url)
+	bins := testkit.Build(t)
 	co, wk := bins.Coordinator, bins.Worker
 
 	t.Run("EveryCommandWorksAsTheUser", func(t *testing.T) {
 		c.t = t
-		httpAddr := freeAddr(t)
+		httpAddr := testkit.FreeAddr(t)
 		serve := c.start("serve", co, "serve", "--listen", httpAddr, "--interval", "100ms", "--token", "tok-1")
-		waitHTTP(t, httpAddr, serve)
+		testkit.WaitHealthy(t, httpAddr, serve)
 
 		c.run(0, co, "create", "acl", "--lease", "3s", "--max-attempts", "1", "--batch-size", "2")
 		c.run(0, co, "push", "acl", "a", "b", "c", "fail-me")
@@ -79,7 +79,7 @@ func TestACLUserRunsEverything(t *testing.T) {
 		c.run(0, co, "suspend", "acl")
 		c.run(0, co, "resume", "acl")
 		c.run(0, co, "seal", "acl")
-		c.run(0, wk, "--job", "acl", "--metrics-listen", freeAddr(t), "--", "sh", "-c", `test "$1" != fail-me`, "sh", "{}")
+		c.run(0, wk, "--job", "acl", "--metrics-listen", testkit.FreeAddr(t), "--", "sh", "-c", `test "$1" != fail-me`, "sh", "{}")
 		c.run(1, co, "watch", "acl", "--interval", "50ms") // one item is dead: the Job fails
 		r := c.run(0, co, "dead", "acl")
 		require.Contains(t, r.Stdout, "fail-me")
@@ -107,9 +107,7 @@ func TestACLUserRunsEverything(t *testing.T) {
 		c.runIn(0, strings.NewReader("x\ny\nz\n"), co, "run", "--redis", url, "--job", "acl-run", "-p", "2", "--", "cat")
 		c.run(0, co, "delete", "acl")
 		c.run(0, co, "delete", "acl-run")
-		_ = serve.Signal(syscall.SIGTERM)
-		serve.Wait(t, 30*time.Second)
-		c.all.WriteString(serve.Output())
+		c.stop(serve)
 
 		require.NotContains(t, c.all.String(), "NOPERM")
 		require.NotContains(t, c.all.String(), "permission denied")

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
@@ -24,7 +25,7 @@ func TestHTTPChangesNeedTheToken(t *testing.T) {
 	redistest.Available(t)
 	srv := redistest.ForTest(t)
 	c := newCLI(t, "WORKQ_REDIS_URL="+srv.URL())
-	co := bins.Coordinator
+	co := testkit.Build(t).Coordinator
 	c.run(0, co, "create", "web")
 	qc, err := queue.Open(context.Background(), queue.Options{URL: srv.URL()})
 	require.NoError(t, err)
@@ -39,9 +40,9 @@ func TestHTTPChangesNeedTheToken(t *testing.T) {
 	}
 
 	t.Run("ReadOnlyWithoutToken", func(t *testing.T) {
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		p := c.start("serve", co, "serve", "--listen", addr)
-		waitHTTP(t, addr, p)
+		testkit.WaitHealthy(t, addr, p)
 		for _, ch := range changes {
 			code, body := do(t, ch.method, "http://"+addr+ch.path, "")
 			require.Equal(t, http.StatusForbidden, code, "%s %s: %s", ch.method, ch.path, body)
@@ -64,9 +65,9 @@ func TestHTTPChangesNeedTheToken(t *testing.T) {
 	})
 
 	t.Run("ChangesNeedTheRightToken", func(t *testing.T) {
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		p := c.start("serve-token", co, "serve", "--listen", addr, "--token", "right-token")
-		waitHTTP(t, addr, p)
+		testkit.WaitHealthy(t, addr, p)
 		code, _ := do(t, "POST", "http://"+addr+"/api/jobs/web/suspend", "")
 		require.Equal(t, http.StatusUnauthorized, code)
 		code, _ = do(t, "POST", "http://"+addr+"/api/jobs/web/suspend", "wrong-token")
@@ -79,9 +80,9 @@ func TestHTTPChangesNeedTheToken(t *testing.T) {
 	})
 
 	t.Run("SlowHeadersAreCutOff", func(t *testing.T) {
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		p := c.start("serve-slow", co, "serve", "--listen", addr)
-		waitHTTP(t, addr, p)
+		testkit.WaitHealthy(t, addr, p)
 		conn, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		defer conn.Close()

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 )
 
 // hostileItems look like shell, flags, paths, format strings and
@@ -44,6 +45,7 @@ func TestItemsAreNeverInterpreted(t *testing.T) {
 		in.WriteByte(0)
 	}
 	c := newCLI(t, "WORKQ_REDIS_URL="+srv.URL(), "OUT="+out)
+	bins := testkit.Build(t)
 	co, wk := bins.Coordinator, bins.Worker
 
 	t.Run("PerItemStdinAndArguments", func(t *testing.T) {

@@ -1,14 +1,16 @@
 package security_test
 
 import (
+	"fmt"
+	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 )
 
 const (
@@ -22,6 +24,7 @@ const (
 func TestPasswordsNeverShown(t *testing.T) {
 	redistest.Available(t)
 	srv := redistest.ForTest(t, "--requirepass", secretPassword)
+	bins := testkit.Build(t)
 	co, wk := bins.Coordinator, bins.Worker
 	inURL := "redis://:" + secretPassword + "@" + srv.Addr + "/0"
 	withUser := "redis://default:" + secretPassword + "@" + srv.Addr + "/0"
@@ -42,18 +45,16 @@ func TestPasswordsNeverShown(t *testing.T) {
 		c.run(0, co, "--redis", withUser, "status", "sec")
 		c.runIn(0, strings.NewReader("x\ny\n"), co, "run", "--redis", inURL, "--job", "sec-run", "-p", "2", "--", "cat")
 
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		serve := c.start("serve", co, "serve", "--listen", addr, "--interval", "50ms", "--log-level", "debug", "--token", "tok")
-		waitHTTP(t, addr, serve)
+		testkit.WaitHealthy(t, addr, serve)
 		c.run(1, co, "watch", "sec", "--interval", "50ms") // an item is dead: Failed
 		for _, path := range []string{"/", "/jobs/sec", "/api/jobs", "/api/jobs/sec", "/metrics", "/healthz"} {
 			code, body := get(t, "http://"+addr+path)
 			require.Equal(t, 200, code, path)
 			c.all.WriteString(body)
 		}
-		require.NoError(t, serve.Signal(syscall.SIGTERM))
-		serve.Wait(t, 30*time.Second)
-		c.all.WriteString(serve.Output())
+		c.stop(serve)
 		outputs.WriteString(c.all.String())
 	})
 
@@ -73,14 +74,12 @@ func TestPasswordsNeverShown(t *testing.T) {
 		c.run(1, wk, "--job", "sec", "--wait", "300ms", "--log-level", "debug", "--", "cat")
 		env := newCLI(t, "WORKQ_REDIS_URL=redis://"+srv.Addr+"/0", "WORKQ_REDIS_PASSWORD="+wrongPassword)
 		env.run(1, co, "list")
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		serve := c.start("serve", co, "serve", "--listen", addr, "--log-level", "debug")
-		harness503(t, addr)
+		unhealthy(t, addr)
 		_, body := get(t, "http://"+addr+"/metrics")
 		c.all.WriteString(body)
-		require.NoError(t, serve.Signal(syscall.SIGTERM))
-		serve.Wait(t, 30*time.Second)
-		c.all.WriteString(serve.Output())
+		c.stop(serve)
 		outputs.WriteString(c.all.String() + env.all.String())
 	})
 
@@ -100,17 +99,15 @@ func TestPasswordsNeverShown(t *testing.T) {
 	require.NotContains(t, outputs.String(), wrongPassword)
 }
 
-// harness503 waits until serve answers and says Redis is unavailable.
-func harness503(t *testing.T, addr string) {
+// unhealthy waits until serve answers and requires that it says Redis is
+// unavailable.
+func unhealthy(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		code, _, err := tryGet("http://" + addr + "/healthz")
-		if err == nil {
-			require.Equal(t, 503, code, "healthz with a wrong password")
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("serve did not answer")
+	code := 0
+	testkit.Eventually(t, 30*time.Second, "serve answers", func() (bool, string) {
+		c, _, err := testkit.HTTP(http.MethodGet, "http://"+addr+"/healthz", "")
+		code = c
+		return err == nil, fmt.Sprint(err)
+	})
+	require.Equal(t, http.StatusServiceUnavailable, code, "healthz with a wrong password")
 }

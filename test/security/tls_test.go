@@ -22,7 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/redistest"
-	"github.com/workq/workq/test/faults/harness"
+	"github.com/workq/workq/internal/testkit"
 )
 
 // pki is a CA and a server certificate for 127.0.0.1, made for one test.
@@ -82,7 +82,7 @@ func startTLSRedis(t *testing.T, dir string, p pki) string {
 		"--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	harness.Eventually(t, 10*time.Second, "redis-server answers over TLS", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "redis-server answers over TLS", func() (bool, string) {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12})
 		if err != nil {
 			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
@@ -108,6 +108,7 @@ func TestTLSWithOwnCA(t *testing.T) {
 	p := newPKI(t, dir)
 	addr := startTLSRedis(t, dir, p)
 	url := "rediss://" + addr + "/0"
+	bins := testkit.Build(t)
 	co, wk := bins.Coordinator, bins.Worker
 
 	t.Run("UntrustedCertificateIsRefusedWithAHint", func(t *testing.T) {
