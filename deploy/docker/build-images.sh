@@ -220,6 +220,10 @@ describe() {
   docker image inspect --format '{{.Id}} {{.Size}}' "$1" |
     awk '{ printf "%s, %.1f MB", substr($1, 1, 19), $2 / 1e6 }'
 }
+compose_env() {
+  [ "$workq_image" = workq:latest ] || echo "  WORKQ_IMAGE=$workq_image"
+  echo "  WORKQ_REDIS_IMAGE=$redis_image"
+}
 go_version="$(go version | cut -d' ' -f3)"
 busybox_version="$(dpkg-query -W -f='${Version}' busybox-static)"
 redis_version="$(dpkg-query -W -f='${Version}' redis-tools)"
@@ -229,7 +233,11 @@ $workq_image: $workq_result ($(describe "$workq_image"))
 $redis_image: $redis_result ($(describe "$redis_image"))
     redis-server and redis-cli $redis_version (Debian), busybox $busybox_version; user 999, data in /data
 
-Run the Compose stack on them (Compose v2, or docker-compose v1):
-  WORKQ_IMAGE=$workq_image WORKQ_REDIS_IMAGE=$redis_image docker compose up --no-build
-  WORKQ_IMAGE=$workq_image WORKQ_REDIS_IMAGE=$redis_image docker-compose up --no-build
+Run the Compose stack on them: set in .env (Compose reads it for every command)
+$(compose_env)
+then: docker compose up --no-build    (Compose v2)
+  or: docker-compose up --no-build    (docker-compose v1)
 EOF
+if [ "$workq_image" = workq:latest ] && [ "$redis_image" = workq-redis:latest ]; then
+  echo "Kubernetes: load both into the cluster (see the README), then: kubectl apply -k deploy/kubernetes-local"
+fi
