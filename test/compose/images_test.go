@@ -95,7 +95,7 @@ func requireDebianFiles(t *testing.T, fileToPackage map[string]string) {
 	}
 	sort.Strings(missing)
 	if os.Geteuid() != 0 || os.Getenv("CI") != "true" {
-		t.Skipf("skipping: the test images need Debian packages %s; install them with `apt-get install %s` (the test installs them itself only as root with CI=true)",
+		t.Skipf("skipping: the stand-in base images need Debian packages %s; install them with `apt-get install %s` (the test installs them itself only as root with CI=true)",
 			strings.Join(missing, ", "), strings.Join(missing, " "))
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
