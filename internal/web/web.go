@@ -113,6 +113,8 @@ func New(src Source, opts Options) http.Handler {
 	mux.Handle("/api/jobs/{name}/suspend", methods{http.MethodPost: h.change(h.suspend)})
 	mux.Handle("/api/jobs/{name}/resume", methods{http.MethodPost: h.change(h.resume)})
 	mux.Handle("/api/jobs/{name}/retry", methods{http.MethodPost: h.change(h.retry)})
+	mux.Handle("/api/jobs/{name}/work", methods{http.MethodGet: h.apiWork})
+	mux.Handle("/livez", methods{http.MethodGet: h.livez})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path), "see GET /api/jobs and GET /api/jobs/{name}")
 	})

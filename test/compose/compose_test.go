@@ -68,6 +68,8 @@ type stack struct {
 	file    string
 	project string
 	env     map[string]string // WORKQ_* settings given to every Compose command
+	// built is the output of the build script's run that made the images.
+	built string
 }
 
 func newStack(t *testing.T) *stack {
@@ -81,16 +83,18 @@ func newStack(t *testing.T) *stack {
 
 	project := fmt.Sprintf("workqtest%d", time.Now().UnixNano()%1_000_000_000)
 	image := "workq-compose-test:" + project
-	buildWorkqImage(t, root, image)
-	ensureRedisImage(t, redisImage)
+	redisImage := "workq-compose-test-redis:" + project
+	built := buildImages(t, root, image, redisImage)
 
 	s := &stack{
 		compose: compose,
 		root:    root,
 		file:    file,
 		project: project,
+		built:   built,
 		env: map[string]string{
 			"WORKQ_IMAGE":          image,
+			"WORKQ_REDIS_IMAGE":    redisImage,
 			"WORKQ_REDIS_PASSWORD": "test-" + project,
 			"WORKQ_HTTP_PORT":      strconv.Itoa(freePort(t)),
 			"WORKQ_WORKERS":        "3",
@@ -98,7 +102,7 @@ func newStack(t *testing.T) *stack {
 			"WORKQ_JOB":            "example",
 		},
 	}
-	t.Logf("compose project %s with %s, image %s", project, strings.Join(compose, " "), image)
+	t.Logf("compose project %s with %s, images %s and %s", project, strings.Join(compose, " "), image, redisImage)
 	t.Cleanup(func() { s.down(t) })
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -318,6 +322,48 @@ func TestCompose(t *testing.T) {
 	require.NoError(t, err)
 	wordCount := len(strings.Fields(string(words)))
 
+	t.Run("TheBuildScriptMakesBothImagesWithoutARegistry", func(t *testing.T) {
+		image, redisImage := s.env["WORKQ_IMAGE"], s.env["WORKQ_REDIS_IMAGE"]
+		require.Contains(t, s.built, image+": built", s.built)
+		require.Contains(t, s.built, redisImage+": built", s.built)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+		defer cancel()
+		inspect := func(tag string) (id, user string) {
+			t.Helper()
+			out, err := run(ctx, "", nil, nil, "docker", "image", "inspect", "--format", "{{.Id}} {{.Config.User}}", tag)
+			require.NoError(t, err)
+			id, user, _ = strings.Cut(strings.TrimSpace(out), " ")
+			return id, user
+		}
+		workqID, workqUser := inspect(image)
+		redisID, redisUser := inspect(redisImage)
+		require.Equal(t, "10001:10001", workqUser)
+		require.Equal(t, "999:999", redisUser)
+
+		again, err := runBuildScript(t, s.root, image, redisImage, "--no-apt")
+		require.NoError(t, err)
+		require.Contains(t, again, image+": up to date", "a second run with nothing changed imports nothing:\n%s", again)
+		require.Contains(t, again, redisImage+": up to date", again)
+		id, _ := inspect(image)
+		require.Equal(t, workqID, id)
+		id, _ = inspect(redisImage)
+		require.Equal(t, redisID, id)
+
+		docker := func(stdin io.Reader, tag string, args ...string) string {
+			t.Helper()
+			out, err := run(ctx, "", nil, stdin, "docker", append([]string{"run", "--rm", "-i", tag}, args...)...)
+			require.NoError(t, err)
+			return out
+		}
+		// Running the binaries FROM scratch shows that they are static.
+		require.Contains(t, docker(nil, image, "coordinator", "--help"), "serve")
+		require.Contains(t, docker(nil, image, "worker", "--help"), "--job")
+		require.Equal(t, "kaleidoscope: 12 letters\n", docker(strings.NewReader("kaleidoscope\n"), image, "/usr/share/workq/examples/wordlen.sh"))
+		require.Contains(t, docker(nil, redisImage, "redis-server", "--version"), "Redis server v=")
+		// The Kubernetes manifests' probes and init containers run these.
+		require.Equal(t, "ok\n", docker(nil, redisImage, "sh", "-c", "redis-cli --version | grep -q '^redis-cli ' && sleep 0 && echo ok"))
+	})
+
 	t.Run("UpRunsTheExampleJobToCompletion", func(t *testing.T) {
 		start := time.Now()
 		s.must(t, 5*time.Minute, nil, "up", "--detach", "--no-build")
@@ -347,6 +393,24 @@ func TestCompose(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		require.Equal(t, "ok", strings.TrimSpace(string(body)))
+		resp, err = http.Get("http://127.0.0.1:" + s.env["WORKQ_HTTP_PORT"] + "/livez")
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		resp, err = http.Get("http://127.0.0.1:" + s.env["WORKQ_HTTP_PORT"] + "/api/jobs/example/work")
+		require.NoError(t, err)
+		var work struct {
+			Work    *int   `json:"work"`
+			Drained bool   `json:"drained"`
+			Phase   string `json:"phase"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&work))
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.NotNil(t, work.Work, "the answer has the number that KEDA reads")
+		require.Zero(t, *work.Work, "a Complete Job has no work left for an autoscaler")
+		require.True(t, work.Drained)
+		require.Equal(t, "Complete", work.Phase)
 
 		redis := s.running(t, "redis")
 		require.Len(t, redis, 1)

@@ -1,8 +1,12 @@
-// Package manifests_test checks the Kubernetes manifests in deploy/kubernetes:
-// every document decodes strictly into the real Kubernetes API types (an
-// unknown or misspelt field is an error), kustomization.yaml lists every
-// manifest, the kustomize build renders what the workq deployment needs, and
-// the worker Jobs follow the work-queue pattern.
+// Package manifests_test checks the Kubernetes manifests in deploy/kubernetes
+// and the kustomizations keda/ and ../kubernetes-local: every document
+// decodes strictly into the real Kubernetes API types, or for KEDA's
+// ScaledJob and ScaledObject into local mirrors of KEDA's types (an unknown
+// or misspelt field is an error); each kustomization.yaml lists every
+// manifest beside it; the kustomize builds render what the workq deployment
+// needs; the worker Jobs follow the work-queue pattern; and KEDA's triggers
+// read the coordinator's GET /api/jobs/NAME/work of the Job their workers
+// process.
 //
 // It is its own Go module so that the root module does not depend on k8s.io:
 //
@@ -27,23 +31,132 @@ import (
 
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
-// dir is deploy/kubernetes, the parent of this module.
-const dir = ".."
+// The kustomizations, relative to this module.
+const (
+	// dir is deploy/kubernetes, the parent of this module: Redis, the
+	// coordinator and the example Jobs.
+	dir = ".."
+	// localDir is dir on the images of deploy/docker/build-images.sh.
+	localDir = "../../kubernetes-local"
+	// kedaDir holds the autoscaled workers, applied on top of dir.
+	kedaDir = "../keda"
+)
 
 // objects is every decoded manifest of one rendering, by kind.
 type objects struct {
-	secrets      []*corev1.Secret
-	services     []*corev1.Service
-	statefulSets []*appsv1.StatefulSet
-	deployments  []*appsv1.Deployment
-	jobs         []*batchv1.Job
+	secrets       []*corev1.Secret
+	services      []*corev1.Service
+	statefulSets  []*appsv1.StatefulSet
+	deployments   []*appsv1.Deployment
+	jobs          []*batchv1.Job
+	scaledJobs    []*scaledJob
+	scaledObjects []*scaledObject
+}
+
+// merge adds every object of o to objs: the renderings of dir and kedaDir
+// are applied together.
+func (objs *objects) merge(o *objects) {
+	objs.secrets = append(objs.secrets, o.secrets...)
+	objs.services = append(objs.services, o.services...)
+	objs.statefulSets = append(objs.statefulSets, o.statefulSets...)
+	objs.deployments = append(objs.deployments, o.deployments...)
+	objs.jobs = append(objs.jobs, o.jobs...)
+	objs.scaledJobs = append(objs.scaledJobs, o.scaledJobs...)
+	objs.scaledObjects = append(objs.scaledObjects, o.scaledObjects...)
+}
+
+// The KEDA types below mirror the fields of keda.sh/v1alpha1 ScaledJob and
+// ScaledObject (github.com/kedacore/keda/v2/apis/keda/v1alpha1) that a
+// manifest may set, with KEDA's JSON names, so that they decode strictly
+// without importing KEDA and its dependencies into this module.
+
+// scaleTrigger is KEDA's ScaleTriggers.
+type scaleTrigger struct {
+	Type              string            `json:"type"`
+	Name              string            `json:"name,omitempty"`
+	UseCachedMetrics  bool              `json:"useCachedMetrics,omitempty"`
+	Metadata          map[string]string `json:"metadata"`
+	AuthenticationRef *struct {
+		Name string `json:"name"`
+		Kind string `json:"kind,omitempty"`
+	} `json:"authenticationRef,omitempty"`
+	MetricType autoscalingv2.MetricTargetType `json:"metricType,omitempty"`
+}
+
+// scaledJob is KEDA's ScaledJob.
+type scaledJob struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		JobTargetRef               *batchv1.JobSpec `json:"jobTargetRef"`
+		PollingInterval            *int32           `json:"pollingInterval,omitempty"`
+		SuccessfulJobsHistoryLimit *int32           `json:"successfulJobsHistoryLimit,omitempty"`
+		FailedJobsHistoryLimit     *int32           `json:"failedJobsHistoryLimit,omitempty"`
+		RolloutStrategy            string           `json:"rolloutStrategy,omitempty"`
+		Rollout                    *struct {
+			Strategy          string `json:"strategy,omitempty"`
+			PropagationPolicy string `json:"propagationPolicy,omitempty"`
+		} `json:"rollout,omitempty"`
+		EnvSourceContainerName string `json:"envSourceContainerName,omitempty"`
+		MinReplicaCount        *int32 `json:"minReplicaCount,omitempty"`
+		MaxReplicaCount        *int32 `json:"maxReplicaCount,omitempty"`
+		ScalingStrategy        *struct {
+			Strategy                          string   `json:"strategy,omitempty"`
+			CustomScalingQueueLengthDeduction *int32   `json:"customScalingQueueLengthDeduction,omitempty"`
+			CustomScalingRunningJobPercentage string   `json:"customScalingRunningJobPercentage,omitempty"`
+			PendingPodConditions              []string `json:"pendingPodConditions,omitempty"`
+			MultipleScalersCalculation        string   `json:"multipleScalersCalculation,omitempty"`
+		} `json:"scalingStrategy,omitempty"`
+		Triggers []scaleTrigger `json:"triggers"`
+	} `json:"spec"`
+}
+
+// scaledObject is KEDA's ScaledObject.
+type scaledObject struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		ScaleTargetRef *struct {
+			Name                   string `json:"name"`
+			APIVersion             string `json:"apiVersion,omitempty"`
+			Kind                   string `json:"kind,omitempty"`
+			EnvSourceContainerName string `json:"envSourceContainerName,omitempty"`
+		} `json:"scaleTargetRef"`
+		PollingInterval       *int32 `json:"pollingInterval,omitempty"`
+		InitialCooldownPeriod *int32 `json:"initialCooldownPeriod,omitempty"`
+		CooldownPeriod        *int32 `json:"cooldownPeriod,omitempty"`
+		IdleReplicaCount      *int32 `json:"idleReplicaCount,omitempty"`
+		MinReplicaCount       *int32 `json:"minReplicaCount,omitempty"`
+		MaxReplicaCount       *int32 `json:"maxReplicaCount,omitempty"`
+		Advanced              *struct {
+			HorizontalPodAutoscalerConfig *struct {
+				Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
+				Name     string                                         `json:"name,omitempty"`
+			} `json:"horizontalPodAutoscalerConfig,omitempty"`
+			RestoreToOriginalReplicaCount bool `json:"restoreToOriginalReplicaCount,omitempty"`
+			ScalingModifiers              *struct {
+				Formula          string                         `json:"formula,omitempty"`
+				Target           string                         `json:"target,omitempty"`
+				ActivationTarget string                         `json:"activationTarget,omitempty"`
+				MetricType       autoscalingv2.MetricTargetType `json:"metricType,omitempty"`
+			} `json:"scalingModifiers,omitempty"`
+		} `json:"advanced,omitempty"`
+		Triggers []scaleTrigger `json:"triggers"`
+		Fallback *struct {
+			FailureThreshold int32  `json:"failureThreshold"`
+			Replicas         int32  `json:"replicas"`
+			Behavior         string `json:"behavior,omitempty"`
+		} `json:"fallback,omitempty"`
+	} `json:"spec"`
 }
 
 // typeMeta is what a document says it is.
@@ -115,6 +228,12 @@ func (objs *objects) decodeManifests(data []byte) error {
 		case "batch/v1 Job":
 			j := &batchv1.Job{}
 			objs.jobs, obj = append(objs.jobs, j), j
+		case "keda.sh/v1alpha1 ScaledJob":
+			j := &scaledJob{}
+			objs.scaledJobs, obj = append(objs.scaledJobs, j), j
+		case "keda.sh/v1alpha1 ScaledObject":
+			o := &scaledObject{}
+			objs.scaledObjects, obj = append(objs.scaledObjects, o), o
 		default:
 			return fmt.Errorf("document %d: unexpected apiVersion %q kind %q", i, tm.APIVersion, tm.Kind)
 		}
@@ -156,19 +275,19 @@ type kustomization struct {
 	Replacements []json.RawMessage `json:"replacements"`
 }
 
-func readKustomization(t *testing.T) kustomization {
+func readKustomization(t *testing.T, dir string) kustomization {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	require.NoError(t, err)
 	js, err := yaml.YAMLToJSONStrict(data)
 	require.NoError(t, err)
 	var k kustomization
-	require.NoError(t, decodeStrict(js, &k), "kustomization.yaml")
+	require.NoError(t, decodeStrict(js, &k), "%s/kustomization.yaml", dir)
 	return k
 }
 
-// manifestFiles lists the YAML files of deploy/kubernetes but kustomization.yaml.
-func manifestFiles(t *testing.T) []string {
+// manifestFiles lists the YAML files of dir but kustomization.yaml.
+func manifestFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var files []string
 	for _, pattern := range []string{"*.yaml", "*.yml"} {
@@ -184,15 +303,15 @@ func manifestFiles(t *testing.T) []string {
 	return files
 }
 
-// build renders deploy/kubernetes with kustomize, in process, and decodes
-// the result strictly.
-func build(t *testing.T) *objects {
+// build renders the kustomization in dir with kustomize, in process, and
+// decodes the result strictly.
+func build(t *testing.T, dir string) *objects {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	abs, err := filepath.Abs(dir)
 	require.NoError(t, err)
 	resMap, err := k.Run(filesys.MakeFsOnDisk(), abs)
-	require.NoError(t, err, "kustomize build")
+	require.NoError(t, err, "kustomize build %s", dir)
 	out, err := resMap.AsYaml()
 	require.NoError(t, err)
 	objs := &objects{}
@@ -202,16 +321,18 @@ func build(t *testing.T) *objects {
 
 func TestEveryManifestDecodesStrictly(t *testing.T) {
 	t.Parallel()
-	files := manifestFiles(t)
-	require.NotEmpty(t, files)
-	for _, f := range files {
-		t.Run(f, func(t *testing.T) {
-			t.Parallel()
-			data, err := os.ReadFile(filepath.Join(dir, f))
-			require.NoError(t, err)
-			objs := &objects{}
-			require.NoError(t, objs.decodeManifests(data))
-		})
+	for _, d := range []string{dir, kedaDir} {
+		files := manifestFiles(t, d)
+		require.NotEmpty(t, files)
+		for _, f := range files {
+			t.Run(filepath.Join(d, f), func(t *testing.T) {
+				t.Parallel()
+				data, err := os.ReadFile(filepath.Join(d, f))
+				require.NoError(t, err)
+				objs := &objects{}
+				require.NoError(t, objs.decodeManifests(data))
+			})
+		}
 	}
 }
 
@@ -222,22 +343,34 @@ func TestStrictDecodingRefusesUnknownFields(t *testing.T) {
 	require.ErrorContains(t, err, "paralelism")
 	err = objs.decodeManifests([]byte("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: x\n  name: y\n"))
 	require.Error(t, err, "a duplicate key is an error")
+	err = objs.decodeManifests([]byte("apiVersion: keda.sh/v1alpha1\nkind: ScaledJob\nmetadata:\n  name: x\nspec:\n  maxReplicaCount: 3\n  trigers: []\n"))
+	require.ErrorContains(t, err, "trigers", "the KEDA mirrors are strict too")
+	err = objs.decodeManifests([]byte("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: x\nspec:\n  scaleTargetRef:\n    name: w\n    kind: Deployment\n  minReplicas: 0\n"))
+	require.ErrorContains(t, err, "minReplicas")
+	err = objs.decodeManifests([]byte("apiVersion: keda.sh/v1alpha1\nkind: ScaledJob\nmetadata:\n  name: x\nspec:\n  jobTargetRef:\n    paralelism: 1\n"))
+	require.ErrorContains(t, err, "paralelism", "a ScaledJob's Job spec is the real batch/v1 type")
 }
 
 func TestKustomizationListsEveryManifest(t *testing.T) {
 	t.Parallel()
-	k := readKustomization(t)
-	require.Equal(t, "kustomize.config.k8s.io/v1beta1", k.APIVersion)
-	require.Equal(t, "Kustomization", k.Kind)
-	listed := slices.Clone(k.Resources)
-	slices.Sort(listed)
-	require.Equal(t, manifestFiles(t), listed, "kustomization.yaml lists every manifest of deploy/kubernetes, and only those")
+	for _, d := range []string{dir, kedaDir} {
+		k := readKustomization(t, d)
+		require.Equal(t, "kustomize.config.k8s.io/v1beta1", k.APIVersion)
+		require.Equal(t, "Kustomization", k.Kind)
+		listed := slices.Clone(k.Resources)
+		slices.Sort(listed)
+		require.Equal(t, manifestFiles(t, d), listed, "%s/kustomization.yaml lists every manifest beside it, and only those", d)
+	}
+	k := readKustomization(t, localDir)
+	require.Equal(t, []string{"../kubernetes"}, k.Resources, "kubernetes-local is deploy/kubernetes with other images")
+	require.Empty(t, manifestFiles(t, localDir))
 }
 
-func TestKustomizeBuildSetsImagesInOnePlace(t *testing.T) {
-	t.Parallel()
-	k := readKustomization(t)
-	want := map[string]string{} // image name in the manifests -> rendered image
+// kustomizeImages returns, for a kustomization, the image each bare name in
+// its manifests is rendered as.
+func kustomizeImages(t *testing.T, k kustomization) map[string]string {
+	t.Helper()
+	want := map[string]string{}
 	for _, img := range k.Images {
 		name := img.Name
 		if img.NewName != "" {
@@ -246,48 +379,121 @@ func TestKustomizeBuildSetsImagesInOnePlace(t *testing.T) {
 		require.NotEmpty(t, img.NewTag, "image %s has a tag in kustomization.yaml", img.Name)
 		want[img.Name] = name + ":" + img.NewTag
 	}
-	require.Contains(t, want, "workq")
-	require.Contains(t, want, "redis")
+	return want
+}
 
-	// In the manifests, every image is a bare name that kustomization.yaml sets.
-	for _, f := range manifestFiles(t) {
-		data, err := os.ReadFile(filepath.Join(dir, f))
-		require.NoError(t, err)
-		objs := &objects{}
-		require.NoError(t, objs.decodeManifests(data))
-		for _, c := range objs.containers() {
-			name, _, _ := strings.Cut(c.Image, ":")
-			require.Contains(t, want, name, "%s: container %s uses image %s, which kustomization.yaml does not set", f, c.Name, c.Image)
+func TestKustomizeBuildSetsImagesInOnePlace(t *testing.T) {
+	t.Parallel()
+	base := kustomizeImages(t, readKustomization(t, dir))
+	require.Contains(t, base, "workq")
+	require.Contains(t, base, "redis")
+
+	for d, used := range map[string]int{dir: 2, kedaDir: 1} {
+		want := kustomizeImages(t, readKustomization(t, d))
+		require.Equal(t, base["workq"], want["workq"], "%s renders the same workq image as %s", d, dir)
+
+		// In the manifests, every image is a bare name that kustomization.yaml sets.
+		for _, f := range manifestFiles(t, d) {
+			data, err := os.ReadFile(filepath.Join(d, f))
+			require.NoError(t, err)
+			objs := &objects{}
+			require.NoError(t, objs.decodeManifests(data))
+			for _, c := range objs.containers() {
+				name, _, _ := strings.Cut(c.Image, ":")
+				require.Contains(t, want, name, "%s/%s: container %s uses image %s, which kustomization.yaml does not set", d, f, c.Name, c.Image)
+			}
+		}
+
+		seen := map[string]bool{}
+		for _, c := range build(t, d).containers() {
+			require.Contains(t, slices.Collect(maps.Values(want)), c.Image, "%s: container %s", d, c.Name)
+			seen[c.Image] = true
+			// A "latest" tag defaults to Always, which fails for images that
+			// were loaded into a cluster instead of pushed.
+			require.Equal(t, corev1.PullIfNotPresent, c.ImagePullPolicy, "%s: container %s", d, c.Name)
+		}
+		require.Len(t, seen, used, "%s uses the images it sets", d)
+	}
+}
+
+func TestLocalOverlayRunsTheImagesOfTheBuildScript(t *testing.T) {
+	t.Parallel()
+	base, local := build(t, dir), build(t, localDir)
+	require.Equal(t, base.names(), local.names(), "kubernetes-local renders the same objects as deploy/kubernetes")
+	images := map[string]bool{}
+	for _, c := range local.containers() {
+		images[c.Image] = true
+		require.Equal(t, corev1.PullIfNotPresent, c.ImagePullPolicy, "container %s", c.Name)
+	}
+	// The tags that deploy/docker/build-images.sh gives its images.
+	require.Equal(t, map[string]bool{"workq:latest": true, "workq-redis:latest": true}, images)
+}
+
+// names lists "Kind/name" of every object.
+func (objs *objects) names() []string {
+	var out []string
+	add := func(kind string, metas ...metav1.ObjectMeta) {
+		for _, m := range metas {
+			out = append(out, kind+"/"+m.Name)
 		}
 	}
+	for _, o := range objs.secrets {
+		add("Secret", o.ObjectMeta)
+	}
+	for _, o := range objs.services {
+		add("Service", o.ObjectMeta)
+	}
+	for _, o := range objs.statefulSets {
+		add("StatefulSet", o.ObjectMeta)
+	}
+	for _, o := range objs.deployments {
+		add("Deployment", o.ObjectMeta)
+	}
+	for _, o := range objs.jobs {
+		add("Job", o.ObjectMeta)
+	}
+	for _, o := range objs.scaledJobs {
+		add("ScaledJob", o.ObjectMeta)
+	}
+	for _, o := range objs.scaledObjects {
+		add("ScaledObject", o.ObjectMeta)
+	}
+	slices.Sort(out)
+	return out
+}
 
-	objs := build(t)
-	seen := map[string]bool{}
-	for _, c := range objs.containers() {
-		require.Contains(t, slices.Collect(maps.Values(want)), c.Image, "container %s", c.Name)
-		seen[c.Image] = true
-		if c.Image == want["workq"] {
-			require.Equal(t, corev1.PullIfNotPresent, c.ImagePullPolicy, "container %s", c.Name)
+// podSpec is a Pod template's spec and what it belongs to.
+type podSpec struct {
+	owner string
+	spec  corev1.PodSpec
+}
+
+// podSpecs lists the spec of every Pod template.
+func (objs *objects) podSpecs() []podSpec {
+	var out []podSpec
+	for _, s := range objs.statefulSets {
+		out = append(out, podSpec{"StatefulSet " + s.Name, s.Spec.Template.Spec})
+	}
+	for _, d := range objs.deployments {
+		out = append(out, podSpec{"Deployment " + d.Name, d.Spec.Template.Spec})
+	}
+	for _, j := range objs.jobs {
+		out = append(out, podSpec{"Job " + j.Name, j.Spec.Template.Spec})
+	}
+	for _, j := range objs.scaledJobs {
+		if j.Spec.JobTargetRef != nil {
+			out = append(out, podSpec{"ScaledJob " + j.Name, j.Spec.JobTargetRef.Template.Spec})
 		}
 	}
-	require.Len(t, seen, 2, "the workq and the Redis image are both used")
+	return out
 }
 
 // containers lists every container and init container of every Pod template.
 func (objs *objects) containers() []corev1.Container {
 	var out []corev1.Container
-	add := func(spec corev1.PodSpec) {
-		out = append(out, spec.InitContainers...)
-		out = append(out, spec.Containers...)
-	}
-	for _, s := range objs.statefulSets {
-		add(s.Spec.Template.Spec)
-	}
-	for _, d := range objs.deployments {
-		add(d.Spec.Template.Spec)
-	}
-	for _, j := range objs.jobs {
-		add(j.Spec.Template.Spec)
+	for _, p := range objs.podSpecs() {
+		out = append(out, p.spec.InitContainers...)
+		out = append(out, p.spec.Containers...)
 	}
 	return out
 }
@@ -368,7 +574,7 @@ func requireSelects(t *testing.T, svc *corev1.Service, podLabels map[string]stri
 
 func TestRedis(t *testing.T) {
 	t.Parallel()
-	objs := build(t)
+	objs := build(t, dir)
 	require.Len(t, objs.statefulSets, 1)
 	ss := objs.statefulSets[0]
 	svc := objs.service(t, ss.Spec.ServiceName)
@@ -401,7 +607,7 @@ func TestRedis(t *testing.T) {
 
 func TestCoordinator(t *testing.T) {
 	t.Parallel()
-	objs := build(t)
+	objs := build(t, dir)
 	require.Len(t, objs.deployments, 1)
 	d := objs.deployments[0]
 	require.Len(t, d.Spec.Template.Spec.Containers, 1)
@@ -410,8 +616,18 @@ func TestCoordinator(t *testing.T) {
 	require.Equal(t, "serve", c.Args[0])
 	require.Contains(t, c.Args, ":8080")
 	objs.requireRedisWiring(t, "Deployment "+d.Name, c)
+	// Readiness asks Redis (/healthz); liveness must not (/livez), or a
+	// Redis outage restarts the coordinator in a loop.
 	require.NotNil(t, c.ReadinessProbe)
+	require.NotNil(t, c.ReadinessProbe.HTTPGet)
 	require.Equal(t, "/healthz", c.ReadinessProbe.HTTPGet.Path)
+	require.NotNil(t, c.LivenessProbe)
+	require.NotNil(t, c.LivenessProbe.HTTPGet, "the liveness probe asks the coordinator's HTTP server, not Redis")
+	require.Equal(t, "/livez", c.LivenessProbe.HTTPGet.Path)
+	require.Equal(t, c.ReadinessProbe.HTTPGet.Port, c.LivenessProbe.HTTPGet.Port)
+	port := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == c.LivenessProbe.HTTPGet.Port.String() })
+	require.GreaterOrEqual(t, port, 0, "the probes name a port of the container")
+	require.EqualValues(t, 8080, c.Ports[port].ContainerPort)
 
 	svc := objs.service(t, d.Name)
 	requireSelects(t, svc, d.Spec.Template.Labels, "Deployment "+d.Name)
@@ -447,8 +663,8 @@ func expand(c corev1.Container, s string) string {
 
 func TestWorkerJobsFollowTheWorkQueuePattern(t *testing.T) {
 	t.Parallel()
-	objs := build(t)
-	k := readKustomization(t)
+	objs := build(t, dir)
+	k := readKustomization(t, dir)
 
 	loaders := map[string]*batchv1.Job{} // workq Job name -> loader
 	workers := map[string]*batchv1.Job{} // workq Job name -> worker Job
@@ -525,29 +741,212 @@ func TestWorkerJobsFollowTheWorkQueuePattern(t *testing.T) {
 	require.Equal(t, 1, indexed, "one example is an indexed workq Job (--completions)")
 }
 
+// all renders deploy/kubernetes and keda/ as they are applied: together.
+func all(t *testing.T) *objects {
+	t.Helper()
+	objs := build(t, dir)
+	objs.merge(build(t, kedaDir))
+	return objs
+}
+
 func TestPodsRunAsNonRoot(t *testing.T) {
 	t.Parallel()
-	objs := build(t)
-	var specs []corev1.PodSpec
-	for _, s := range objs.statefulSets {
-		specs = append(specs, s.Spec.Template.Spec)
-	}
-	for _, d := range objs.deployments {
-		specs = append(specs, d.Spec.Template.Spec)
-	}
-	for _, j := range objs.jobs {
-		specs = append(specs, j.Spec.Template.Spec)
-	}
-	for _, spec := range specs {
-		require.NotNil(t, spec.SecurityContext)
-		require.NotNil(t, spec.SecurityContext.RunAsNonRoot)
-		require.True(t, *spec.SecurityContext.RunAsNonRoot)
-		require.NotNil(t, spec.SecurityContext.RunAsUser)
-		require.NotZero(t, *spec.SecurityContext.RunAsUser)
+	specs := all(t).podSpecs()
+	require.NotEmpty(t, specs)
+	for _, p := range specs {
+		spec := p.spec
+		require.NotNil(t, spec.SecurityContext, p.owner)
+		require.NotNil(t, spec.SecurityContext.RunAsNonRoot, p.owner)
+		require.True(t, *spec.SecurityContext.RunAsNonRoot, p.owner)
+		require.NotNil(t, spec.SecurityContext.RunAsUser, p.owner)
+		require.NotZero(t, *spec.SecurityContext.RunAsUser, p.owner)
 		for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
-			require.NotNil(t, c.SecurityContext, "container %s", c.Name)
-			require.NotNil(t, c.SecurityContext.AllowPrivilegeEscalation, "container %s", c.Name)
-			require.False(t, *c.SecurityContext.AllowPrivilegeEscalation, "container %s", c.Name)
+			require.NotNil(t, c.SecurityContext, "%s: container %s", p.owner, c.Name)
+			require.NotNil(t, c.SecurityContext.AllowPrivilegeEscalation, "%s: container %s", p.owner, c.Name)
+			require.False(t, *c.SecurityContext.AllowPrivilegeEscalation, "%s: container %s", p.owner, c.Name)
 		}
 	}
+}
+
+func TestEveryContainerRequestsResources(t *testing.T) {
+	t.Parallel()
+	for _, p := range all(t).podSpecs() {
+		for _, c := range append(slices.Clone(p.spec.InitContainers), p.spec.Containers...) {
+			req := c.Resources.Requests
+			require.False(t, req.Cpu().IsZero(), "%s: container %s requests CPU, so the scheduler counts it", p.owner, c.Name)
+			require.False(t, req.Memory().IsZero(), "%s: container %s requests memory", p.owner, c.Name)
+			limit := c.Resources.Limits.Memory()
+			require.False(t, limit.IsZero(), "%s: container %s has a memory limit", p.owner, c.Name)
+			require.GreaterOrEqual(t, limit.Cmp(*req.Memory()), 0, "%s: container %s", p.owner, c.Name)
+		}
+	}
+}
+
+func TestJobsAreDeletedAfterTheyFinish(t *testing.T) {
+	t.Parallel()
+	objs := all(t)
+	specs := map[string]batchv1.JobSpec{}
+	for _, j := range objs.jobs {
+		specs["Job "+j.Name] = j.Spec
+	}
+	for _, j := range objs.scaledJobs {
+		require.NotNil(t, j.Spec.JobTargetRef, "ScaledJob %s", j.Name)
+		specs["ScaledJob "+j.Name] = *j.Spec.JobTargetRef
+	}
+	require.NotEmpty(t, specs)
+	for owner, spec := range specs {
+		require.NotNil(t, spec.TTLSecondsAfterFinished, "%s sets ttlSecondsAfterFinished", owner)
+		require.Positive(t, *spec.TTLSecondsAfterFinished, owner)
+	}
+}
+
+// kedaTrigger checks the trigger of a ScaledJob or ScaledObject: one
+// metrics-api trigger that reads the work of a workq Job from the
+// coordinator's Service. It returns that Job's name and the targetValue.
+func (objs *objects) kedaTrigger(t *testing.T, owner string, triggers []scaleTrigger) (job string, target int) {
+	t.Helper()
+	require.Len(t, triggers, 1, "%s has one trigger", owner)
+	tr := triggers[0]
+	require.Equal(t, "metrics-api", tr.Type, owner)
+	require.Nil(t, tr.AuthenticationRef, "%s: the endpoint is read-only and needs no credentials", owner)
+	// The metrics-api scaler's parameters; a misspelt key would be ignored by KEDA.
+	known := []string{"url", "format", "valueLocation", "targetValue", "activationTargetValue"}
+	for k := range tr.Metadata {
+		require.Contains(t, known, k, "%s: trigger metadata key %q", owner, k)
+	}
+	require.Equal(t, "json", tr.Metadata["format"], owner)
+	require.Equal(t, "work", tr.Metadata["valueLocation"], "%s reads the field \"work\" of GET /api/jobs/NAME/work", owner)
+	target, err := strconv.Atoi(tr.Metadata["targetValue"])
+	require.NoError(t, err, "%s: targetValue is a whole number of items", owner)
+	require.Positive(t, target, owner)
+	if v, ok := tr.Metadata["activationTargetValue"]; ok {
+		a, err := strconv.Atoi(v)
+		require.NoError(t, err, owner)
+		require.GreaterOrEqual(t, a, 0, owner)
+	}
+
+	u, err := url.Parse(tr.Metadata["url"])
+	require.NoError(t, err, "%s: url", owner)
+	require.Equal(t, "http", u.Scheme, owner)
+	require.Empty(t, u.RawQuery, owner)
+	// KEDA runs in its own namespace: the URL names the Service's namespace.
+	host := strings.TrimSuffix(u.Hostname(), ".cluster.local")
+	svcName, ns, ok := strings.Cut(host, ".")
+	require.True(t, ok, "%s: url host %s is SERVICE.NAMESPACE.svc", owner, u.Hostname())
+	require.Equal(t, "default.svc", ns, "%s: url host %s is SERVICE.NAMESPACE.svc, in the namespace the manifests are applied to", owner, u.Hostname())
+	svc := objs.service(t, svcName)
+	require.Equal(t, "coordinator", svc.Labels["app.kubernetes.io/component"], "%s reads the coordinator's Service", owner)
+	port, err := strconv.Atoi(u.Port())
+	require.NoError(t, err, "%s: url %s names a port", owner, u)
+	require.True(t, slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return int(p.Port) == port }),
+		"%s: Service %s has port %d", owner, svc.Name, port)
+	m := regexp.MustCompile(`^/api/jobs/([a-z0-9-]+)/work$`).FindStringSubmatch(u.Path)
+	require.NotNil(t, m, "%s: url path %s is /api/jobs/NAME/work", owner, u.Path)
+	return m[1], target
+}
+
+// kedaWorker checks a worker container of an autoscaled workq Job and
+// returns the Job it works on.
+func (objs *objects) kedaWorker(t *testing.T, owner string, spec corev1.PodSpec, labels map[string]string) string {
+	t.Helper()
+	require.Len(t, spec.Containers, 1, owner)
+	c := spec.Containers[0]
+	require.Equal(t, []string{"worker"}, c.Command, owner)
+	dash := slices.Index(c.Args, "--")
+	require.Positive(t, dash, "%s: worker flags, then -- and the command", owner)
+	require.Less(t, dash, len(c.Args)-1, "%s has a command after --", owner)
+	require.Contains(t, c.Args[:dash], "--wait", "%s: the worker waits for Redis and its Job by itself", owner)
+	objs.requireRedisWiring(t, owner, c)
+	e, ok := envVar(c, "WORKQ_JOB")
+	require.True(t, ok, "%s names its workq Job in WORKQ_JOB", owner)
+	require.Equal(t, e.Value, labels["workq.io/job"], "%s is labelled with its workq Job", owner)
+	require.NotNil(t, spec.TerminationGracePeriodSeconds, "%s leaves workers time to hand back their items", owner)
+	return e.Value
+}
+
+// kedaLoader returns the loader Job that creates the workq Job, and its args.
+func (objs *objects) kedaLoader(t *testing.T, owner, job string, maxReplicas int32) []string {
+	t.Helper()
+	for _, j := range objs.jobs {
+		if j.Labels["app.kubernetes.io/component"] != "loader" || j.Labels["workq.io/job"] != job {
+			continue
+		}
+		c := j.Spec.Template.Spec.Containers[0]
+		objs.requireRedisWiring(t, "Job "+j.Name, c)
+		name, parallelism, args := workqJob(t, c)
+		require.Equal(t, job, name, "Job %s creates the workq Job %s", j.Name, job)
+		require.Equal(t, strconv.Itoa(int(maxReplicas)), expand(c, parallelism),
+			"loader %s creates %s with --parallelism equal to the most workers KEDA runs for it", j.Name, job)
+		return args
+	}
+	require.FailNowf(t, "no loader", "%s: no loader Job creates the workq Job %q", owner, job)
+	return nil
+}
+
+func TestKEDA(t *testing.T) {
+	t.Parallel()
+	objs := all(t)
+	keda := build(t, kedaDir)
+	require.Len(t, keda.scaledJobs, 1, "a ScaledJob recipe")
+	require.Len(t, keda.scaledObjects, 1, "a ScaledObject alternative")
+	jobs := map[string]string{} // workq Job -> what scales its workers
+
+	for _, sj := range keda.scaledJobs {
+		owner := "ScaledJob " + sj.Name
+		require.Equal(t, "keda.sh/v1alpha1", sj.APIVersion)
+		job, _ := objs.kedaTrigger(t, owner, sj.Spec.Triggers)
+		ref := sj.Spec.JobTargetRef
+		require.NotNil(t, ref, owner)
+		// One worker Pod per Kubernetes Job: KEDA decides how many Jobs run.
+		require.Equal(t, int32(1), ptrValue(ref.Parallelism), owner)
+		require.Equal(t, int32(1), ptrValue(ref.Completions), owner)
+		require.NotNil(t, ref.BackoffLimit, owner)
+		require.Contains(t, []corev1.RestartPolicy{corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever}, ref.Template.Spec.RestartPolicy, owner)
+		require.Equal(t, job, objs.kedaWorker(t, owner, ref.Template.Spec, ref.Template.Labels), "%s: the trigger reads the work of the workers' Job", owner)
+		require.NotNil(t, sj.Spec.MaxReplicaCount, owner)
+		require.Positive(t, *sj.Spec.MaxReplicaCount, owner)
+		require.LessOrEqual(t, ptrValue(sj.Spec.MinReplicaCount), *sj.Spec.MaxReplicaCount, owner)
+		// The default strategy subtracts the running Jobs, which hold leased
+		// items that the work still counts.
+		if sj.Spec.ScalingStrategy != nil {
+			require.Contains(t, []string{"", "default"}, sj.Spec.ScalingStrategy.Strategy, owner)
+		}
+		args := objs.kedaLoader(t, owner, job, *sj.Spec.MaxReplicaCount)
+		require.Contains(t, args, "--seal", "%s: a Job whose workers end is sealed once loaded, or it never drains", owner)
+		require.NotContains(t, jobs, job)
+		jobs[job] = owner
+	}
+
+	for _, so := range keda.scaledObjects {
+		owner := "ScaledObject " + so.Name
+		require.Equal(t, "keda.sh/v1alpha1", so.APIVersion)
+		job, _ := objs.kedaTrigger(t, owner, so.Spec.Triggers)
+		ref := so.Spec.ScaleTargetRef
+		require.NotNil(t, ref, owner)
+		require.Equal(t, "Deployment", ref.Kind, owner)
+		require.Equal(t, "apps/v1", ref.APIVersion, owner)
+		i := slices.IndexFunc(objs.deployments, func(d *appsv1.Deployment) bool { return d.Name == ref.Name })
+		require.GreaterOrEqual(t, i, 0, "%s scales the Deployment %s, which the manifests define", owner, ref.Name)
+		d := objs.deployments[i]
+		require.Nil(t, d.Spec.Replicas, "Deployment %s leaves replicas to KEDA, so that applying it again does not undo the scaling", d.Name)
+		for k, v := range d.Spec.Selector.MatchLabels {
+			require.Equal(t, v, d.Spec.Template.Labels[k], "the Deployment selects its own Pods")
+		}
+		require.Equal(t, job, objs.kedaWorker(t, "Deployment "+d.Name, d.Spec.Template.Spec, d.Spec.Template.Labels), "%s: the trigger reads the work of the workers' Job", owner)
+		require.NotNil(t, so.Spec.MaxReplicaCount, owner)
+		require.Positive(t, *so.Spec.MaxReplicaCount, owner)
+		require.Equal(t, int32(0), ptrValue(so.Spec.MinReplicaCount), "%s scales to zero when there is no work", owner)
+		args := objs.kedaLoader(t, owner, job, *so.Spec.MaxReplicaCount)
+		require.NotContains(t, args, "--seal", "%s: a Deployment restarts workers that exit, so its Job stays open", owner)
+		require.NotContains(t, jobs, job, "each recipe has a workq Job of its own")
+		jobs[job] = owner
+	}
+}
+
+func ptrValue[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
