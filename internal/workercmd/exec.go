@@ -223,11 +223,7 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 	}
 	var stdout, stderr capped
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Its own process group, so a timeout or a stop kills every process
-	// the command started, not only the first.
-	// Pdeathsig: a worker killed with SIGKILL takes its running commands
-	// with it, instead of leaving them to run an item that is retried.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil
