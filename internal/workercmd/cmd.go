@@ -144,7 +144,7 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	ex := &Exec{Job: o.Job, Argv: args, Timeout: o.Timeout, NUL: o.NUL,
+	ex := &Exec{Job: o.Job, Argv: args, Timeout: o.Timeout, NUL: o.NUL, Log: log,
 		Out: &Output{Stdout: stdout, Stderr: stderr, Framed: o.Framed}}
 	if err := ex.Check(); err != nil {
 		return cli.UsageError{Err: err}
