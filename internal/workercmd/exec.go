@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,8 +46,13 @@ type Exec struct {
 	Timeout time.Duration // per item or batch; 0: none
 	Indexed bool          // set WORKQ_INDEX and JOB_COMPLETION_INDEX
 	NUL     bool          // batch stdin: NUL-separated instead of lines
-	Out     *Output
-	Log     *slog.Logger // warnings about an item's processes; nil: none
+	// PassRedisEnv passes the worker's WORKQ_REDIS_* variables (URL,
+	// password, CA) to the command. Default false: they are removed.
+	PassRedisEnv bool
+	Out          *Output
+	Log          *slog.Logger // warnings about an item's processes; nil: none
+
+	baseEnv []string // the environment commands start from; nil: the worker's
 }
 
 // Output serialises whole outputs onto the worker's stdout and stderr,
@@ -237,6 +243,20 @@ func inputFile(b []byte) (*os.File, error) {
 	return f, nil
 }
 
+// environ is the environment a command starts from: the worker's, without
+// the Redis connection settings (WORKQ_REDIS_URL, _PASSWORD, _CA, ...)
+// unless PassRedisEnv.
+func (e *Exec) environ() []string {
+	env := slices.Clone(e.baseEnv)
+	if env == nil {
+		env = os.Environ()
+	}
+	if !e.PassRedisEnv {
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "WORKQ_REDIS_") })
+	}
+	return env
+}
+
 func (e *Exec) log() *slog.Logger {
 	if e.Log == nil {
 		return slog.New(slog.DiscardHandler)
@@ -251,7 +271,7 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 		defer cancel()
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), append([]string{"WORKQ_JOB=" + e.Job, "WORKQ_WORKER_ID=" + e.Worker}, env...)...)
+	cmd.Env = append(e.environ(), append([]string{"WORKQ_JOB=" + e.Job, "WORKQ_WORKER_ID=" + e.Worker}, env...)...)
 	if in, ierr := inputFile(stdin); ierr == nil {
 		defer in.Close()
 		cmd.Stdin = in

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -89,6 +90,68 @@ func TestBatchStdin(t *testing.T) {
 		require.NoError(t, e.HandleBatch(t.Context(), items))
 		require.Equal(t, "a\x00b c\nd\x00", stdout.String(), "an item's newline stays inside it")
 		require.Equal(t, "2 7,8\n", stderr.String())
+	})
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Parallel()
+	base := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"KEPT=yes",
+		"WORKQ_REDIS_URL=redis://:s3cret@redis:6379/0",
+		"WORKQ_REDIS_PASSWORD=s3cret",
+		"WORKQ_REDIS_CA=/etc/ca.pem",
+		"WORKQ_REDIS_SOMETHING_NEW=1",
+		"WORKQ_ITEM_ID=stale", // the worker's own is replaced by the item's
+	}
+	environ := func(t *testing.T, e *Exec, it queue.Item) map[string]string {
+		t.Helper()
+		e.baseEnv = base
+		stdout := e.Out.Stdout.(*bytes.Buffer)
+		require.NoError(t, e.Handle(t.Context(), it))
+		env := map[string]string{}
+		for line := range strings.Lines(stdout.String()) {
+			k, v, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
+			env[k] = v
+		}
+		return env
+	}
+	printEnv := []string{"env"}
+
+	t.Run("TheItemsVariables", func(t *testing.T) {
+		t.Parallel()
+		e, _, _ := setup(t, printEnv...)
+		e.Indexed = true
+		env := environ(t, e, queue.Item{ID: 3, Attempt: 2, Payload: []byte("3")})
+		for k, v := range map[string]string{"WORKQ_JOB": "thumbs", "WORKQ_WORKER_ID": "w-1", "WORKQ_ITEM_ID": "3",
+			"WORKQ_ATTEMPT": "2", "WORKQ_INDEX": "3", "JOB_COMPLETION_INDEX": "3", "KEPT": "yes"} {
+			require.Equal(t, v, env[k], k)
+		}
+	})
+
+	t.Run("NoRedisSettingsByDefault", func(t *testing.T) {
+		t.Parallel()
+		e, _, _ := setup(t, printEnv...)
+		env := environ(t, e, item(1, "x"))
+		require.Equal(t, "yes", env["KEPT"])
+		require.Equal(t, "1", env["WORKQ_ITEM_ID"])
+		for k, v := range env {
+			require.False(t, strings.HasPrefix(k, "WORKQ_REDIS_"), "%s reached the command", k)
+			require.NotContains(t, v, "s3cret", k)
+		}
+	})
+
+	t.Run("RedisSettingsWithPassRedisEnv", func(t *testing.T) {
+		t.Parallel()
+		e, _, _ := setup(t, printEnv...)
+		e.PassRedisEnv = true
+		env := environ(t, e, item(1, "x"))
+		require.Equal(t, "redis://:s3cret@redis:6379/0", env["WORKQ_REDIS_URL"])
+		require.Equal(t, "s3cret", env["WORKQ_REDIS_PASSWORD"])
+		require.Equal(t, "/etc/ca.pem", env["WORKQ_REDIS_CA"])
+		require.Equal(t, "1", env["WORKQ_REDIS_SOMETHING_NEW"])
+		require.Equal(t, "1", env["WORKQ_ITEM_ID"])
+		require.Equal(t, "thumbs", env["WORKQ_JOB"])
 	})
 }
 
