@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -130,12 +133,12 @@ func runJob(cmd *cobra.Command, d deps, sf *specFlags, pf *pushFlags, rf runFlag
 	url := d.redis.URL
 	explicit := cmd.Flags().Changed("redis") || os.Getenv("WORKQ_REDIS_URL") != ""
 	if !explicit {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("start the embedded Redis: %w", err)
+		m, murl, err := startEmbeddedRedis(os.Getenv("WORKQ_REDIS_PASSWORD"))
+		if err != nil {
+			return err
 		}
 		defer m.Close()
-		url = "redis://" + m.Addr() + "/0"
+		url = murl
 		d.redis.URL = url
 	}
 	c, err := d.open(ctx)
@@ -161,6 +164,23 @@ func runJob(cmd *cobra.Command, d deps, sf *specFlags, pf *pushFlags, rf runFlag
 		r: &controller.Reconciler{C: c, Log: log},
 	}
 	return ctl.run(ctx)
+}
+
+// startEmbeddedRedis starts the server run uses without --redis, on a free
+// loopback port, and returns its URL. It requires a password, so that other
+// local users cannot reach the Job through that port: a random one, or
+// envPassword (WORKQ_REDIS_PASSWORD) when set, since run's client and its
+// workers send that one whatever the URL says. The URL holds the password;
+// it goes to the workers through their environment, never their arguments.
+func startEmbeddedRedis(envPassword string) (*miniredis.Miniredis, string, error) {
+	password := cmp.Or(envPassword, rand.Text())
+	m := miniredis.NewMiniRedis()
+	m.RequireAuth(password)
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, "", fmt.Errorf("start the embedded Redis: %w", err)
+	}
+	u := url.URL{Scheme: "redis", User: url.UserPassword("", password), Host: m.Addr(), Path: "/0"}
+	return m, u.String(), nil
 }
 
 type discardWriter struct{}

@@ -63,10 +63,7 @@ func (r *runController) start(exits chan<- workerExit) (*workerProc, error) {
 	if r.d.redis.CA != "" {
 		cmd.Env = append(cmd.Env, "WORKQ_REDIS_CA="+r.d.redis.CA)
 	}
-	// Workers get their own process group: a Ctrl-C reaches run, which
-	// stops them gracefully, instead of every process at once.
-	// If run itself dies, its workers are told to stop (SIGTERM).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = workerProcAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

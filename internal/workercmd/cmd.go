@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,11 +44,18 @@ type Options struct {
 	LogFormat     string
 	LogLevel      string
 	Framed        bool
+	// PassRedisEnv passes the worker's WORKQ_REDIS_* variables to item
+	// commands (--pass-redis-env, WORKQ_PASS_REDIS_ENV). Default false.
+	PassRedisEnv bool
 }
+
+// passRedisEnvVar is the environment variable behind --pass-redis-env.
+const passRedisEnvVar = "WORKQ_PASS_REDIS_ENV"
 
 // New returns the worker command. use is its name ("worker").
 func New(use string, stdout, stderr io.Writer) *cobra.Command {
 	var o Options
+	passEnv, passEnvErr := envBool(passRedisEnvVar)
 	cmd := &cobra.Command{
 		Use:   use + " --job NAME [flags] -- COMMAND [ARG...]",
 		Short: "Lease a Job's items in batches, run a command for each, and exit 0 when the Job is drained",
@@ -56,8 +67,13 @@ many workers as you like, at any time; they coordinate through Redis.
 COMMAND runs without a shell. The item arrives on its stdin; an argument
 holding {} has it replaced by the item, as one argument. The environment
 carries WORKQ_JOB, WORKQ_ITEM_ID, WORKQ_ATTEMPT and WORKQ_WORKER_ID, plus
-WORKQ_INDEX and JOB_COMPLETION_INDEX for an Indexed Job. Exit status 0 acks
-the item; any other status fails it, with the tail of its stderr as its error.
+WORKQ_INDEX and JOB_COMPLETION_INDEX for an Indexed Job; the worker's own
+Redis settings (WORKQ_REDIS_URL, WORKQ_REDIS_PASSWORD, WORKQ_REDIS_CA and
+any other WORKQ_REDIS_* variable) are removed unless --pass-redis-env. Exit
+status 0 acks the item; any other status fails it, with the tail of its
+stderr as its error. When COMMAND exits, the processes it left running in
+the background are killed. Each of stdout and stderr is kept up to 8 MiB
+per item; the rest is dropped, with a note saying how much.
 
 Exit codes: 0 the Job is drained, 1 the Job failed or the worker was stopped,
 2 bad usage.`,
@@ -67,6 +83,9 @@ Exit codes: 0 the Job is drained, 1 the Job failed or the worker was stopped,
 		Version: cli.BuildVersion(),
 		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if passEnvErr != nil && !cmd.Flags().Changed("pass-redis-env") {
+				return passEnvErr
+			}
 			return run(cmd.Context(), o, args, stdout, stderr)
 		},
 	}
@@ -87,9 +106,24 @@ Exit codes: 0 the Job is drained, 1 the Job failed or the worker was stopped,
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address, such as :9090; empty is off")
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&o.PassRedisEnv, "pass-redis-env", passEnv, "pass the worker's WORKQ_REDIS_* variables (URL, password, CA) on to COMMAND, which does not get them otherwise (env "+passRedisEnvVar+"=1)")
 	f.BoolVar(&o.Framed, "framed-output", false, "frame item output for a parent `coordinator run`")
 	_ = f.MarkHidden("framed-output")
 	return cmd
+}
+
+// envBool reads a boolean environment variable: unset is false, and a
+// value that is not a boolean is a usage error.
+func envBool(name string) (bool, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, cli.Usagef("%s (%q) is not a boolean; set it to 1 or 0, or unset it", name, v)
+	}
+	return b, nil
 }
 
 func (o Options) validate(args []string) error {
@@ -97,39 +131,35 @@ func (o Options) validate(args []string) error {
 	case o.Job == "":
 		return cli.Usagef("no Job given; pass --job NAME or set WORKQ_JOB")
 	case o.Concurrency < 1:
-		return cli.Usagef("--concurrency (%d) must be at least 1", o.Concurrency)
+		return cli.Usagef("--concurrency (%d) must be at least 1; pass how many items run at once, such as --concurrency 4", o.Concurrency)
 	case o.BatchSize < 0 || o.BatchSize > jobstate.MaxBatchSize:
 		return cli.Usagef("--batch-size (%d) must be between 0 (the Job's) and %d", o.BatchSize, jobstate.MaxBatchSize)
 	case o.Heartbeat < 0:
-		return cli.Usagef("--heartbeat (%s) must not be negative", o.Heartbeat)
+		return cli.Usagef("--heartbeat (%s) must not be negative; pass a duration such as 10s, or 0 for a third of the Job's lease", o.Heartbeat)
 	case o.Timeout < 0:
-		return cli.Usagef("--timeout (%s) must not be negative", o.Timeout)
+		return cli.Usagef("--timeout (%s) must not be negative; pass a duration such as 5m, or 0 for no limit", o.Timeout)
 	case o.Grace < 0:
-		return cli.Usagef("--grace (%s) must not be negative", o.Grace)
+		return cli.Usagef("--grace (%s) must not be negative; pass a duration such as 30s", o.Grace)
 	case o.Wait < 0:
-		return cli.Usagef("--wait (%s) must not be negative", o.Wait)
+		return cli.Usagef("--wait (%s) must not be negative; pass a duration such as 1m", o.Wait)
 	case o.NUL && !o.BatchExec:
-		return cli.Usagef("--null only applies with --batch-exec")
+		return cli.Usagef("--null only applies with --batch-exec; add --batch-exec, or drop --null")
+	case o.LogFormat != "text" && o.LogFormat != "json":
+		return cli.Usagef("log format %q: use text or json (--log-format)", o.LogFormat)
 	case len(args) == 0:
 		return cli.Usagef("no command given; put it after --, such as: worker --job thumbs -- ./make-thumb {}")
 	}
-	if o.BatchExec {
-		for _, a := range args[1:] {
-			if a == "{}" || containsBraces(a) {
-				return cli.Usagef("{} cannot be used with --batch-exec: a batch holds many items; read them from stdin")
-			}
-		}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return cli.Usagef("log level %q: use debug, info, warn or error (--log-level)", o.LogLevel)
 	}
-	return cli.CheckName(o.Job)
-}
-
-func containsBraces(s string) bool {
-	for i := 0; i+1 < len(s); i++ {
-		if s[i] == '{' && s[i+1] == '}' {
-			return true
-		}
+	if o.BatchExec && slices.ContainsFunc(args[1:], func(a string) bool { return strings.Contains(a, "{}") }) {
+		return cli.Usagef("{} cannot be used with --batch-exec: a batch holds many items; drop {} and read them from stdin")
 	}
-	return false
+	if err := jobstate.ValidateName(o.Job); err != nil {
+		return cli.Usagef("--job: %w", err)
+	}
+	return nil
 }
 
 func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer) error {
@@ -144,7 +174,7 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	ex := &Exec{Job: o.Job, Argv: args, Timeout: o.Timeout, NUL: o.NUL,
+	ex := &Exec{Job: o.Job, Argv: args, Timeout: o.Timeout, NUL: o.NUL, PassRedisEnv: o.PassRedisEnv, Log: log,
 		Out: &Output{Stdout: stdout, Stderr: stderr, Framed: o.Framed}}
 	if err := ex.Check(); err != nil {
 		return cli.UsageError{Err: err}
@@ -189,7 +219,7 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 	if o.MetricsListen != "" {
 		ln, err := net.Listen("tcp", o.MetricsListen)
 		if err != nil {
-			return cli.Usagef("--metrics-listen %s: %v", o.MetricsListen, err)
+			return cli.Usagef("--metrics-listen %s: %v; give a free address such as :9090, or leave it empty", o.MetricsListen, err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,18 +20,25 @@ import (
 	"github.com/workq/workq/pkg/queue"
 )
 
-// maxCapture caps the output of one item kept in memory before it is
-// written; past it, the rest is dropped with a note, so one runaway item
-// cannot exhaust the worker's memory.
+// maxCapture caps each output stream (stdout, stderr) of one item kept in
+// memory before it is written; past it, the rest is counted and dropped
+// with a note, so one runaway item cannot exhaust the worker's memory.
 const maxCapture = 8 << 20
 
 // stderrTail is how much of an item's stderr becomes its error.
 const stderrTail = 2048
 
+// outputDelay is how long the output is still read after the command and
+// its process group are gone, for a process outside the group (setsid, a
+// daemon) that holds it open.
+const outputDelay = 2 * time.Second
+
 // Exec runs a command per item (or per batch), without a shell. The item
 // goes to the command's stdin; an argument holding "{}" has it replaced by
 // the item. The command's output is written whole when it ends, so outputs
-// of concurrent items never interleave.
+// of concurrent items never interleave. When the command's main process
+// exits, what is left of its process group is killed. Safe for concurrent
+// use once set up.
 type Exec struct {
 	Job     string
 	Worker  string
@@ -37,7 +46,13 @@ type Exec struct {
 	Timeout time.Duration // per item or batch; 0: none
 	Indexed bool          // set WORKQ_INDEX and JOB_COMPLETION_INDEX
 	NUL     bool          // batch stdin: NUL-separated instead of lines
-	Out     *Output
+	// PassRedisEnv passes the worker's WORKQ_REDIS_* variables (URL,
+	// password, CA) to the command. Default false: they are removed.
+	PassRedisEnv bool
+	Out          *Output
+	Log          *slog.Logger // warnings about an item's processes; nil: none
+
+	baseEnv []string // the environment commands start from; nil: the worker's
 }
 
 // Output serialises whole outputs onto the worker's stdout and stderr,
@@ -55,29 +70,30 @@ const (
 	FrameStderr = 'e'
 )
 
-func (o *Output) write(stdout, stderr []byte) {
+func (o *Output) write(stdout, stderr *capped) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.Framed {
-		for _, f := range []struct {
-			kind byte
-			b    []byte
-		}{{FrameStdout, stdout}, {FrameStderr, stderr}} {
-			if len(f.b) == 0 {
-				continue
-			}
-			var hdr [5]byte
-			hdr[0] = f.kind
-			binary.BigEndian.PutUint32(hdr[1:], uint32(len(f.b)))
-			_, _ = o.Stdout.Write(append(hdr[:], f.b...))
+	for _, s := range []struct {
+		kind byte
+		dst  io.Writer
+		out  *capped
+	}{{FrameStdout, o.Stdout, stdout}, {FrameStderr, o.Stderr, stderr}} {
+		kept, notes := s.out.parts()
+		if len(kept)+len(notes) == 0 {
+			continue
 		}
-		return
-	}
-	if len(stdout) > 0 {
-		_, _ = o.Stdout.Write(stdout)
-	}
-	if len(stderr) > 0 {
-		_, _ = o.Stderr.Write(stderr)
+		if o.Framed {
+			var hdr [5]byte
+			hdr[0] = s.kind
+			binary.BigEndian.PutUint32(hdr[1:], uint32(len(kept)+len(notes)))
+			_, _ = o.Stdout.Write(hdr[:])
+			s.dst = o.Stdout
+		}
+		for _, b := range [][]byte{kept, notes} {
+			if len(b) > 0 {
+				_, _ = s.dst.Write(b)
+			}
+		}
 	}
 }
 
@@ -120,7 +136,7 @@ func (e *Exec) Handle(ctx context.Context, it queue.Item) error {
 	if e.Indexed {
 		env = append(env, "WORKQ_INDEX="+string(it.Payload), "JOB_COMPLETION_INDEX="+string(it.Payload))
 	}
-	return e.run(ctx, argv, it.Payload, env)
+	return e.run(ctx, argv, it.Payload, env, slog.Int64("item", it.ID), slog.Int("attempt", it.Attempt))
 }
 
 // HandleBatch runs the command once for a whole batch: the items on stdin,
@@ -137,33 +153,54 @@ func (e *Exec) HandleBatch(ctx context.Context, items []queue.Item) error {
 		in.WriteByte(sep)
 		ids[i] = strconv.FormatInt(it.ID, 10)
 	}
-	env := []string{"WORKQ_BATCH_SIZE=" + strconv.Itoa(len(items)), "WORKQ_ITEM_IDS=" + strings.Join(ids, ",")}
-	return e.run(ctx, e.Argv, in.Bytes(), env)
+	list := strings.Join(ids, ",")
+	env := []string{"WORKQ_BATCH_SIZE=" + strconv.Itoa(len(items)), "WORKQ_ITEM_IDS=" + list}
+	return e.run(ctx, e.Argv, in.Bytes(), env, slog.String("items", list))
 }
 
-// capped is a buffer that keeps at most maxCapture bytes.
+// capped keeps the first maxCapture bytes written to it and counts the
+// rest; with tailSize set, it also keeps the last tailSize bytes of all.
+// It has only Write (no ReadFrom), so io.Copy cannot go around the cap.
 type capped struct {
-	bytes.Buffer
-	dropped int
+	head     []byte
+	dropped  int64
+	tailSize int
+	tail     []byte
+	notes    []string
 }
 
 func (c *capped) Write(p []byte) (int, error) {
-	room := maxCapture - c.Len()
-	if room < len(p) {
-		c.dropped += len(p) - max(room, 0)
-		if room > 0 {
-			c.Buffer.Write(p[:room])
-		}
-		return len(p), nil
+	keep := min(len(p), maxCapture-len(c.head))
+	if need := len(c.head) + keep; need > cap(c.head) {
+		// Double, up to the cap: append grows a large slice by a quarter
+		// at a time, allocating several times what it finally holds.
+		grown := make([]byte, len(c.head), min(max(2*cap(c.head), need), maxCapture))
+		copy(grown, c.head)
+		c.head = grown
 	}
-	return c.Buffer.Write(p)
+	c.head = append(c.head, p[:keep]...)
+	c.dropped += int64(len(p) - keep)
+	if c.tailSize > 0 {
+		c.tail = append(c.tail, p[max(len(p)-c.tailSize, 0):]...)
+		if extra := len(c.tail) - c.tailSize; extra > 0 {
+			c.tail = append(c.tail[:0], c.tail[extra:]...)
+		}
+	}
+	return len(p), nil
 }
 
-func (c *capped) bytes() []byte {
+// note adds a line after the output.
+func (c *capped) note(s string) { c.notes = append(c.notes, s) }
+
+// parts returns the kept output, and the notes to write after it.
+func (c *capped) parts() (kept, notes []byte) {
 	if c.dropped > 0 {
-		fmt.Fprintf(&c.Buffer, "\n[workq: %d more bytes of output dropped]\n", c.dropped)
+		notes = fmt.Appendf(notes, "\n[workq: %d more bytes of output dropped]\n", c.dropped)
 	}
-	return c.Bytes()
+	for _, n := range c.notes {
+		notes = append(append(notes, n...), '\n')
+	}
+	return c.head, notes
 }
 
 // smallInput fits in an empty pipe on every Unix without blocking.
@@ -206,14 +243,35 @@ func inputFile(b []byte) (*os.File, error) {
 	return f, nil
 }
 
-func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []string) error {
+// environ is the environment a command starts from: the worker's, without
+// the Redis connection settings (WORKQ_REDIS_URL, _PASSWORD, _CA, ...)
+// unless PassRedisEnv.
+func (e *Exec) environ() []string {
+	env := slices.Clone(e.baseEnv)
+	if env == nil {
+		env = os.Environ()
+	}
+	if !e.PassRedisEnv {
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "WORKQ_REDIS_") })
+	}
+	return env
+}
+
+func (e *Exec) log() *slog.Logger {
+	if e.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Log
+}
+
+func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []string, attrs ...any) error {
 	if e.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.Timeout)
 		defer cancel()
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), append([]string{"WORKQ_JOB=" + e.Job, "WORKQ_WORKER_ID=" + e.Worker}, env...)...)
+	cmd.Env = append(e.environ(), append([]string{"WORKQ_JOB=" + e.Job, "WORKQ_WORKER_ID=" + e.Worker}, env...)...)
 	if in, ierr := inputFile(stdin); ierr == nil {
 		defer in.Close()
 		cmd.Stdin = in
@@ -222,39 +280,54 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
 	var stdout, stderr capped
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Its own process group, so a timeout or a stop kills every process
-	// the command started, not only the first.
-	// Pdeathsig: a worker killed with SIGKILL takes its running commands
-	// with it, instead of leaving them to run an item that is retried.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error {
-		if cmd.Process == nil {
-			return nil
-		}
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	stderr.tailSize = stderrTail
+	out, err := newOutputPipes(&stdout, &stderr)
+	if err != nil {
+		return fmt.Errorf("make the output pipes: %w", err)
 	}
-	cmd.WaitDelay = 2 * time.Second
+	defer out.close()
+	cmd.Stdout, cmd.Stderr = out.w[0], out.w[1]
+	cmd.SysProcAttr = procAttr()
+	// A timeout or a stop kills the whole process group.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// Only a streamed stdin can keep Wait waiting after the command exits.
+	cmd.WaitDelay = outputDelay
+	attrs = append(attrs, "job", e.Job, "command", argv[0])
 	start := time.Now()
-	err := cmd.Run()
-	if cmd.Process != nil {
-		// Children left behind in the group go too.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	err = cmd.Start()
+	out.closeWriters() // the command holds its own
+	if err == nil {
+		if err = cmd.Wait(); errors.Is(err, exec.ErrWaitDelay) {
+			err = nil // it exited 0; its stdin was not all read
+		}
+		// The main process is gone: what is left of its group was started
+		// in the background. It goes now, so that it cannot hold the
+		// output open, nor run on unseen.
+		if syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) == nil && ctx.Err() == nil {
+			stderr.note("[workq: the command left background processes; they were killed]")
+			e.log().Warn("command left background processes; killed them", attrs...)
+		}
 	}
-	e.Out.write(stdout.bytes(), stderr.bytes())
+	if !out.wait(outputDelay) {
+		stderr.note("[workq: a process outside the command's process group held its output open; the rest was not read]")
+		e.log().Warn("a process outside the command's process group held its output open", attrs...)
+	}
+	e.Out.write(&stdout, &stderr)
 	if err == nil {
 		return nil
 	}
-	tail := stderr.Bytes()
-	if len(tail) > stderrTail {
-		tail = tail[len(tail)-stderrTail:]
-	}
+	return e.failure(ctx, err, time.Since(start), stderr.tail)
+}
+
+// failure is the error of a command that failed: why, then the tail of its
+// stderr.
+func (e *Exec) failure(ctx context.Context, err error, took time.Duration, tail []byte) error {
 	msg := strings.TrimSpace(string(tail))
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) && e.Timeout > 0:
 		err = fmt.Errorf("timed out after %s (--timeout); the process group was killed", e.Timeout)
 	case ctx.Err() != nil:
-		err = fmt.Errorf("stopped after %s: %w", time.Since(start).Round(time.Millisecond), ctx.Err())
+		err = fmt.Errorf("stopped after %s: %w", took.Round(time.Millisecond), ctx.Err())
 	}
 	if msg != "" {
 		// The queue keeps only the last queue.MaxErrorBytes of an error:
@@ -266,4 +339,62 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 		return fmt.Errorf("%v: %s", err, msg)
 	}
 	return err
+}
+
+// outputPipes carry a command's stdout and stderr to the worker. They are
+// the worker's own, not exec's, so that waiting for the command does not
+// wait for every process that holds them open.
+type outputPipes struct {
+	r, w   [2]*os.File
+	copied chan struct{} // closed when both are read to the end
+}
+
+func newOutputPipes(stdout, stderr io.Writer) (*outputPipes, error) {
+	p := &outputPipes{copied: make(chan struct{})}
+	for i := range p.r {
+		r, w, err := os.Pipe()
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.r[i], p.w[i] = r, w
+	}
+	go func() {
+		defer close(p.copied)
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = io.Copy(stdout, p.r[0]) })
+		_, _ = io.Copy(stderr, p.r[1])
+		wg.Wait()
+	}()
+	return p, nil
+}
+
+// closeWriters closes the worker's write ends, once the command has them.
+func (p *outputPipes) closeWriters() {
+	_ = p.w[0].Close()
+	_ = p.w[1].Close()
+}
+
+// wait waits until every writer has closed the pipes, and both are read.
+// Past delay it stops reading and returns false.
+func (p *outputPipes) wait(delay time.Duration) bool {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-p.copied:
+		return true
+	case <-t.C:
+		_ = p.r[0].Close()
+		_ = p.r[1].Close()
+		<-p.copied
+		return false
+	}
+}
+
+func (p *outputPipes) close() {
+	for _, f := range append(p.r[:], p.w[:]...) {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
 }
