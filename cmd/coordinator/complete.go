@@ -22,7 +22,7 @@ func completeJobs(d deps) func(*cobra.Command, []string, string) ([]string, cobr
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		defer c.Close()
-		names, err := c.Names(ctx)
+		names, _, err := c.Names(ctx)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

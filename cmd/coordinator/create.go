@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/workq/workq/internal/cli"
-	"github.com/workq/workq/pkg/queue"
+	"github.com/workq/workq/internal/store"
 )
 
 func newCreateCmd(d deps) *cobra.Command {
@@ -19,7 +19,8 @@ func newCreateCmd(d deps) *cobra.Command {
 		Short: "Create a Job (optionally loading items with -f)",
 		Long: `Create a Job. NAME is a DNS label: lowercase letters, digits and '-'.
 A work-queue Job takes items from push until it is sealed; with --completions K
-it is an Indexed Job whose items are the indexes 0..K-1, sealed at once.`,
+it is a fixed completion count Job whose items are 0..K-1 (Indexed: each run
+gets its index), sealed at once.`,
 		Example: `  coordinator create thumbs --batch-size 50 --lease 30s --max-attempts 3
   coordinator create shards --completions 10 --parallelism 3
   coordinator create example --if-not-exists -f words.txt --seal`,
@@ -48,9 +49,9 @@ it is an Indexed Job whose items are the indexes 0..K-1, sealed at once.`,
 				return err
 			}
 			defer src.Close()
-			err = c.Create(cmd.Context(), name, spec)
+			_, err = c.Create(cmd.Context(), name, spec)
 			switch {
-			case ifNotExists && errors.Is(err, queue.ErrExists):
+			case ifNotExists && errors.Is(err, store.ErrExists):
 				fmt.Fprintf(d.stdout, "job %s exists; nothing to do\n", name)
 				return nil
 			case err != nil:
@@ -59,7 +60,8 @@ it is an Indexed Job whose items are the indexes 0..K-1, sealed at once.`,
 			fmt.Fprintf(d.stdout, "created job %s (%s)\n", name, spec.Kind())
 			if src.empty() {
 				if pf.seal && spec.Completions == nil {
-					return c.Seal(cmd.Context(), name)
+					_, err := c.Seal(cmd.Context(), name, "")
+					return err
 				}
 				return nil
 			}
@@ -69,5 +71,6 @@ it is an Indexed Job whose items are the indexes 0..K-1, sealed at once.`,
 	sf.add(cmd.Flags(), 1)
 	pf.add(cmd.Flags(), false)
 	cmd.Flags().BoolVar(&ifNotExists, "if-not-exists", false, "exit 0 without changes when the Job exists (and skip -f)")
+	cmd.Flags().BoolVar(&sf.suspend, "suspend", false, "create the Job suspended, as Kubernetes' spec.suspend: nothing runs until `coordinator resume NAME`")
 	return cmd
 }

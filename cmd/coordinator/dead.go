@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/workq/workq/internal/cli"
-	"github.com/workq/workq/pkg/queue"
+	"github.com/workq/workq/internal/store"
 )
 
 func newDeadCmd(d deps) *cobra.Command {
@@ -24,8 +24,8 @@ func newDeadCmd(d deps) *cobra.Command {
 			}
 			return out.check()
 		},
-		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
-			if _, err := c.Spec(cmd.Context(), name); err != nil {
+		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
+			if _, _, err := c.Spec(cmd.Context(), name); err != nil {
 				return err
 			}
 			dead, err := c.Dead(cmd.Context(), name, limit)
@@ -33,6 +33,9 @@ func newDeadCmd(d deps) *cobra.Command {
 				return err
 			}
 			if out.json() {
+				if dead == nil {
+					dead = []store.DeadItem{}
+				}
 				return writeJSON(d.stdout, dead)
 			}
 			if len(dead) == 0 {
@@ -74,16 +77,20 @@ func clipHead(s string, n int) string {
 }
 
 func newRetryCmd(d deps) *cobra.Command {
-	return &cobra.Command{
+	var reopen bool
+	cmd := &cobra.Command{
 		Use:   "retry NAME",
-		Short: "Put a Job's dead items back with fresh attempts; the Job goes back to Running",
-		Long: `Put every dead item back, ready now with fresh attempts. A finished Job goes
-back to Running: its Complete or Failed condition, its done flag and its
-worker-failure count are cleared, so start workers again to process them.
-A running serve notices the Job again within 10 seconds.`,
+		Short: "Put a Job's dead items back with fresh attempts",
+		Long: `Put every dead item back, ready now with fresh attempts, a thousand per call
+so Redis is never held for long. A Job that is still running just gets them
+back. A finished Job (Complete or Failed) is final, as in Kubernetes: it is
+reopened only with --reopen, which returns it to Running with a Reopened
+condition (its terminal conditions, done flag and worker-failure count are
+cleared); start workers again to process the items. A running serve notices a
+reopened Job within 10 seconds.`,
 		Args: cobra.ExactArgs(1),
-		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
-			n, err := c.RetryDead(cmd.Context(), name)
+		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
+			n, err := c.RetryDead(cmd.Context(), name, reopen)
 			if err != nil {
 				return err
 			}
@@ -91,8 +98,10 @@ A running serve notices the Job again within 10 seconds.`,
 				fmt.Fprintf(d.stdout, "no dead items in %s; nothing changed\n", name)
 				return nil
 			}
-			fmt.Fprintf(d.stdout, "put %d dead items back into %s; start workers to process them\n", n, name)
+			fmt.Fprintf(d.stdout, "put %s back into %s; start workers to process them\n", plural(n, "dead item"), name)
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVar(&reopen, "reopen", false, "reopen a finished Job (Complete or Failed) to run its dead items again")
+	return cmd
 }

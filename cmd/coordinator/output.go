@@ -13,8 +13,8 @@ import (
 
 	"github.com/workq/workq/internal/cli"
 	"github.com/workq/workq/internal/progress"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 // outputFlag is -o: "table" (default) or "json".
@@ -40,11 +40,11 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // suggest adds "did you mean" to a missing-Job error.
-func suggest(ctx context.Context, c *queue.Client, name string, err error) error {
-	if !errors.Is(err, queue.ErrNoJob) {
+func suggest(ctx context.Context, c *store.Store, name string, err error) error {
+	if !errors.Is(err, store.ErrNoJob) {
 		return err
 	}
-	names, lerr := c.Names(ctx)
+	names, _, lerr := c.Names(ctx)
 	if lerr != nil {
 		return err
 	}
@@ -55,12 +55,12 @@ func suggest(ctx context.Context, c *queue.Client, name string, err error) error
 		}
 	}
 	if best != "" {
-		return fmt.Errorf("%w: no Job %q; did you mean %q?", queue.ErrNoJob, name, best)
+		return fmt.Errorf("%w: %q; did you mean %q?", store.ErrNoJob, name, best)
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("%w: no Job %q, and no Jobs exist; create one with `coordinator create %s`", queue.ErrNoJob, name, name)
+		return fmt.Errorf("%w: %q, and no Jobs exist; create one with `coordinator create %s`", store.ErrNoJob, name, name)
 	}
-	return fmt.Errorf("%w: no Job %q; `coordinator list` shows the %d that exist", queue.ErrNoJob, name, len(names))
+	return fmt.Errorf("%w: %q; `coordinator list` shows the %d that exist", store.ErrNoJob, name, len(names))
 }
 
 // distance is the Levenshtein distance of a and b.
@@ -116,21 +116,29 @@ func optInt(p *int) string {
 func printStatus(w io.Writer, s jobstate.Status) {
 	tw := newTable(w)
 	it := s.Items
-	tw.row("Job:", fmt.Sprintf("%s (%s)", s.Name, s.Kind))
+	tw.row("Job:", fmt.Sprintf("%s (%s, incarnation %s)", s.Name, s.Kind, s.UID))
 	tw.row("Phase:", paint(w, s.Phase))
 	pct := 0.0
 	if it.Total > 0 {
 		pct = 100 * float64(it.Succeeded) / float64(it.Total)
 	}
 	tw.row("Progress:", fmt.Sprintf("%s %d/%d succeeded (%.1f%%)", bar(pct, 30), it.Succeeded, it.Total, pct))
-	tw.row("Items:", fmt.Sprintf("%d pending, %d leased, %d retrying, %d dead; %d failed attempts, %d leases taken over",
-		it.Pending, it.Leased, it.Retrying, it.Dead, it.FailedAttempts, it.Takeovers))
+	items := fmt.Sprintf("%d pending, %d leased, %d retrying, %d dead; %s, %s taken over",
+		it.Pending, it.Leased, it.Retrying, it.Dead, plural(it.FailedAttempts, "failed attempt"), plural(it.Takeovers, "lease"))
+	if it.Returned > 0 {
+		items = fmt.Sprintf("%d returned (handed back, not started), ", it.Returned) + items
+	}
+	tw.row("Items:", items)
+	tw.row("ETA:", eta(s))
 	tw.row("Workers:", fmt.Sprintf("%d active of parallelism %d, %d ready, %d succeeded, %d failed (backoff limit %s)",
 		s.Active, s.Spec.Parallelism, s.Ready, s.Succeeded, s.Failed, optInt(s.Spec.BackoffLimit)))
 	tw.row("Sealed:", yesNo(s.Sealed)+"    Suspended: "+yesNo(s.Suspended))
-	if s.Kind == jobstate.KindIndexed {
+	if s.Spec.Counted() {
 		tw.row("Completed:", orDash(s.CompletedIndexes))
 		tw.row("Failed:", orDash(s.FailedIndexes))
+	}
+	if s.StateLost != "" {
+		tw.row("State lost:", s.StateLost)
 	}
 	sp := s.Spec
 	spec := fmt.Sprintf("batch-size %d, lease %s, max-attempts %d, retry-backoff %s..%s", sp.BatchSize, sp.Lease, sp.MaxAttempts, sp.RetryBackoff, sp.RetryBackoffMax)
@@ -146,7 +154,16 @@ func printStatus(w io.Writer, s jobstate.Status) {
 	if sp.TTLAfterFinished != nil {
 		spec += fmt.Sprintf(", ttl-after-finished %s", *sp.TTLAfterFinished)
 	}
+	if sp.Speculative {
+		spec += ", speculative"
+	}
 	tw.row("Spec:", spec)
+	for i, r := range sp.FailurePolicy {
+		tw.row(map[bool]string{true: "Failure policy:", false: ""}[i == 0], fmt.Sprintf("%d. %s", i+1, r))
+	}
+	for i, r := range sp.SuccessPolicy {
+		tw.row(map[bool]string{true: "Success policy:", false: ""}[i == 0], fmt.Sprintf("%d. %s", i+1, r))
+	}
 	tw.row("Started:", timeAgo(s.Now, s.StartTime))
 	tw.row("Completed at:", timeAgo(s.Now, s.CompletionTime))
 	tw.row("Throughput:", fmt.Sprintf("%.1f items/s over the last minute", s.Throughput))
@@ -163,6 +180,24 @@ func printStatus(w io.Writer, s jobstate.Status) {
 		}
 		ct.flush()
 	}
+}
+
+// eta is a Job's estimated time to the end, for people.
+func eta(s jobstate.Status) string {
+	d, ok := jobstate.EstimateETA(s)
+	out := jobstate.FormatETA(d, ok)
+	if !ok && !s.Sealed && !s.Spec.Counted() {
+		out += " (not sealed: more items may come)"
+	}
+	return out
+}
+
+// plural writes n with its noun, "1 dead item", "2 dead items".
+func plural[N int | int64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func timeAgo(now time.Time, t *time.Time) string {

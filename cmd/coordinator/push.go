@@ -14,7 +14,7 @@ import (
 	"github.com/workq/workq/internal/cli"
 	"github.com/workq/workq/internal/items"
 	"github.com/workq/workq/internal/progress"
-	"github.com/workq/workq/pkg/queue"
+	"github.com/workq/workq/internal/store"
 )
 
 // pushFlags are the item-loading flags of push, create and run.
@@ -212,13 +212,17 @@ func (s *source) reader(o items.Options) *items.Reader {
 	return items.NewReader(s.file, o)
 }
 
-// push streams a checked source into a Job in pipelined chunks.
-func (f *pushFlags) push(cmd *cobra.Command, d deps, c *queue.Client, job string, src *source) error {
+// push streams a checked source into a Job in pipelined chunks, bound to
+// the Job's incarnation, then checks that Redis holds what it appended.
+func (f *pushFlags) push(cmd *cobra.Command, d deps, c *store.Store, job string, src *source) error {
 	ctx := cmd.Context()
-	p := c.NewPusher(context.WithoutCancel(ctx), job, queue.PushOptions{Dedupe: f.dedupe})
+	uid, err := c.UID(ctx, job)
+	if err != nil {
+		return err
+	}
+	p := c.NewPusher(context.WithoutCancel(ctx), job, uid, store.PushOptions{Dedupe: f.dedupe})
 	bar := progress.New(d.stderr, src.count, "pushing")
 	var offered int64
-	var err error
 	if src.args != nil {
 		for _, it := range src.args {
 			if err = p.Add(it); err != nil {
@@ -258,16 +262,28 @@ func (f *pushFlags) push(cmd *cobra.Command, d deps, c *queue.Client, job string
 	}
 	if err != nil {
 		if written > 0 {
-			return fmt.Errorf("%w (%d items were pushed before it and stay in the Job)", err, written)
+			return fmt.Errorf("%w (%s pushed before it and stay in the Job)", err, plural(written, "item was"))
 		}
 		return err
 	}
-	msg := fmt.Sprintf("pushed %d items to %s", written, job)
+	// What was appended must still be there: a Redis that evicts keys, or
+	// lost them, is caught here rather than by a Job that ends too soon.
+	st, err := c.Status(context.WithoutCancel(ctx), job)
+	if err != nil {
+		return fmt.Errorf("check the push: %w", err)
+	}
+	if st.UID != uid {
+		return fmt.Errorf("%w: %q was deleted and created again while the push ran", store.ErrReplaced, job)
+	}
+	if st.StateLost != "" {
+		return fmt.Errorf("%w: after the push, %s", store.ErrStateLost, st.StateLost)
+	}
+	msg := fmt.Sprintf("pushed %s to %s", plural(written, "item"), job)
 	if f.dedupe && offered > written {
 		msg += fmt.Sprintf(" (%d already pushed before, skipped)", offered-written)
 	}
 	if f.seal {
-		if err := c.Seal(ctx, job); err != nil {
+		if _, err := c.Seal(ctx, job, uid); err != nil {
 			return err
 		}
 		msg += "; sealed"
@@ -315,9 +331,9 @@ The pending list holds the raw item bytes, so any Redis client can load a Job:
 			}
 			switch {
 			case st.Phase.Stopping():
-				return fmt.Errorf("%w: %q is %s; create a new Job for more work", queue.ErrFinished, name, st.Phase)
+				return fmt.Errorf("%w: %q is %s; create a new Job for more work", store.ErrFinished, name, st.Phase)
 			case st.Sealed:
-				return fmt.Errorf("%w: %q takes no more items; create a new Job for more work", queue.ErrSealed, name)
+				return fmt.Errorf("%w: %q takes no more items; create a new Job for more work", store.ErrSealed, name)
 			}
 			src, err := pf.source(cmd.Context(), d, args[1:])
 			if err != nil {

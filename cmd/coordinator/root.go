@@ -7,8 +7,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/workercmd"
-	"github.com/workq/workq/pkg/queue"
 )
 
 // deps are what commands read and write; tests replace them.
@@ -19,7 +19,7 @@ type deps struct {
 	redis  *cli.Redis
 }
 
-func (d deps) open(ctx context.Context) (*queue.Client, error) { return d.redis.Open(ctx) }
+func (d deps) open(ctx context.Context) (*store.Store, error) { return d.redis.Open(ctx) }
 
 func newRootCmd(d deps) *cobra.Command {
 	d.redis = &cli.Redis{}

@@ -2,14 +2,18 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -18,6 +22,7 @@ import (
 	"github.com/workq/workq/internal/cli"
 	"github.com/workq/workq/internal/controller"
 	"github.com/workq/workq/internal/progress"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/workercmd"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
@@ -30,6 +35,7 @@ type runFlags struct {
 	timeout     time.Duration
 	grace       time.Duration
 	batchExec   bool
+	results     int
 }
 
 func newRunCmd(d deps) *cobra.Command {
@@ -56,7 +62,7 @@ with a summary at the end. Ctrl-C stops the workers gracefully and says what
 was left undone. Exit 0 when the Job is Complete, 1 when it Failed or was
 stopped, 2 for bad usage or input.`,
 		Example: `  coordinator run -p 4 -f examples/words.txt -- sh examples/wordlen.sh
-  seq 1 100000 | coordinator run -p 8 --batch-size 100 -- sh -c 'read n; echo $((n*n))'
+  seq 1 100000 | coordinator run -p 8 -- sh -c 'read n; echo $((n*n))'
   coordinator run --completions 10 -p 3 -- ./train-shard`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -78,6 +84,8 @@ stopped, 2 for bad usage or input.`,
 	f.DurationVar(&rf.timeout, "timeout", 0, "kill an item's process group after this long and fail the item; 0 is no limit")
 	f.DurationVar(&rf.grace, "grace", queue.DefaultGrace, "on Ctrl-C, how long running items may finish")
 	f.BoolVar(&rf.batchExec, "batch-exec", false, "run COMMAND once per leased batch, the items on its stdin one per line")
+	f.IntVar(&rf.results, "results", 0, "keep each item's exit status and the end of its stdout in the Job's results stream, up to this many (see `coordinator results`; with the embedded Redis they go when run ends)")
+	f.BoolVar(&sf.suspend, "suspend", false, "create the Job suspended (it runs after `coordinator resume NAME` on the same --redis)")
 	return cmd
 }
 
@@ -97,7 +105,9 @@ func runJob(cmd *cobra.Command, d deps, sf *specFlags, pf *pushFlags, rf runFlag
 		return cli.Usagef("--concurrency (%d) must be at least 1", rf.concurrency)
 	}
 	if rf.job == "" {
-		rf.job = "run-" + time.Now().Format("20060102-150405")
+		// The second and a random suffix: two runs started together on
+		// one Redis never pick the same name.
+		rf.job = "run-" + time.Now().Format("20060102-150405") + "-" + strings.ToLower(rand.Text()[:4])
 	}
 	if err := cli.CheckName(rf.job); err != nil {
 		return err
@@ -106,9 +116,9 @@ func runJob(cmd *cobra.Command, d deps, sf *specFlags, pf *pushFlags, rf runFlag
 	if err := ex.Check(); err != nil {
 		return cli.UsageError{Err: err}
 	}
-	indexed := spec.Completions != nil
+	indexed := spec.Counted()
 	if indexed && (pf.file != "" || len(itemArgs) > 0) {
-		return cli.Usagef("--completions makes the items (the indexes 0..K-1); do not give items too")
+		return cli.Usagef("--completions makes the items (0..K-1); do not give items too")
 	}
 	if !indexed && pf.file == "" && len(itemArgs) == 0 {
 		if progress.IsTerminal(d.stdin) || d.stdin == nil {
@@ -146,24 +156,69 @@ func runJob(cmd *cobra.Command, d deps, sf *specFlags, pf *pushFlags, rf runFlag
 		return err
 	}
 	defer c.Close()
-	if err := c.Create(ctx, rf.job, spec); err != nil {
+	uid, err := c.Create(ctx, rf.job, spec)
+	if errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("%w; give run another name with --job NAME", err)
+	}
+	if err != nil {
 		return err
 	}
-	if !indexed {
+	if !spec.Counted() {
 		pushed := *pf
 		pushed.seal = true
 		quiet := d
-		quiet.stdout = discardWriter{}
+		quiet.stdout = io.Discard
 		if err := pushed.push(cmd, quiet, c, rf.job, src); err != nil {
 			return err
 		}
 	}
 	log := slog.New(slog.NewTextHandler(d.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctl := &runController{
-		c: c, job: rf.job, spec: spec, self: self, argv: argv, url: url, rf: rf, d: d, log: log,
-		r: &controller.Reconciler{C: c, Log: log},
+	bar := progress.New(d.stderr, -1, rf.job)
+	var mu sync.Mutex
+	wo := workercmd.Defaults()
+	wo.Job, wo.Concurrency, wo.Grace, wo.Timeout, wo.BatchExec = rf.job, rf.concurrency, rf.grace, rf.timeout, rf.batchExec
+	wo.Wait, wo.Framed, wo.LogLevel, wo.Results = 30*time.Second, true, "warn", rf.results
+	env := []string{"WORKQ_REDIS_URL=" + url}
+	if d.redis.CA != "" {
+		env = append(env, "WORKQ_REDIS_CA="+d.redis.CA)
 	}
-	return ctl.run(ctx)
+	ctl := &runController{
+		c: c, job: rf.job, uid: uid, spec: spec, grace: rf.grace, log: log, bar: bar,
+		r: &controller.Reconciler{S: c, Log: log},
+		launch: &processLauncher{self: self, argv: argv, opts: wo, env: env, mu: &mu,
+			out: aboveBar{bar: bar, w: d.stdout}, err: bar},
+	}
+	begin := time.Now()
+	res, err := ctl.run(ctx)
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	s := res.status
+	fmt.Fprintln(d.stderr, summaryLine(s, time.Since(begin)))
+	showDead(context.WithoutCancel(ctx), c, d.stderr, rf.job, s)
+	switch {
+	case res.interrupted && !s.Phase.Finished():
+		left := s.Items.Total - s.Items.Succeeded - s.Items.Dead
+		return fmt.Errorf("%w: %d of %d items left undone (%d pending, %d handed back, %d retrying, %d leased); job %s was not finished",
+			errInterrupted, left, s.Items.Total, s.Items.Pending, s.Items.Returned, s.Items.Retrying, s.Items.Leased, rf.job)
+	case s.Phase == jobstate.PhaseFailed:
+		return fmt.Errorf("job %s failed: %s", rf.job, failureOf(s))
+	}
+	return nil
+}
+
+// aboveBar writes item output to w (stdout) with the progress bar (on
+// stderr) cleared first, so the two never mix on a terminal; the bar comes
+// back at its next refresh.
+type aboveBar struct {
+	bar *progress.Bar
+	w   io.Writer
+}
+
+func (a aboveBar) Write(p []byte) (int, error) {
+	a.bar.Clear()
+	return a.w.Write(p)
 }
 
 // startEmbeddedRedis starts the server run uses without --redis, on a free
@@ -183,29 +238,34 @@ func startEmbeddedRedis(envPassword string) (*miniredis.Miniredis, string, error
 	return m, u.String(), nil
 }
 
-type discardWriter struct{}
-
-func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
-
-// workerArgs builds the command line of one worker process.
-func (r *runController) workerArgs(id string) []string {
-	a := []string{"worker", "--job", r.job, "--id", id, "--concurrency", fmt.Sprint(r.rf.concurrency),
-		"--grace", r.rf.grace.String(), "--wait", "30s", "--framed-output", "--log-level", "warn"}
-	if r.rf.timeout > 0 {
-		a = append(a, "--timeout", r.rf.timeout.String())
-	}
-	if r.rf.batchExec {
-		a = append(a, "--batch-exec")
-	}
-	return append(append(a, "--"), r.argv...)
-}
-
 func summaryLine(s jobstate.Status, wall time.Duration) string {
 	it := s.Items
 	rate := float64(it.Succeeded) / max(wall.Seconds(), 1e-9)
 	retried := it.FailedAttempts - it.Dead
 	return fmt.Sprintf("%s: %d/%d items succeeded, %d retried, %d dead, in %s (%.0f items/s)",
 		s.Phase, it.Succeeded, it.Total, max(retried, 0), it.Dead, wall.Round(time.Millisecond), rate)
+}
+
+// showDead lists the first dead items: with the embedded Redis they are
+// gone once run ends, so `coordinator dead` could not show them later.
+func showDead(ctx context.Context, c *store.Store, w io.Writer, job string, s jobstate.Status) {
+	if s.Items.Dead == 0 {
+		return
+	}
+	dead, err := c.Dead(ctx, job, 10)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "dead items (%d):\n", s.Items.Dead)
+	t := newTable(w)
+	t.row("  ID", "ATTEMPTS", "ITEM", "LAST ERROR")
+	for _, it := range dead {
+		t.row(fmt.Sprintf("  %d", it.ID), fmt.Sprint(it.Attempts), clip(strconv.Quote(it.Item), 40), clip(oneLine(it.LastError), 100))
+	}
+	t.flush()
+	if s.Items.Dead > int64(len(dead)) {
+		fmt.Fprintf(w, "  ... and %d more\n", s.Items.Dead-int64(len(dead)))
+	}
 }
 
 func failureOf(s jobstate.Status) string {

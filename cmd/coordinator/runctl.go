@@ -17,174 +17,140 @@ import (
 
 	"github.com/workq/workq/internal/controller"
 	"github.com/workq/workq/internal/progress"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/workercmd"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
-// runController is run's Job controller: it keeps --parallelism worker
-// processes going, replaces failed ones, and ends when the Job does.
-type runController struct {
-	c    *queue.Client
-	r    *controller.Reconciler
-	job  string
-	spec jobstate.Spec
-	self string
-	argv []string
-	url  string
-	rf   runFlags
-	d    deps
-	log  *slog.Logger
-
-	out  sync.Mutex // serialises whole item outputs with the progress bar
-	bar  *progress.Bar
-	seq  int
-	fail int // worker failures seen here
+// launcher starts worker processes for run; tests replace it.
+type launcher interface {
+	// Launch starts worker id; its exit (nil for status 0) arrives on exits.
+	Launch(id string, exits chan<- workerExit) (worker, error)
 }
 
-type workerProc struct {
-	id   string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when its output is copied
+// worker is a started worker process.
+type worker interface {
+	// Stop asks it to stop gracefully (SIGTERM): running items finish
+	// within its grace period, the rest is handed back.
+	Stop()
 }
 
 type workerExit struct {
-	w   *workerProc
+	id  string
 	err error
 }
 
-func (r *runController) start(exits chan<- workerExit) (*workerProc, error) {
-	r.seq++
-	id := fmt.Sprintf("%s-w%d", r.job, r.seq)
-	cmd := exec.Command(r.self, r.workerArgs(id)...)
-	// The URL (and any password in it) goes through the environment, not
-	// the command line that ps shows.
-	cmd.Env = append(os.Environ(), "WORKQ_REDIS_URL="+r.url)
-	if r.d.redis.CA != "" {
-		cmd.Env = append(cmd.Env, "WORKQ_REDIS_CA="+r.d.redis.CA)
-	}
-	cmd.SysProcAttr = workerProcAttr()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
-	}
-	w := &workerProc{id: id, cmd: cmd, done: make(chan struct{})}
-	var copies sync.WaitGroup
-	copies.Add(2)
-	go func() { defer copies.Done(); r.copyFrames(stdout) }()
-	prefix := fmt.Sprintf("worker %d: ", r.seq) // not in the goroutine: the next start changes r.seq
-	go func() { defer copies.Done(); r.copyLines(stderr, prefix) }()
-	go func() {
-		copies.Wait()
-		err := cmd.Wait()
-		close(w.done)
-		exits <- workerExit{w: w, err: err}
-	}()
-	return w, nil
+// runController is run's Job controller: it keeps --parallelism workers
+// going, replaces failed ones, and ends when the Job does. Every count it
+// decides on (worker successes and failures) is Redis's, read through the
+// Job's status, and every phase change is jobstate's, applied by the
+// Reconciler: it keeps no books of its own.
+type runController struct {
+	c      *store.Store
+	r      *controller.Reconciler
+	job    string
+	uid    string
+	spec   jobstate.Spec
+	launch launcher
+	out    io.Writer // item output and messages go above the bar
+	bar    *progress.Bar
+	grace  time.Duration
+	log    *slog.Logger
+	tick   time.Duration // how often the Job is reconciled; default 200ms
+
+	seq int
 }
 
-// copyFrames writes each framed output of a worker whole.
-func (r *runController) copyFrames(rd io.Reader) {
-	br := bufio.NewReaderSize(rd, 64*1024)
-	var hdr [5]byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return
-		}
-		n := binary.BigEndian.Uint32(hdr[1:])
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return
-		}
-		dst := r.d.stdout
-		if hdr[0] == workercmd.FrameStderr {
-			dst = r.d.stderr
-		}
-		r.out.Lock()
-		r.bar.Clear()
-		_, _ = dst.Write(buf)
-		r.out.Unlock()
-	}
+// runOutcome is how run ended.
+type runOutcome struct {
+	status      jobstate.Status
+	interrupted bool
 }
 
-func (r *runController) copyLines(rd io.Reader, prefix string) {
-	sc := bufio.NewScanner(rd)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		r.out.Lock()
-		r.bar.Clear()
-		fmt.Fprintln(r.d.stderr, prefix+sc.Text())
-		r.out.Unlock()
-	}
+func (r *runController) printf(format string, a ...any) {
+	r.bar.Println(fmt.Sprintf(format, a...))
 }
 
-func (r *runController) run(ctx context.Context) error {
-	begin := time.Now()
-	r.bar = progress.New(r.d.stderr, -1, r.job)
+func (r *runController) run(ctx context.Context) (runOutcome, error) {
 	exits := make(chan workerExit)
-	active := map[string]*workerProc{}
-	succeeded, stopping := false, false
+	active := map[string]worker{}
+	stopping := false
 	var nextStart time.Time
-	tick := time.NewTicker(200 * time.Millisecond)
+	every := r.tick
+	if every <= 0 {
+		every = 200 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
-	var last jobstate.Status
+	last, err := r.r.Step(context.WithoutCancel(ctx), r.job)
+	if err != nil {
+		return runOutcome{}, err
+	}
+	failures := 0 // consecutive, for the restart delay only
 	stopAll := func() {
 		for _, w := range active {
-			_ = w.cmd.Process.Signal(syscall.SIGTERM)
+			w.Stop()
 		}
 	}
 	for {
-		canStart := !succeeded && !stopping && !last.Phase.Stopping() && !last.Suspended && time.Now().After(nextStart) &&
-			r.fail <= *r.spec.BackoffLimit
+		// As Kubernetes for a Job: no new worker once one exited 0, while
+		// the Job is suspended or ending, or past the backoff limit.
+		canStart := !stopping && last.Succeeded == 0 && !last.Phase.Stopping() && !last.Suspended &&
+			last.Failed <= int64(*r.spec.BackoffLimit) && !time.Now().Before(nextStart)
 		for canStart && len(active) < r.spec.Parallelism {
-			w, err := r.start(exits)
+			r.seq++
+			id := fmt.Sprintf("%s-w%d", r.job, r.seq)
+			w, err := r.launch.Launch(id, exits)
 			if err != nil {
 				stopAll()
 				stopping = true
 				r.log.Error("cannot start a worker", "err", err)
 				break
 			}
-			active[w.id] = w
+			active[id] = w
 		}
 		if (stopping || last.Phase.Finished()) && len(active) == 0 {
 			break
 		}
+		if !stopping && len(active) == 0 && !canStart && (last.Succeeded > 0 || last.Failed > int64(*r.spec.BackoffLimit)) &&
+			!last.Phase.Stopping() && !last.Suspended {
+			// Every worker is gone and none may start: the Job's end
+			// follows at the next reconcile.
+			if last, err = r.r.Step(context.WithoutCancel(ctx), r.job); err == nil && last.Phase.Finished() {
+				break
+			}
+		}
 		select {
 		case e := <-exits:
-			delete(active, e.w.id)
+			delete(active, e.id)
 			if e.err == nil {
-				succeeded = true
+				failures = 0
 				continue
 			}
-			if stopping || last.Phase.Stopping() {
-				continue
-			}
-			// A crash (kill -9) leaves no record; one recorded here counts
-			// once, whatever the worker recorded itself.
+			// A crash (kill -9) leaves no record of its own; a worker that
+			// recorded its end already (the Job failed, say) keeps that
+			// record: only the first one counts.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if _, err := r.c.Finish(fctx, r.job, e.w.id, queue.OutcomeFailed); err != nil {
-				r.log.Warn("could not record a worker failure", "err", err)
-			}
+			recorded, ferr := r.c.Finish(fctx, r.job, r.uid, e.id, "", store.OutcomeFailed)
 			cancel()
-			r.fail++
-			delay := min(100*time.Millisecond<<min(r.fail-1, 6), 5*time.Second)
+			if ferr != nil && !errors.Is(ferr, store.ErrNoJob) {
+				r.log.Warn("could not record a worker failure", "err", ferr)
+			}
+			if last, err = r.r.Step(context.WithoutCancel(ctx), r.job); err != nil {
+				r.log.Warn("reconcile failed", "err", err)
+			}
+			if !recorded || stopping || last.Phase.Stopping() {
+				continue
+			}
+			failures++
+			delay := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
 			nextStart = time.Now().Add(delay)
 			next := fmt.Sprintf("replacing it in %s", delay)
-			if r.fail > *r.spec.BackoffLimit {
+			if last.Failed > int64(*r.spec.BackoffLimit) {
 				next = "the Job fails; no more workers start"
 			}
-			r.out.Lock()
-			r.bar.Clear()
-			fmt.Fprintf(r.d.stderr, "worker %s failed (%v); %d worker failures of backoff limit %d; %s\n",
-				e.w.id, e.err, r.fail, *r.spec.BackoffLimit, next)
-			r.out.Unlock()
+			r.printf("worker %s failed (%v); %s of backoff limit %d; %s", e.id, e.err,
+				plural(last.Failed, "worker failure"), *r.spec.BackoffLimit, next)
 		case <-tick.C:
 			s, err := r.r.Step(context.WithoutCancel(ctx), r.job)
 			if err != nil {
@@ -199,10 +165,8 @@ func (r *runController) run(ctx context.Context) error {
 		case <-ctx.Done():
 			if !stopping {
 				stopping = true
-				r.out.Lock()
-				r.bar.Clear()
-				fmt.Fprintf(r.d.stderr, "\nstopping %d workers; running items get %s (--grace) to finish\n", len(active), r.rf.grace)
-				r.out.Unlock()
+				r.printf("stopping %s; running items get %s (--grace) to finish, the rest is handed back",
+					plural(len(active), "worker"), r.grace)
 				stopAll()
 			}
 			ctx = context.WithoutCancel(ctx)
@@ -210,26 +174,11 @@ func (r *runController) run(ctx context.Context) error {
 	}
 	// One last step records the end; the workers have all exited.
 	s, err := r.settle(context.WithoutCancel(ctx), stopping)
-	r.bar.Finish()
-	if err != nil {
-		return err
-	}
-	wall := time.Since(begin)
-	fmt.Fprintln(r.d.stderr, summaryLine(s, wall))
-	r.showDead(context.WithoutCancel(ctx), s)
-	switch {
-	case stopping && !s.Phase.Finished():
-		left := s.Items.Total - s.Items.Succeeded - s.Items.Dead
-		return fmt.Errorf("%w: %d of %d items left undone (%d pending, %d retrying, %d leased); job %s was not finished",
-			errInterrupted, left, s.Items.Total, s.Items.Pending, s.Items.Retrying, s.Items.Leased, r.job)
-	case s.Phase == jobstate.PhaseFailed:
-		return fmt.Errorf("job %s failed: %s", r.job, failureOf(s))
-	}
-	return nil
+	return runOutcome{status: s, interrupted: stopping}, err
 }
 
-// settle reconciles until the Job has its final phase (all workers are
-// gone, so Complete or Failed follows at once), or returns the status as
+// settle reconciles until the Job has its final phase (every worker is
+// gone, so Complete or Failed follows at once), or returns the status as it
 // is when run was stopped.
 func (r *runController) settle(ctx context.Context, stopping bool) (jobstate.Status, error) {
 	var s jobstate.Status
@@ -243,42 +192,100 @@ func (r *runController) settle(ctx context.Context, stopping bool) (jobstate.Sta
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if errors.Is(err, queue.ErrNoJob) {
-		return s, err
-	}
 	return s, nil
 }
 
 func (r *runController) show(s jobstate.Status) {
-	r.out.Lock()
-	defer r.out.Unlock()
 	r.bar.SetTotal(s.Items.Total)
-	desc := fmt.Sprintf("%s %s", r.job, s.Phase)
-	if n := s.Items.FailedAttempts; n > 0 {
-		desc += fmt.Sprintf(" (%d failed attempts, %d dead)", n, s.Items.Dead)
-	}
-	r.bar.Describe(desc)
+	r.bar.Describe(fmt.Sprintf("%s %s", r.job, s.Phase), failures(s))
+	r.bar.SetETA("ETA " + jobstate.FormatETA(jobstate.EstimateETA(s)))
 	r.bar.Set(s.Items.Succeeded)
 }
 
-// showDead lists the first dead items: with the embedded Redis they are
-// gone once run ends, so `coordinator dead` could not show them later.
-func (r *runController) showDead(ctx context.Context, s jobstate.Status) {
-	if s.Items.Dead == 0 {
-		return
-	}
-	dead, err := r.c.Dead(ctx, r.job, 10)
+// processLauncher starts workers as processes of this very binary, with
+// one shared Options value (workercmd.ConfigEnv), their output framed and
+// written whole above the progress bar.
+type processLauncher struct {
+	self string
+	argv []string
+	opts workercmd.Options
+	env  []string // WORKQ_REDIS_URL (with the password) and friends
+	out  io.Writer
+	err  io.Writer
+	mu   *sync.Mutex
+	seq  int
+}
+
+type procWorker struct{ cmd *exec.Cmd }
+
+func (p procWorker) Stop() { _ = p.cmd.Process.Signal(syscall.SIGTERM) }
+
+func (l *processLauncher) Launch(id string, exits chan<- workerExit) (worker, error) {
+	o := l.opts
+	o.ID = id
+	cfg, err := o.Environ()
 	if err != nil {
-		return
+		return nil, err
 	}
-	fmt.Fprintf(r.d.stderr, "dead items (%d):\n", s.Items.Dead)
-	t := newTable(r.d.stderr)
-	t.row("  ID", "ATTEMPTS", "ITEM", "LAST ERROR")
-	for _, it := range dead {
-		t.row(fmt.Sprintf("  %d", it.ID), fmt.Sprint(it.Attempts), clip(strconv.Quote(it.Item), 40), clip(oneLine(it.LastError), 100))
+	cmd := exec.Command(l.self, append([]string{"worker", "--"}, l.argv...)...)
+	// Settings, the Redis URL and any password travel in the environment,
+	// never on the command line that ps shows.
+	cmd.Env = append(append(os.Environ(), l.env...), cfg)
+	cmd.SysProcAttr = workerProcAttr()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
 	}
-	t.flush()
-	if s.Items.Dead > int64(len(dead)) {
-		fmt.Fprintf(r.d.stderr, "  ... and %d more\n", s.Items.Dead-int64(len(dead)))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	l.seq++
+	prefix := "worker " + strconv.Itoa(l.seq) + ": "
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go func() { defer copies.Done(); l.copyFrames(stdout) }()
+	go func() { defer copies.Done(); l.copyLines(stderr, prefix) }()
+	go func() {
+		copies.Wait()
+		exits <- workerExit{id: id, err: cmd.Wait()}
+	}()
+	return procWorker{cmd}, nil
+}
+
+// copyFrames writes each framed output of a worker whole.
+func (l *processLauncher) copyFrames(rd io.Reader) {
+	br := bufio.NewReaderSize(rd, 64*1024)
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return
+		}
+		dst := l.out
+		if hdr[0] == workercmd.FrameStderr {
+			dst = l.err
+		}
+		l.mu.Lock()
+		_, _ = dst.Write(buf)
+		l.mu.Unlock()
+	}
+}
+
+// copyLines writes a worker's own messages, prefixed with which worker.
+func (l *processLauncher) copyLines(rd io.Reader, prefix string) {
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		l.mu.Lock()
+		_, _ = fmt.Fprintln(l.err, prefix+sc.Text())
+		l.mu.Unlock()
 	}
 }

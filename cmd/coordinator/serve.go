@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,13 +10,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/workq/workq/internal/cli"
 	"github.com/workq/workq/internal/controller"
 	"github.com/workq/workq/internal/jobmetrics"
+	"github.com/workq/workq/internal/poller"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/web"
 )
 
@@ -32,8 +32,10 @@ whose heartbeat expired as failed, and moves Jobs to Complete or Failed by
 the Kubernetes Job rules. Job state lives only in Redis: stop and restart
 serve at any time, or run several.
 
-HTTP: the dashboard at / (a page per Job, live), read-only JSON at /api/jobs
-and /api/jobs/NAME, /healthz (200 when Redis answers), /metrics (Prometheus).
+HTTP: the dashboard at / (a page per Job, live), read-only JSON at /api/jobs,
+/api/jobs/NAME and /api/jobs/NAME/work (the work left, for autoscalers such as
+KEDA), /healthz (200 when Redis answers), /livez (200 while serve runs; for
+liveness probes), /metrics (Prometheus).
 Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 --token and need "Authorization: Bearer TOKEN".`,
 		Args: cobra.NoArgs,
@@ -46,11 +48,7 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 				return err
 			}
 			ctx := cmd.Context()
-			opts, err := d.redis.Options()
-			if err != nil {
-				return err
-			}
-			c, err := queueConnect(opts)
+			c, err := d.redis.Dial()
 			if err != nil {
 				return err
 			}
@@ -59,23 +57,17 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 			if err != nil {
 				return cli.Usagef("--listen %s: %v", listen, err)
 			}
+			// Every viewer, event stream and scrape is answered from one
+			// read of Redis per Job per second.
+			shared := &poller.Poller{S: c, Every: time.Second}
 			reg := prometheus.NewRegistry()
-			reg.MustRegister(jobmetrics.NewCollector(c, log), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg.MustRegister(jobmetrics.NewCollector(shared, log), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			mux := http.NewServeMux()
-			mux.Handle("/metrics", getOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 20 * time.Second})))
-			mux.Handle("/healthz", getOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-				defer cancel()
-				if err := c.Ping(pctx); err != nil {
-					http.Error(w, "redis unavailable", http.StatusServiceUnavailable)
-					return
-				}
-				_, _ = io.WriteString(w, "ok\n")
-			})))
+			web.Operational(mux, reg, c.Ping)
 			// The dashboard and its JSON API; changes over HTTP only with --token.
-			mux.Handle("/", web.New(c, web.Options{Token: token, Actions: c, Logger: log}))
+			mux.Handle("/", web.New(shared, web.Options{Token: token, Actions: forgetful{c, shared}, Logger: log}))
 			srv := web.NewServer(listen, mux)
-			loop := &controller.Loop{R: &controller.Reconciler{C: c, Log: log}, Interval: interval}
+			loop := &controller.Loop{R: &controller.Reconciler{S: c, Log: log}, Interval: interval}
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return loop.Run(gctx) })
 			g.Go(func() error {
@@ -90,7 +82,7 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 				defer cancel()
 				return srv.Shutdown(sctx)
 			})
-			log.Info("serving", "addr", ln.Addr().String(), "redis", redactedURL(opts.URL), "read_only", token == "")
+			log.Info("serving", "addr", ln.Addr().String(), "redis", d.redis.Redacted(), "read_only", token == "")
 			return g.Wait()
 		},
 	}
@@ -103,15 +95,24 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 	return cmd
 }
 
-// getOnly answers anything but GET and HEAD with 405, so that a POST to
-// /metrics or /healthz is not taken for a dashboard page.
-func getOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed: use GET", http.StatusMethodNotAllowed)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+// forgetful changes Jobs through the store and drops what the poller
+// holds of them, so the next read shows the change.
+type forgetful struct {
+	*store.Store
+	p *poller.Poller
+}
+
+func (f forgetful) SetSuspended(ctx context.Context, job string, suspend bool) (bool, error) {
+	defer f.p.Forget(job)
+	return f.Store.SetSuspended(ctx, job, suspend)
+}
+
+func (f forgetful) RetryDead(ctx context.Context, job string, reopen bool) (int, error) {
+	defer f.p.Forget(job)
+	return f.Store.RetryDead(ctx, job, reopen)
+}
+
+func (f forgetful) Delete(ctx context.Context, job string) error {
+	defer f.p.Forget(job)
+	return f.Store.Delete(ctx, job)
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/workq/workq/internal/cli"
-	"github.com/workq/workq/pkg/queue"
+	"github.com/workq/workq/internal/store"
 )
 
 func newSealCmd(d deps) *cobra.Command {
@@ -15,9 +15,14 @@ func newSealCmd(d deps) *cobra.Command {
 		Use:   "seal NAME",
 		Short: "Seal a Job: no more items; workers exit once it drains",
 		Args:  cobra.ExactArgs(1),
-		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
-			if err := c.Seal(cmd.Context(), name); err != nil {
+		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
+			sealed, err := c.Seal(cmd.Context(), name, "")
+			if err != nil {
 				return err
+			}
+			if !sealed {
+				fmt.Fprintf(d.stdout, "%s was sealed already; nothing changed\n", name)
+				return nil
 			}
 			fmt.Fprintf(d.stdout, "sealed %s\n", name)
 			return nil
@@ -30,7 +35,7 @@ func newDeleteCmd(d deps) *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a Job and all its keys; its workers stop",
 		Args:  cobra.ExactArgs(1),
-		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
+		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
 			if err := c.Delete(cmd.Context(), name); err != nil {
 				return err
 			}
@@ -43,18 +48,18 @@ func newDeleteCmd(d deps) *cobra.Command {
 func newSuspendCmd(d deps, suspend bool) *cobra.Command {
 	use, short := "resume NAME", "Resume a suspended Job: leases are handed out again and the active deadline restarts"
 	if suspend {
-		use, short = "suspend NAME", "Suspend a Job: no new leases; running items finish and workers wait"
+		use, short = "suspend NAME", "Suspend a Job: no new leases; workers hand back what they have not started, running items finish, and workers wait"
 	}
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
-			f, verb, already := c.Resume, "resumed", "was not suspended"
+		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
+			verb, already := "resumed", "was not suspended"
 			if suspend {
-				f, verb, already = c.Suspend, "suspended", "was suspended already"
+				verb, already = "suspended", "was suspended already"
 			}
-			changed, err := f(cmd.Context(), name)
+			changed, err := c.SetSuspended(cmd.Context(), name, suspend)
 			if err != nil {
 				return err
 			}

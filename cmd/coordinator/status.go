@@ -1,12 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 func newStatusCmd(d deps) *cobra.Command {
@@ -22,7 +23,7 @@ failedIndexes, startTime, completionTime, conditions[{type, status, reason,
 message, lastTransitionTime}], throughput, oldestPendingAgeSeconds, now.`,
 		Args:    cobra.ExactArgs(1),
 		PreRunE: func(*cobra.Command, []string) error { return out.check() },
-		RunE: withJob(d, func(cmd *cobra.Command, c *queue.Client, name string) error {
+		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
 			s, err := c.Status(cmd.Context(), name)
 			if err != nil {
 				return err
@@ -53,17 +54,20 @@ func newListCmd(d deps) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			names, err := c.Names(cmd.Context())
+			jobs, err := c.Jobs(cmd.Context())
 			if err != nil {
 				return err
 			}
-			all := make([]jobstate.Status, 0, len(names))
-			for _, n := range names {
-				s, err := c.Status(cmd.Context(), n)
-				if err != nil {
+			all := make([]jobstate.Status, 0, len(jobs))
+			for _, j := range jobs {
+				switch {
+				case errors.Is(j.Err, store.ErrNoJob):
 					continue // deleted or expired meanwhile
+				case j.Err != nil:
+					fmt.Fprintf(d.stderr, "could not read job %s: %v\n", j.Name, j.Err)
+					continue
 				}
-				all = append(all, s)
+				all = append(all, j.Status)
 			}
 			if out.json() {
 				return writeJSON(d.stdout, all)

@@ -47,7 +47,7 @@ With -o json it prints one status per refresh, one JSON object per line.`,
 			if _, err := c.Status(ctx, name); err != nil {
 				return suggest(ctx, c, name, err)
 			}
-			r := &controller.Reconciler{C: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			r := &controller.Reconciler{S: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			w := d.stdout
 			if out.json() {
 				w = io.Discard
@@ -73,7 +73,8 @@ With -o json it prints one status per refresh, one JSON object per line.`,
 					}
 				} else {
 					bar.SetTotal(s.Items.Total)
-					bar.Describe(fmt.Sprintf("%s %s", name, s.Phase))
+					bar.Describe(fmt.Sprintf("%s %s", name, s.Phase), failures(s))
+					bar.SetETA("ETA " + jobstate.FormatETA(jobstate.EstimateETA(s)))
 					bar.Set(s.Items.Succeeded)
 					if s.Phase.Finished() {
 						bar.Finish()
@@ -93,6 +94,14 @@ With -o json it prints one status per refresh, one JSON object per line.`,
 	return cmd
 }
 
+// failures describes a Job's failures for a progress bar; empty while none.
+func failures(s jobstate.Status) string {
+	if s.Items.FailedAttempts == 0 {
+		return ""
+	}
+	return fmt.Sprintf("(%s, %d dead)", plural(s.Items.FailedAttempts, "failed attempt"), s.Items.Dead)
+}
+
 // finished prints the end of a Job and returns an error when it failed.
 func finished(w io.Writer, s jobstate.Status) error {
 	took := "-"
@@ -100,8 +109,8 @@ func finished(w io.Writer, s jobstate.Status) error {
 		took = s.CompletionTime.Sub(*s.StartTime).Round(time.Millisecond).String()
 	}
 	it := s.Items
-	fmt.Fprintf(w, "%s: %s: %d/%d items succeeded, %d dead, %d failed attempts, in %s\n",
-		s.Name, paint(w, s.Phase), it.Succeeded, it.Total, it.Dead, it.FailedAttempts, took)
+	fmt.Fprintf(w, "%s: %s: %d/%d items succeeded, %d dead, %s, in %s\n",
+		s.Name, paint(w, s.Phase), it.Succeeded, it.Total, it.Dead, plural(it.FailedAttempts, "failed attempt"), took)
 	if s.Phase == jobstate.PhaseFailed {
 		reason, msg := "", ""
 		for _, c := range s.Conditions {

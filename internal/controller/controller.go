@@ -58,16 +58,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, job string) (store.Snapshot,
 		}
 		t, ok := jobstate.Next(snap.Status.Spec, snap.Observed)
 		if !ok {
-			break
+			return snap, nil
 		}
 		applied, err := r.S.Apply(ctx, job, t)
 		if err != nil {
 			return snap, err
 		}
-		if !applied {
-			break
+		// Not applied: another controller moved the Job first, or the
+		// facts changed; either way the next observation tells.
+		if applied {
+			log.Info("job phase changed", "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
 		}
-		log.Info("job phase changed", "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
+	}
+	if snap, err = r.observe(ctx, job); err != nil {
+		return snap, err
 	}
 	return snap, nil
 }

@@ -8,16 +8,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
-// Source is where the collector reads Jobs from. *queue.Client satisfies it.
+// Source is where the collector reads Jobs from: the store itself, or a
+// poller that shares one read among every scrape and dashboard viewer.
 type Source interface {
-	// Names lists the Jobs that exist.
-	Names(ctx context.Context) ([]string, error)
-	// Status reads one Job in one atomic step.
-	Status(ctx context.Context, job string) (jobstate.Status, error)
+	// Jobs reads the counters of every Job; a Job that could not be read
+	// carries its error.
+	Jobs(ctx context.Context) ([]store.JobStatus, error)
 }
 
 // ScrapeTimeout bounds the Redis reads of one scrape. Prometheus's own
@@ -25,7 +25,7 @@ type Source interface {
 const ScrapeTimeout = 8 * time.Second
 
 // The values of the "state" label of workq_job_items.
-var itemStates = []string{"pending", "leased", "retrying", "dead", "succeeded"}
+var itemStates = []string{"pending", "returned", "leased", "retrying", "dead", "succeeded"}
 
 type collector struct {
 	src Source
@@ -49,7 +49,7 @@ type collector struct {
 }
 
 // NewCollector returns a collector that reads every Job from src at scrape
-// time: one Names call, then one Status call per Job. A Job whose read
+// time, in one call (counters only, pipelined). A Job whose read
 // fails is left out of that scrape (and counted in
 // workq_job_read_errors) without failing the others; when Redis cannot be
 // listed at all, only workq_redis_up 0 is exported. log receives a warning
@@ -70,7 +70,7 @@ func NewCollector(src Source, log *slog.Logger) prometheus.Collector {
 		scrapeDuration: prometheus.NewDesc("workq_job_scrape_duration_seconds",
 			"Time this scrape spent reading Jobs from Redis.", nil, nil),
 		items: prometheus.NewDesc("workq_job_items",
-			"Items of a Job by state: pending, leased, retrying, dead or succeeded.", []string{"job", "state"}, nil),
+			"Items of a Job by state: pending, returned (handed back unstarted), leased, retrying, dead or succeeded.", []string{"job", "state"}, nil),
 		itemsTotal: prometheus.NewDesc("workq_job_items_total",
 			"Items a Job knows of: every item pushed so far, or the completions of an Indexed Job.", job, nil),
 		failedAttempts: prometheus.NewDesc("workq_job_failed_attempts_total",
@@ -88,7 +88,7 @@ func NewCollector(src Source, log *slog.Logger) prometheus.Collector {
 		throughput: prometheus.NewDesc("workq_job_throughput_items_per_second",
 			"Items of a Job that succeeded per second, averaged over the last minute.", job, nil),
 		info: prometheus.NewDesc("workq_job_info",
-			"Always 1; its labels carry a Job's kind (WorkQueue, Indexed) and phase.", []string{"job", "kind", "phase"}, nil),
+			"Always 1; its labels carry a Job's kind (WorkQueue, Indexed, NonIndexed) and phase.", []string{"job", "kind", "phase"}, nil),
 		startTime: prometheus.NewDesc("workq_job_start_time_seconds",
 			"When a Job's first lease was handed out, in Unix seconds; absent until then.", job, nil),
 		completionTime: prometheus.NewDesc("workq_job_completion_time_seconds",
@@ -118,7 +118,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds())
 	}()
 
-	names, err := c.src.Names(ctx)
+	jobs, err := c.src.Jobs(ctx)
 	if err != nil {
 		c.log.Warn("metrics scrape could not list jobs", "err", err)
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
@@ -126,18 +126,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
 	var failed int
-	for _, name := range names {
-		st, err := c.src.Status(ctx, name)
+	for _, j := range jobs {
 		switch {
-		case errors.Is(err, queue.ErrNoJob):
-			// Deleted or expired between Names and Status: not an error.
+		case errors.Is(j.Err, store.ErrNoJob):
+			// Deleted or expired between the listing and the read.
 			continue
-		case err != nil:
+		case j.Err != nil:
 			failed++
-			c.log.Warn("metrics scrape could not read a job", "job", name, "err", err)
+			c.log.Warn("metrics scrape could not read a job", "job", j.Name, "err", j.Err)
 			continue
 		}
-		c.collectJob(ch, st)
+		c.collectJob(ch, j.Status)
 	}
 	ch <- prometheus.MustNewConstMetric(c.readErrors, prometheus.GaugeValue, float64(failed))
 }
@@ -150,7 +149,7 @@ func (c *collector) collectJob(ch chan<- prometheus.Metric, st jobstate.Status) 
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{st.Name}, labels...)...)
 	}
 	it := st.Items
-	byState := []int64{it.Pending, it.Leased, it.Retrying, it.Dead, it.Succeeded}
+	byState := []int64{it.Pending, it.Returned, it.Leased, it.Retrying, it.Dead, it.Succeeded}
 	for i, s := range itemStates {
 		gauge(c.items, float64(byState[i]), s)
 	}
@@ -162,8 +161,8 @@ func (c *collector) collectJob(ch chan<- prometheus.Metric, st jobstate.Status) 
 	gauge(c.leases, float64(st.Leases))
 	gauge(c.workers, float64(st.Active), "active")
 	gauge(c.workers, float64(st.Ready), "ready")
-	counter(c.workerExits, float64(st.Succeeded), queue.OutcomeSucceeded)
-	counter(c.workerExits, float64(st.Failed), queue.OutcomeFailed)
+	counter(c.workerExits, float64(st.Succeeded), store.OutcomeSucceeded)
+	counter(c.workerExits, float64(st.Failed), store.OutcomeFailed)
 	gauge(c.oldestPending, st.OldestPendingAge)
 	gauge(c.throughput, st.Throughput)
 	gauge(c.info, 1, string(st.Kind), string(st.Phase))

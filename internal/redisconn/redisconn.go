@@ -17,7 +17,7 @@ const DefaultURL = "redis://127.0.0.1:6379/0"
 
 // ErrBadURL is wrapped by the errors of a URL (or a TLS configuration) that
 // cannot work: the message names the problem and the accepted forms.
-var ErrBadURL = errors.New("redisconn: bad Redis URL")
+var ErrBadURL = errors.New("bad Redis URL")
 
 // Default timeouts. workq retries with its own backoff, so the driver makes
 // one dial attempt per command instead of five, each bounded.

@@ -46,8 +46,11 @@ type Snapshot struct {
 // one atomic step. It reads counters only: its cost does not grow with the
 // Job's items, dead items or indexes. It returns ErrNoJob.
 func (s *Store) Snapshot(ctx context.Context, job string) (Snapshot, error) {
+	if err := s.ready(ctx); err != nil {
+		return Snapshot{}, err
+	}
 	sc := s.sc.snapshot
-	v, err := sc.Run(ctx, s.rdb, sc.keysOf(s.keysOf(job))).Result()
+	v, err := sc.Run(ctx, s.rdb(), sc.keysOf(s.keysOf(job))).Result()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("status of %q: %w", job, mapError(err))
 	}
@@ -64,8 +67,14 @@ func (s *Store) Snapshot(ctx context.Context, job string) (Snapshot, error) {
 func (s *Store) Snapshots(ctx context.Context, jobs []string) ([]Snapshot, []error) {
 	snaps := make([]Snapshot, len(jobs))
 	errs := make([]error, len(jobs))
+	if err := s.ready(ctx); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return snaps, errs
+	}
 	sc := s.sc.snapshot
-	pipe := s.rdb.Pipeline()
+	pipe := s.rdb().Pipeline()
 	cmds := make([]*redis.Cmd, len(jobs))
 	for i, j := range jobs {
 		cmds[i] = sc.EvalSha(ctx, pipe, sc.keysOf(s.keysOf(j)))
@@ -74,7 +83,7 @@ func (s *Store) Snapshots(ctx context.Context, jobs []string) ([]Snapshot, []err
 	if err != nil && isNoScript(err) {
 		// Redis forgot the scripts (a restart): load them and go again.
 		if lerr := s.LoadScripts(ctx); lerr == nil {
-			pipe = s.rdb.Pipeline()
+			pipe = s.rdb().Pipeline()
 			for i, j := range jobs {
 				cmds[i] = sc.EvalSha(ctx, pipe, sc.keysOf(s.keysOf(j)))
 			}
@@ -190,6 +199,9 @@ func decodeSnapshot(job string, v any) (Snapshot, error) {
 			s.OldestPendingAge = max(0, now.Sub(time.UnixMilli(toInt(at))).Seconds())
 		}
 	}
+	if eta, ok := jobstate.EstimateETA(s); ok {
+		s.ETASeconds = jobstate.Ptr(eta.Seconds())
+	}
 	var start time.Time
 	if s.StartTime != nil {
 		start = *s.StartTime
@@ -234,7 +246,10 @@ func (s *Store) Apply(ctx context.Context, job string, t jobstate.Transition) (b
 // succeeded, as an interval string. It reads the ranges kept as they
 // succeed, so its cost grows with the number of ranges, not of indexes.
 func (s *Store) Completed(ctx context.Context, job string) (string, error) {
-	m, err := s.rdb.ZRange(ctx, s.keysOf(job).Key("doneidx"), 0, -1).Result()
+	if err := s.ready(ctx); err != nil {
+		return "", err
+	}
+	m, err := s.rdb().ZRange(ctx, s.keysOf(job).Key("doneidx"), 0, -1).Result()
 	if err != nil {
 		return "", fmt.Errorf("completed indexes of %q: %w", job, classify(err))
 	}
@@ -264,11 +279,14 @@ type DeadItem struct {
 // Dead lists up to limit dead items (0: all), ordered by id, reading only
 // those.
 func (s *Store) Dead(ctx context.Context, job string, limit int) ([]DeadItem, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
 	stop := int64(limit) - 1
 	if limit <= 0 {
 		stop = -1
 	}
-	m, err := s.rdb.ZRange(ctx, s.keysOf(job).Key("dead"), 0, stop).Result()
+	m, err := s.rdb().ZRange(ctx, s.keysOf(job).Key("dead"), 0, stop).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dead items of %q: %w", job, classify(err))
 	}
@@ -284,7 +302,10 @@ func (s *Store) Dead(ctx context.Context, job string, limit int) ([]DeadItem, er
 // DeadIndexes returns the ids of dead items as an interval string (the
 // failed indexes of an Indexed Job), reading at most limit of them.
 func (s *Store) DeadIndexes(ctx context.Context, job string, limit int) (string, error) {
-	z, err := s.rdb.ZRangeWithScores(ctx, s.keysOf(job).Key("dead"), 0, int64(limit)-1).Result()
+	if err := s.ready(ctx); err != nil {
+		return "", err
+	}
+	z, err := s.rdb().ZRangeWithScores(ctx, s.keysOf(job).Key("dead"), 0, int64(limit)-1).Result()
 	if err != nil {
 		return "", fmt.Errorf("dead items of %q: %w", job, classify(err))
 	}
@@ -331,8 +352,11 @@ type WorkerInfo struct {
 // Workers lists the registered workers that have not terminated, with
 // their heartbeat deadlines.
 func (s *Store) Workers(ctx context.Context, job string) ([]WorkerInfo, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
 	k := s.keysOf(job)
-	zs, err := s.rdb.ZRangeWithScores(ctx, k.Key("workers"), 0, -1).Result()
+	zs, err := s.rdb().ZRangeWithScores(ctx, k.Key("workers"), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("workers of %q: %w", job, classify(err))
 	}
@@ -343,7 +367,7 @@ func (s *Store) Workers(ctx context.Context, job string) ([]WorkerInfo, error) {
 	for i, z := range zs {
 		ids[i], _ = z.Member.(string)
 	}
-	infos, err := s.rdb.HMGet(ctx, k.Key("winfo"), ids...).Result()
+	infos, err := s.rdb().HMGet(ctx, k.Key("winfo"), ids...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("workers of %q: %w", job, classify(err))
 	}
@@ -370,12 +394,15 @@ type ItemResult struct {
 // Results reads up to count results after stream id after ("" from the
 // start). With block > 0 it waits that long for new ones.
 func (s *Store) Results(ctx context.Context, job, after string, count int64, block time.Duration) ([]ItemResult, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
 	key := s.keysOf(job).Key("results")
 	var msgs []redis.XMessage
 	var err error
 	if block > 0 {
 		var streams []redis.XStream
-		streams, err = s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, nonEmpty(after, "0")}, Count: count, Block: block}).Result()
+		streams, err = s.rdb().XRead(ctx, &redis.XReadArgs{Streams: []string{key, nonEmpty(after, "0")}, Count: count, Block: block}).Result()
 		if len(streams) > 0 {
 			msgs = streams[0].Messages
 		}
@@ -384,7 +411,7 @@ func (s *Store) Results(ctx context.Context, job, after string, count int64, blo
 		if after != "" {
 			start = "(" + after
 		}
-		msgs, err = s.rdb.XRangeN(ctx, key, start, "+", count).Result()
+		msgs, err = s.rdb().XRangeN(ctx, key, start, "+", count).Result()
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("results of %q: %w", job, classify(err))

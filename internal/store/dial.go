@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/workq/workq/internal/redisconn"
 )
 
@@ -36,23 +38,43 @@ func (o DialOptions) conn() redisconn.Options {
 // wrap ErrBadURL.
 func ValidateDial(o DialOptions) error { return redisconn.Validate(o.conn()) }
 
-// Open connects to Redis (a server, a Cluster or a Sentinel group) and
-// checks it as Ping does. It returns ErrBadURL, ErrUnavailable, ErrAuth or
-// ErrEviction.
+// Dial checks the options and returns a Store that connects on first use
+// (and again while Redis cannot be reached): its calls return
+// ErrUnavailable until Redis answers. It returns ErrBadURL.
+func Dial(o DialOptions) (*Store, error) {
+	if err := ValidateDial(o); err != nil {
+		return nil, err
+	}
+	s := newStore()
+	s.dial = &o
+	return s, nil
+}
+
+// Open is Dial, then a first connection: it checks that Redis answers and
+// will not evict workq's keys, and loads the scripts. It returns
+// ErrBadURL, ErrUnavailable, ErrAuth or ErrEviction.
 func Open(ctx context.Context, o DialOptions) (*Store, error) {
-	rdb, info, err := redisconn.Open(ctx, o.conn())
+	s, err := Dial(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// connect makes the go-redis client (a server, a Cluster or a Sentinel
+// group) and checks that it answers.
+func connect(ctx context.Context, o DialOptions) (redis.UniversalClient, error) {
+	rdb, _, err := redisconn.Open(ctx, o.conn())
 	if err != nil {
 		if errors.Is(err, ErrBadURL) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("connect to %s: %w", info.URL, classifyConnect(err))
+		return nil, classifyConnect(err)
 	}
-	s := New(rdb)
-	if err := s.Ping(ctx); err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("connect to %s: %w", info.URL, err)
-	}
-	return s, nil
+	return rdb, nil
 }
 
 // classifyConnect makes a failed connection an ErrUnavailable (or ErrAuth)

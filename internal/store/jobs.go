@@ -82,12 +82,15 @@ func (s *Store) Create(ctx context.Context, name string, spec jobstate.Spec) (st
 }
 
 func (s *Store) register(ctx context.Context, name, uid string) error {
-	return classify(s.rdb.HSet(ctx, RegistryKey, name, uid).Err())
+	return classify(s.rdb().HSet(ctx, RegistryKey, name, uid).Err())
 }
 
 // UID returns the incarnation uid of Job name, or ErrNoJob.
 func (s *Store) UID(ctx context.Context, name string) (string, error) {
-	uid, err := s.rdb.HGet(ctx, s.keysOf(name).Key("spec"), "uid").Result()
+	if err := s.ready(ctx); err != nil {
+		return "", err
+	}
+	uid, err := s.rdb().HGet(ctx, s.keysOf(name).Key("spec"), "uid").Result()
 	if errors.Is(err, redis.Nil) {
 		return "", ErrNoJob
 	}
@@ -96,7 +99,10 @@ func (s *Store) UID(ctx context.Context, name string) (string, error) {
 
 // Spec returns a Job's spec and uid. It returns ErrNoJob.
 func (s *Store) Spec(ctx context.Context, name string) (jobstate.Spec, string, error) {
-	v, err := s.rdb.HMGet(ctx, s.keysOf(name).Key("spec"), "json", "uid").Result()
+	if err := s.ready(ctx); err != nil {
+		return jobstate.Spec{}, "", err
+	}
+	v, err := s.rdb().HMGet(ctx, s.keysOf(name).Key("spec"), "json", "uid").Result()
 	if err != nil {
 		return jobstate.Spec{}, "", classify(err)
 	}
@@ -175,7 +181,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", name, err)
 	}
-	if err := s.rdb.HDel(ctx, RegistryKey, name).Err(); err != nil {
+	if err := s.rdb().HDel(ctx, RegistryKey, name).Err(); err != nil {
 		return fmt.Errorf("delete %q: %w", name, classify(err))
 	}
 	if n, _ := v.(int64); n == 0 {
@@ -188,7 +194,10 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // round trip checks them all (on a Cluster, one per node); names whose Job
 // is gone (deleted, expired) are dropped from the registry on the way.
 func (s *Store) Names(ctx context.Context) ([]string, map[string]string, error) {
-	reg, err := s.rdb.HGetAll(ctx, RegistryKey).Result()
+	if err := s.ready(ctx); err != nil {
+		return nil, nil, err
+	}
+	reg, err := s.rdb().HGetAll(ctx, RegistryKey).Result()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}
@@ -197,7 +206,7 @@ func (s *Store) Names(ctx context.Context) ([]string, map[string]string, error) 
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	pipe := s.rdb.Pipeline()
+	pipe := s.rdb().Pipeline()
 	cmds := make([]*redis.StringCmd, len(names))
 	for i, n := range names {
 		cmds[i] = pipe.HGet(ctx, s.keysOf(n).Key("spec"), "uid")
@@ -232,7 +241,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL'
 return 0`)
 
 func (s *Store) unregister(ctx context.Context, name, uid string) {
-	_ = unregisterScript.Run(ctx, s.rdb, []string{RegistryKey}, name, uid).Err()
+	_ = unregisterScript.Run(ctx, s.rdb(), []string{RegistryKey}, name, uid).Err()
 }
 
 func toInt(v any) int64 {

@@ -140,7 +140,15 @@ func (p *Pusher) sender(ctx context.Context) {
 		if p.Err() != nil {
 			continue
 		}
-		pipe := p.s.rdb.Pipeline()
+		if err := p.s.ready(ctx); err != nil {
+			p.mu.Lock()
+			if p.err == nil {
+				p.err = fmt.Errorf("push to %q: %w", p.job, err)
+			}
+			p.mu.Unlock()
+			continue
+		}
+		pipe := p.s.rdb().Pipeline()
 		cmds := make([]*redis.Cmd, len(batch))
 		for i, args := range batch {
 			cmds[i] = sc.EvalSha(ctx, pipe, keys, args...)
@@ -182,7 +190,7 @@ func (p *Pusher) resend(ctx context.Context, keys []string, batch [][]any, prev 
 			n += v
 			continue
 		}
-		v, err := p.s.sc.push.Run(ctx, p.s.rdb, keys, args...).Int64()
+		v, err := p.s.sc.push.Run(ctx, p.s.rdb(), keys, args...).Int64()
 		if err != nil {
 			return n, err
 		}

@@ -4,18 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // Store is workq's handle on one Redis deployment (a server, a Sentinel
-// group or a Cluster). It is safe for concurrent use.
+// group or a Cluster). A Store made by Dial connects on first use, and
+// again while Redis cannot be reached, so a process may start before Redis.
+// It is safe for concurrent use.
 type Store struct {
-	rdb redis.UniversalClient
-	sc  *scripts
+	sc   *scripts
+	dial *DialOptions // how to connect, for a Store made by Dial
+
+	connMu sync.Mutex
+	conn   atomic.Pointer[redis.UniversalClient]
+	closed bool
 
 	mu   sync.Mutex
 	keys map[string]Keys // by Job name, built once
@@ -23,19 +31,75 @@ type Store struct {
 
 // New returns a Store on rdb. It does not contact Redis.
 func New(rdb redis.UniversalClient) *Store {
+	s := newStore()
+	s.conn.Store(&rdb)
+	return s
+}
+
+func newStore() *Store {
 	sc, err := loadScripts()
 	if err != nil {
 		// The scripts are embedded: a failure here is a build defect.
 		panic(err)
 	}
-	return &Store{rdb: rdb, sc: sc, keys: map[string]Keys{}}
+	return &Store{sc: sc, keys: map[string]Keys{}}
 }
 
-// Redis returns the underlying client, for tools and tests.
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+// rdb returns the connected client; call ready first.
+func (s *Store) rdb() redis.UniversalClient {
+	c := s.conn.Load()
+	if c == nil {
+		panic("store: Redis used before the Store connected (a missing ready call)")
+	}
+	return *c
+}
+
+// ready connects a Store made by Dial, if it is not yet connected. It
+// returns ErrBadURL, ErrUnavailable, ErrAuth or ErrEviction.
+func (s *Store) ready(ctx context.Context) error {
+	if s.conn.Load() != nil {
+		return nil
+	}
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.conn.Load() != nil {
+		return nil
+	}
+	if s.closed || s.dial == nil {
+		return fmt.Errorf("%w: the store is closed", ErrUnavailable)
+	}
+	rdb, err := connect(ctx, *s.dial)
+	if err != nil {
+		return err
+	}
+	s.conn.Store(&rdb)
+	if err := s.ping(ctx); err != nil {
+		s.conn.Store(nil)
+		_ = rdb.Close()
+		return err
+	}
+	return nil
+}
+
+// Redis returns the underlying client, for tools and tests; nil until a
+// Store made by Dial has connected.
+func (s *Store) Redis() redis.UniversalClient {
+	if c := s.conn.Load(); c != nil {
+		return *c
+	}
+	return nil
+}
 
 // Close closes the connections.
-func (s *Store) Close() error { return s.rdb.Close() }
+func (s *Store) Close() error {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.closed = true
+	if c := s.conn.Load(); c != nil {
+		return (*c).Close()
+	}
+	return nil
+}
 
 // keysOf returns the keys of job, cached.
 func (s *Store) keysOf(job string) Keys {
@@ -54,7 +118,10 @@ func (s *Store) keysOf(job string) Keys {
 
 // run runs a script on job's keys and maps its errors.
 func (s *Store) run(ctx context.Context, sc *script, job string, args ...any) (any, error) {
-	v, err := sc.Run(ctx, s.rdb, sc.keysOf(s.keysOf(job)), args...).Result()
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	v, err := sc.Run(ctx, s.rdb(), sc.keysOf(s.keysOf(job)), args...).Result()
 	if err != nil {
 		return nil, mapError(err)
 	}
@@ -65,10 +132,17 @@ func (s *Store) run(ctx context.Context, sc *script, job string, args ...any) (a
 // loads the scripts so that pipelines of EVALSHA find them. It returns
 // ErrUnavailable, ErrAuth or ErrEviction.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	return s.ping(ctx)
+}
+
+func (s *Store) ping(ctx context.Context) error {
+	if err := s.rdb().Ping(ctx).Err(); err != nil {
 		return classify(err)
 	}
-	if err := s.CheckEviction(ctx); err != nil {
+	if err := s.checkEviction(ctx); err != nil {
 		return err
 	}
 	return s.LoadScripts(ctx)
@@ -78,18 +152,26 @@ func (s *Store) Ping(ctx context.Context) error {
 // Cluster).
 func (s *Store) LoadScripts(ctx context.Context) error {
 	for _, sc := range s.sc.all {
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+		if err := sc.Load(ctx, s.rdb()).Err(); err != nil {
 			return fmt.Errorf("load script %s: %w", sc.name, classify(err))
 		}
 	}
 	return nil
 }
 
-// CheckEviction refuses a Redis whose maxmemory-policy could evict workq's
+// CheckEviction is checkEviction on a connected store.
+func (s *Store) CheckEviction(ctx context.Context) error {
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	return s.checkEviction(ctx)
+}
+
+// checkEviction refuses a Redis whose maxmemory-policy could evict workq's
 // keys (anything but noeviction): an evicted pending list loses items
 // silently. It reads INFO memory, which needs no CONFIG rights; on a
 // Cluster it checks every primary.
-func (s *Store) CheckEviction(ctx context.Context) error {
+func (s *Store) checkEviction(ctx context.Context) error {
 	check := func(ctx context.Context, c redis.Cmdable) error {
 		info, err := c.Info(ctx, "memory").Result()
 		if err != nil {
@@ -107,15 +189,18 @@ func (s *Store) CheckEviction(ctx context.Context) error {
 		}
 		return nil
 	}
-	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+	if cc, ok := s.rdb().(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return check(ctx, c) })
 	}
-	return check(ctx, s.rdb)
+	return check(ctx, s.rdb())
 }
 
 // Now returns the Redis server's clock, the one every lease uses.
 func (s *Store) Now(ctx context.Context) (time.Time, error) {
-	t, err := s.rdb.Time(ctx).Result()
+	if err := s.ready(ctx); err != nil {
+		return time.Time{}, err
+	}
+	t, err := s.rdb().Time(ctx).Result()
 	return t, classify(err)
 }
 
@@ -124,4 +209,15 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 func isNoScript(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
+
+// SetDriverLogger sends the Redis driver's own messages (dial failures,
+// pool events) to l at debug level instead of stderr, where they would
+// repeat what workq's errors already say. It affects the whole process.
+func SetDriverLogger(l *slog.Logger) { redis.SetLogger(driverLogger{l}) }
+
+type driverLogger struct{ l *slog.Logger }
+
+func (d driverLogger) Printf(ctx context.Context, format string, v ...any) {
+	d.l.DebugContext(ctx, "redis driver", "msg", Redact(fmt.Sprintf(format, v...)))
 }

@@ -58,7 +58,11 @@ func (w *Waiter) Fire() {
 // then on reach it.
 func (w *Waiter) Run(ctx context.Context, subscribed chan<- struct{}) {
 	defer w.wg.Wait()
-	ps := w.s.rdb.Subscribe(ctx, w.s.keysOf(w.job).Key("events"))
+	if err := w.s.ready(ctx); err != nil {
+		close(subscribed)
+		return
+	}
+	ps := w.s.rdb().Subscribe(ctx, w.s.keysOf(w.job).Key("events"))
 	defer ps.Close()
 	// Receive the subscription confirmation so that events published
 	// after run started are not missed.
@@ -94,7 +98,7 @@ func (w *Waiter) watch(ctx context.Context) <-chan struct{} {
 	go func() {
 		defer w.wg.Done()
 		pending := w.s.keysOf(w.job).Key("pending")
-		err := w.s.rdb.BLMove(ctx, pending, pending, "LEFT", "LEFT", watchTimeout).Err()
+		err := w.s.rdb().BLMove(ctx, pending, pending, "LEFT", "LEFT", watchTimeout).Err()
 		if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
 			// Redis trouble: do not spin. The watch ends only after the
 			// pause, or the caller would renew it at once; the caller's

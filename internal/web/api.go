@@ -9,8 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 // jobsView is the answer of GET /api/jobs.
@@ -27,7 +27,7 @@ type jobError struct {
 
 // workerView is a worker with the time of its last heartbeat.
 type workerView struct {
-	queue.WorkerInfo
+	store.WorkerInfo
 	// LastHeartbeat is the heartbeat deadline less the Job's lease.
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
 	// Expired is true when the heartbeat deadline has passed: the worker
@@ -56,24 +56,20 @@ type jobView struct {
 // readJobs reads every Job's status; Jobs deleted meanwhile are skipped,
 // Jobs that fail to read are reported beside the others.
 func (h *handler) readJobs(ctx context.Context) (jobsView, error) {
-	names, err := h.src.Names(ctx)
+	jobs, err := h.src.Jobs(ctx)
 	if err != nil {
 		return jobsView{}, err
 	}
-	v := jobsView{Jobs: make([]jobstate.Status, 0, len(names))}
-	for _, n := range names {
-		st, err := h.src.Status(ctx, n)
+	v := jobsView{Jobs: make([]jobstate.Status, 0, len(jobs))}
+	for _, j := range jobs {
 		switch {
-		case errors.Is(err, queue.ErrNoJob):
+		case errors.Is(j.Err, store.ErrNoJob):
 			continue
-		case err != nil:
-			if ctx.Err() != nil {
-				return jobsView{}, err
-			}
-			v.Errors = append(v.Errors, jobError{Job: n, Error: err.Error()})
+		case j.Err != nil:
+			v.Errors = append(v.Errors, jobError{Job: j.Name, Error: j.Err.Error()})
 			continue
 		}
-		v.Jobs = append(v.Jobs, st)
+		v.Jobs = append(v.Jobs, j.Status)
 	}
 	return v, nil
 }
@@ -100,7 +96,7 @@ func (h *handler) readJob(ctx context.Context, job string, withDead bool) (jobVi
 	return v, nil
 }
 
-func workerViews(st jobstate.Status, ws []queue.WorkerInfo) []workerView {
+func workerViews(st jobstate.Status, ws []store.WorkerInfo) []workerView {
 	lease := st.Spec.WithDefaults().Lease.D()
 	out := make([]workerView, len(ws))
 	for i, w := range ws {
@@ -109,7 +105,7 @@ func workerViews(st jobstate.Status, ws []queue.WorkerInfo) []workerView {
 	return out
 }
 
-func deadViews(ds []queue.DeadItem) []deadView {
+func deadViews(ds []store.DeadItem) []deadView {
 	out := make([]deadView, len(ds))
 	for i, d := range ds {
 		item, cut := truncate(d.Item, MaxItemChars)
@@ -221,7 +217,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, queue.ErrNoJob):
+		case errors.Is(err, store.ErrNoJob):
 			f := h.classify(r, job, err)
 			send("gone", apiError{Error: f.msg, Hint: "the Job was deleted or expired"})
 			return

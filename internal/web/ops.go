@@ -4,6 +4,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/workq/workq/pkg/jobstate"
 )
@@ -19,8 +23,8 @@ import (
 // workView is the answer of GET /api/jobs/{name}/work.
 type workView struct {
 	Job string `json:"job"`
-	// Work is how many items workers have yet to finish: pending +
-	// retrying + leased. Leased items count, so that an autoscaler does not
+	// Work is how many items workers have yet to finish: pending (and
+	// handed back) + retrying + leased. Leased items count, so that an autoscaler does not
 	// remove the workers that hold them. It is 0 when no worker should be
 	// running: the Job is drained, or its phase is Suspended, Failing,
 	// Complete or Failed.
@@ -40,13 +44,13 @@ type workView struct {
 
 // newWorkView derives the work left from a Job's status.
 func newWorkView(st jobstate.Status) workView {
-	left := st.Items.Pending + st.Items.Retrying + st.Items.Leased
+	left := st.Items.Pending + st.Items.Returned + st.Items.Retrying + st.Items.Leased
 	v := workView{
 		Job:      st.Name,
 		Sealed:   st.Sealed,
 		Drained:  st.Done || (st.Sealed && left == 0),
 		Phase:    st.Phase,
-		Pending:  st.Items.Pending,
+		Pending:  st.Items.Pending + st.Items.Returned,
 		Retrying: st.Items.Retrying,
 		Leased:   st.Items.Leased,
 	}
@@ -75,11 +79,28 @@ func (h *handler) apiWork(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newWorkView(st))
 }
 
-// livez answers 200 as long as the process serves HTTP. It asks Redis
-// nothing, so that a Redis outage makes the coordinator unready (its
-// /healthz fails) without getting it restarted in a loop.
-func (h *handler) livez(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = io.WriteString(w, "ok\n")
+// Operational serves what a process of workq offers machines on its HTTP
+// port, the same for serve and for a worker's --metrics-listen:
+//
+//	GET /metrics   Prometheus metrics of reg
+//	GET /healthz   200 when ready answers nil (Redis answers), else 503
+//	GET /livez     200 while the process serves HTTP; never asks Redis,
+//	               so a Redis outage makes the process unready, not restarted
+func Operational(mux *http.ServeMux, reg prometheus.Gatherer, ready func(context.Context) error) {
+	mux.Handle("/metrics", methods{http.MethodGet: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 20 * time.Second}).ServeHTTP})
+	mux.Handle("/healthz", methods{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Cache-Control", "no-store")
+		if err := ready(ctx); err != nil {
+			http.Error(w, "redis unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	}})
+	mux.Handle("/livez", methods{http.MethodGet: func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = io.WriteString(w, "ok\n")
+	}})
 }

@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 //go:embed templates/*.html
@@ -168,7 +168,7 @@ func (h *handler) jobPage(w http.ResponseWriter, r *http.Request) {
 	v, err := h.readJob(ctx, job, true)
 	if err != nil {
 		f := h.classify(r, job, err)
-		if errors.Is(err, queue.ErrNoJob) {
+		if errors.Is(err, store.ErrNoJob) {
 			f.hint = fmt.Sprintf("the Jobs list at / shows the Jobs that exist; create this one with `coordinator create %s`", job)
 		}
 		h.errorPage(w, r, f)

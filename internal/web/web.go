@@ -15,31 +15,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
-// Source is what the dashboard reads. *queue.Client satisfies it.
+// Source is what the dashboard reads: *store.Store, or a poller that
+// shares one read among every viewer and scrape.
 type Source interface {
-	// Names lists the Jobs that exist, sorted.
-	Names(ctx context.Context) ([]string, error)
-	// Status reads one Job; it returns an error wrapping queue.ErrNoJob
+	// Jobs reads every Job's counters; a Job that could not be read
+	// carries its error.
+	Jobs(ctx context.Context) ([]store.JobStatus, error)
+	// Status reads one Job; it returns an error wrapping store.ErrNoJob
 	// when the Job does not exist.
 	Status(ctx context.Context, job string) (jobstate.Status, error)
 	// Workers lists the Job's workers that have not terminated.
-	Workers(ctx context.Context, job string) ([]queue.WorkerInfo, error)
+	Workers(ctx context.Context, job string) ([]store.WorkerInfo, error)
 	// Dead lists up to limit dead items, ordered by id.
-	Dead(ctx context.Context, job string, limit int) ([]queue.DeadItem, error)
+	Dead(ctx context.Context, job string, limit int) ([]store.DeadItem, error)
 }
 
-// Actions change Jobs. *queue.Client satisfies it.
+// Actions change Jobs. *store.Store satisfies it.
 type Actions interface {
-	// Suspend reports whether the Job was running.
-	Suspend(ctx context.Context, job string) (bool, error)
-	// Resume reports whether the Job was suspended.
-	Resume(ctx context.Context, job string) (bool, error)
-	// RetryDead returns how many dead items came back.
-	RetryDead(ctx context.Context, job string) (int, error)
+	// SetSuspended suspends or resumes a Job; it reports whether it changed.
+	SetSuspended(ctx context.Context, job string, suspend bool) (bool, error)
+	// RetryDead returns how many dead items came back; a finished Job is
+	// reopened only with reopen.
+	RetryDead(ctx context.Context, job string, reopen bool) (int, error)
 	// Delete removes every key of the Job.
 	Delete(ctx context.Context, job string) error
 }
@@ -114,7 +115,6 @@ func New(src Source, opts Options) http.Handler {
 	mux.Handle("/api/jobs/{name}/resume", methods{http.MethodPost: h.change(h.resume)})
 	mux.Handle("/api/jobs/{name}/retry", methods{http.MethodPost: h.change(h.retry)})
 	mux.Handle("/api/jobs/{name}/work", methods{http.MethodGet: h.apiWork})
-	mux.Handle("/livez", methods{http.MethodGet: h.livez})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path), "see GET /api/jobs and GET /api/jobs/{name}")
 	})
@@ -203,14 +203,14 @@ func (h *handler) classify(r *http.Request, job string, err error) failure {
 	switch {
 	case errors.Is(err, jobstate.ErrInvalidSpec):
 		return failure{http.StatusBadRequest, err.Error(), "a Job name is a DNS label such as \"thumbs\""}
-	case errors.Is(err, queue.ErrNoJob):
+	case errors.Is(err, store.ErrNoJob):
 		return failure{http.StatusNotFound, fmt.Sprintf("no job %q", job),
 			fmt.Sprintf("GET /api/jobs lists the Jobs that exist; create this one with `coordinator create %s`", job)}
-	case errors.Is(err, queue.ErrFinished):
+	case errors.Is(err, store.ErrFinished):
 		return failure{http.StatusConflict, err.Error(), "a finished Job can be retried or deleted, not suspended or resumed"}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return failure{499, "request canceled", ""}
-	case errors.Is(err, queue.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		h.log.Warn("redis unavailable", "path", r.URL.Path, "err", err)
 		return failure{http.StatusServiceUnavailable, err.Error(), "check that Redis runs and that the coordinator can reach it"}
 	}
@@ -292,17 +292,17 @@ type changeResult struct {
 }
 
 func (h *handler) suspend(ctx context.Context, job string) (any, error) {
-	changed, err := h.opts.Actions.Suspend(ctx, job)
+	changed, err := h.opts.Actions.SetSuspended(ctx, job, true)
 	return changeResult{Job: job, Changed: &changed, Suspended: jobstate.Ptr(true)}, err
 }
 
 func (h *handler) resume(ctx context.Context, job string) (any, error) {
-	changed, err := h.opts.Actions.Resume(ctx, job)
+	changed, err := h.opts.Actions.SetSuspended(ctx, job, false)
 	return changeResult{Job: job, Changed: &changed, Suspended: jobstate.Ptr(false)}, err
 }
 
 func (h *handler) retry(ctx context.Context, job string) (any, error) {
-	n, err := h.opts.Actions.RetryDead(ctx, job)
+	n, err := h.opts.Actions.RetryDead(ctx, job, false)
 	return changeResult{Job: job, Retried: &n}, err
 }
 

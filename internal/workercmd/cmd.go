@@ -3,7 +3,9 @@
 package workercmd
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,35 +20,57 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/workq/workq/internal/cli"
+	"github.com/workq/workq/internal/web"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
 
-// Options are the worker command's flags.
+// Options are the worker command's settings: its flags, or, for the
+// workers `coordinator run` starts, the JSON in ConfigEnv (one type for
+// both, so run never spells out a worker's flags).
 type Options struct {
-	Redis         cli.Redis
-	Job           string
-	ID            string
-	Concurrency   int
-	BatchSize     int
-	Heartbeat     time.Duration
-	Timeout       time.Duration
-	Grace         time.Duration
-	Wait          time.Duration
-	BatchExec     bool
-	NUL           bool
-	MetricsListen string
-	LogFormat     string
-	LogLevel      string
-	Framed        bool
+	Redis         cli.Redis     `json:"-"` // from --redis and the environment, never from JSON
+	Job           string        `json:"job"`
+	ID            string        `json:"id,omitempty"`
+	Concurrency   int           `json:"concurrency"`
+	BatchSize     int           `json:"batchSize,omitempty"`
+	Heartbeat     time.Duration `json:"heartbeat,omitempty"`
+	Timeout       time.Duration `json:"timeout,omitempty"`
+	Grace         time.Duration `json:"grace"`
+	Wait          time.Duration `json:"wait"`
+	BatchExec     bool          `json:"batchExec,omitempty"`
+	NUL           bool          `json:"null,omitempty"`
+	MetricsListen string        `json:"metricsListen,omitempty"`
+	LogFormat     string        `json:"logFormat"`
+	LogLevel      string        `json:"logLevel"`
+	Framed        bool          `json:"framed,omitempty"`
+	Results       int           `json:"results,omitempty"`
+	ResultKiB     int           `json:"resultKiB,omitempty"`
 	// PassRedisEnv passes the worker's WORKQ_REDIS_* variables to item
 	// commands (--pass-redis-env, WORKQ_PASS_REDIS_ENV). Default false.
-	PassRedisEnv bool
+	PassRedisEnv bool `json:"passRedisEnv,omitempty"`
+}
+
+// ConfigEnv carries a worker's Options, as JSON, from `coordinator run` to
+// the worker processes it starts; flags given beside it win.
+const ConfigEnv = "WORKQ_WORKER_CONFIG"
+
+// Defaults returns the Options a worker has without flags.
+func Defaults() Options {
+	return Options{Concurrency: 1, Grace: queue.DefaultGrace, Wait: queue.DefaultWait, LogFormat: "text", LogLevel: "info", ResultKiB: 4}
+}
+
+// Environ returns the ConfigEnv entry that starts a worker with o.
+func (o Options) Environ() (string, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("worker settings: %w", err)
+	}
+	return ConfigEnv + "=" + string(b), nil
 }
 
 // passRedisEnvVar is the environment variable behind --pass-redis-env.
@@ -54,8 +78,15 @@ const passRedisEnvVar = "WORKQ_PASS_REDIS_ENV"
 
 // New returns the worker command. use is its name ("worker").
 func New(use string, stdout, stderr io.Writer) *cobra.Command {
-	var o Options
+	o := Defaults()
+	var configErr error
+	if raw, ok := os.LookupEnv(ConfigEnv); ok {
+		if err := json.Unmarshal([]byte(raw), &o); err != nil {
+			configErr = cli.Usagef("%s holds no worker settings (%v); it is set by `coordinator run` and is not for hand use", ConfigEnv, err)
+		}
+	}
 	passEnv, passEnvErr := envBool(passRedisEnvVar)
+	passEnv = passEnv || o.PassRedisEnv
 	cmd := &cobra.Command{
 		Use:   use + " --job NAME [flags] -- COMMAND [ARG...]",
 		Short: "Lease a Job's items in batches, run a command for each, and exit 0 when the Job is drained",
@@ -66,8 +97,11 @@ many workers as you like, at any time; they coordinate through Redis.
 
 COMMAND runs without a shell. The item arrives on its stdin; an argument
 holding {} has it replaced by the item, as one argument. The environment
-carries WORKQ_JOB, WORKQ_ITEM_ID, WORKQ_ATTEMPT and WORKQ_WORKER_ID, plus
-WORKQ_INDEX and JOB_COMPLETION_INDEX for an Indexed Job; the worker's own
+carries WORKQ_JOB, WORKQ_ITEM_ID, WORKQ_ATTEMPT, WORKQ_WORKER_ID and
+WORKQ_FENCE (larger for every later lease of the item, across re-created
+Jobs of the same name: a sink that keeps the largest it saw can refuse a
+stale worker's late write), plus WORKQ_INDEX and JOB_COMPLETION_INDEX for an
+Indexed Job; the worker's own
 Redis settings (WORKQ_REDIS_URL, WORKQ_REDIS_PASSWORD, WORKQ_REDIS_CA and
 any other WORKQ_REDIS_* variable) are removed unless --pass-redis-env. Exit
 status 0 acks the item; any other status fails it, with the tail of its
@@ -75,14 +109,24 @@ stderr as its error. When COMMAND exits, the processes it left running in
 the background are killed. Each of stdout and stderr is kept up to 8 MiB
 per item; the rest is dropped, with a note saying how much.
 
-Exit codes: 0 the Job is drained, 1 the Job failed or the worker was stopped,
-2 bad usage.`,
+Leases adapt to the work: slow items are taken one per free executor (never
+leased ahead, so idle peers get the next ones), many small items in big
+batches; --batch-size caps them.
+
+Exit codes: 0 the Job succeeded (drained with no dead item, or its success
+policy is met); 1 the Job failed (dead items, backoff limit, deadline, a
+FailJob rule, lost state), vanished or was replaced while the worker ran, or
+the worker was stopped by a signal; 2 bad usage. A Kubernetes Job of workers
+therefore fails when the workq Job fails.`,
 		Example: `  worker --job thumbs --concurrency 4 -- ./make-thumb {}
   worker --job thumbs --batch-exec -- ./bulk-load
   WORKQ_JOB=thumbs worker -- sh -c 'convert - out/$WORKQ_ITEM_ID.png'`,
 		Version: cli.BuildVersion(),
 		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if configErr != nil {
+				return configErr
+			}
 			if passEnvErr != nil && !cmd.Flags().Changed("pass-redis-env") {
 				return passEnvErr
 			}
@@ -93,21 +137,23 @@ Exit codes: 0 the Job is drained, 1 the Job failed or the worker was stopped,
 	cmd.SetErr(stderr)
 	f := cmd.Flags()
 	o.Redis.AddFlags(f)
-	f.StringVar(&o.Job, "job", os.Getenv("WORKQ_JOB"), "the Job to work on (env WORKQ_JOB)")
-	f.StringVar(&o.ID, "id", os.Getenv("WORKQ_WORKER_ID"), "this worker's id in Redis (env WORKQ_WORKER_ID; default host-pid-random)")
-	f.IntVarP(&o.Concurrency, "concurrency", "c", 1, "items (or batches) run at once")
-	f.IntVar(&o.BatchSize, "batch-size", 0, "items per lease; 0 takes the Job's --batch-size")
-	f.DurationVar(&o.Heartbeat, "heartbeat", 0, "how often leases are extended; 0 is a third of the Job's --lease")
-	f.DurationVar(&o.Timeout, "timeout", 0, "kill an item's whole process group after this long and fail the item; 0 is no limit")
-	f.DurationVar(&o.Grace, "grace", queue.DefaultGrace, "on SIGTERM or SIGINT, how long running items may finish before they are stopped and handed back")
-	f.DurationVar(&o.Wait, "wait", queue.DefaultWait, "how long to wait for Redis and the Job to exist before giving up")
-	f.BoolVar(&o.BatchExec, "batch-exec", false, "run COMMAND once per leased batch, items on stdin one per line")
-	f.BoolVar(&o.NUL, "null", false, "with --batch-exec, separate the items on stdin by NUL bytes instead of newlines")
-	f.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address, such as :9090; empty is off")
-	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.Job, "job", cmp.Or(o.Job, os.Getenv("WORKQ_JOB")), "the Job to work on (env WORKQ_JOB)")
+	f.StringVar(&o.ID, "id", cmp.Or(o.ID, os.Getenv("WORKQ_WORKER_ID")), "this worker's id in Redis (env WORKQ_WORKER_ID; default host-pid-random)")
+	f.IntVarP(&o.Concurrency, "concurrency", "c", o.Concurrency, "items (or batches) run at once")
+	f.IntVar(&o.BatchSize, "batch-size", o.BatchSize, "the most items per lease, below the Job's --batch-size; 0 takes the Job's (leases adapt below it to how long items take)")
+	f.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "how often leases are extended; 0 is a third of the Job's --lease; at most half of it")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "kill an item's whole process group after this long and fail the item; 0 is no limit")
+	f.DurationVar(&o.Grace, "grace", o.Grace, "on SIGTERM or SIGINT, how long running items may finish before they are stopped and handed back")
+	f.DurationVar(&o.Wait, "wait", o.Wait, "how long to wait for Redis and the Job to exist before giving up")
+	f.BoolVar(&o.BatchExec, "batch-exec", o.BatchExec, "run COMMAND once per leased batch, items on stdin one per line")
+	f.BoolVar(&o.NUL, "null", o.NUL, "with --batch-exec, separate the items on stdin by NUL bytes instead of newlines")
+	f.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "serve /metrics, /healthz and /livez on this address, such as :9090; empty is off")
+	f.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
+	f.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
+	f.IntVar(&o.Results, "results", o.Results, "keep each item's exit status and the end of its stdout in the Job's results stream (`coordinator results`), up to this many entries; 0 keeps none")
+	f.IntVar(&o.ResultKiB, "result-kib", o.ResultKiB, "with --results, how many KiB of the end of an item's stdout to keep")
 	f.BoolVar(&o.PassRedisEnv, "pass-redis-env", passEnv, "pass the worker's WORKQ_REDIS_* variables (URL, password, CA) on to COMMAND, which does not get them otherwise (env "+passRedisEnvVar+"=1)")
-	f.BoolVar(&o.Framed, "framed-output", false, "frame item output for a parent `coordinator run`")
+	f.BoolVar(&o.Framed, "framed-output", o.Framed, "frame item output for a parent `coordinator run`")
 	_ = f.MarkHidden("framed-output")
 	return cmd
 }
@@ -174,8 +220,11 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	ex := &Exec{Job: o.Job, Argv: args, Timeout: o.Timeout, NUL: o.NUL, PassRedisEnv: o.PassRedisEnv, Log: log,
+	ex := &Exec{Argv: args, Timeout: o.Timeout, NUL: o.NUL, PassRedisEnv: o.PassRedisEnv, Log: log,
 		Out: &Output{Stdout: stdout, Stderr: stderr, Framed: o.Framed}}
+	if o.Results > 0 {
+		ex.ResultBytes = o.ResultKiB << 10
+	}
 	if err := ex.Check(); err != nil {
 		return cli.UsageError{Err: err}
 	}
@@ -192,7 +241,8 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	cfg := queue.WorkerConfig{Job: o.Job, ID: o.ID, Concurrency: o.Concurrency, BatchSize: o.BatchSize,
-		Heartbeat: o.Heartbeat, Grace: o.Grace, Wait: o.Wait, Logger: log, Metrics: metrics, Version: cli.BuildVersion()}
+		Heartbeat: o.Heartbeat, Grace: o.Grace, Wait: o.Wait, Logger: log, Metrics: metrics, Version: cli.BuildVersion(),
+		Results: o.Results}
 	if o.BatchExec {
 		cfg.BatchHandler = ex
 	} else {
@@ -202,16 +252,18 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return cli.UsageError{Err: err}
 	}
-	ex.Worker = w.ID()
-	if spec, err := c.Spec(ctx, o.Job); err == nil {
+	if o.Heartbeat > 0 {
 		// Checked before the worker registers, so that a bad flag leaves
 		// the Job untouched.
-		if lease := spec.WithDefaults().Lease.D(); o.Heartbeat >= lease {
-			return cli.Usagef("--heartbeat (%s) must be shorter than the Job's lease (%s); pass a shorter one, or 0 for a third of the lease", o.Heartbeat, lease)
+		spec, err := c.Inspector().Spec(ctx, o.Job)
+		switch {
+		case err == nil:
+			if err := queue.CheckHeartbeat(o.Heartbeat, spec.Lease.D()); err != nil {
+				return cli.Usagef("--%v; pass a shorter one, or 0 for a third of the lease", err)
+			}
+		case !errors.Is(err, queue.ErrNoJob) && !errors.Is(err, queue.ErrUnavailable):
+			return err
 		}
-		ex.Indexed = spec.Kind() == jobstate.KindIndexed
-	} else if !errors.Is(err, queue.ErrNoJob) && !errors.Is(err, queue.ErrUnavailable) {
-		return err
 	}
 
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
@@ -222,9 +274,8 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 			return cli.Usagef("--metrics-listen %s: %v; give a free address such as :9090, or leave it empty", o.MetricsListen, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		web.Operational(mux, reg, c.Ping)
+		srv = web.NewServer(o.MetricsListen, mux)
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -253,6 +304,8 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 		return nil
 	case errors.Is(runErr, queue.ErrStopped):
 		return fmt.Errorf("stopped by signal before job %q ended; unfinished items were handed back", o.Job)
+	case errors.Is(runErr, queue.ErrJobFailed):
+		return fmt.Errorf("%w; this worker exits non-zero so that whatever watches it sees the failure", runErr)
 	}
 	return runErr
 }

@@ -40,12 +40,12 @@ const outputDelay = 2 * time.Second
 // exits, what is left of its process group is killed. Safe for concurrent
 // use once set up.
 type Exec struct {
-	Job     string
-	Worker  string
 	Argv    []string
 	Timeout time.Duration // per item or batch; 0: none
-	Indexed bool          // set WORKQ_INDEX and JOB_COMPLETION_INDEX
 	NUL     bool          // batch stdin: NUL-separated instead of lines
+	// ResultBytes is how much of the end of an item's stdout goes to the
+	// Job's results (worker --results). Default 0: none.
+	ResultBytes int
 	// PassRedisEnv passes the worker's WORKQ_REDIS_* variables (URL,
 	// password, CA) to the command. Default false: they are removed.
 	PassRedisEnv bool
@@ -132,9 +132,10 @@ func (e *Exec) Handle(ctx context.Context, it queue.Item) error {
 	env := []string{
 		"WORKQ_ITEM_ID=" + strconv.FormatInt(it.ID, 10),
 		"WORKQ_ATTEMPT=" + strconv.Itoa(it.Attempt),
+		"WORKQ_FENCE=" + strconv.FormatInt(it.Fence, 10),
 	}
-	if e.Indexed {
-		env = append(env, "WORKQ_INDEX="+string(it.Payload), "JOB_COMPLETION_INDEX="+string(it.Payload))
+	if it.Index >= 0 {
+		env = append(env, "WORKQ_INDEX="+it.FormatIndex(), "JOB_COMPLETION_INDEX="+it.FormatIndex())
 	}
 	return e.run(ctx, argv, it.Payload, env, slog.Int64("item", it.ID), slog.Int("attempt", it.Attempt))
 }
@@ -155,6 +156,9 @@ func (e *Exec) HandleBatch(ctx context.Context, items []queue.Item) error {
 	}
 	list := strings.Join(ids, ",")
 	env := []string{"WORKQ_BATCH_SIZE=" + strconv.Itoa(len(items)), "WORKQ_ITEM_IDS=" + list}
+	if len(items) > 0 {
+		env = append(env, "WORKQ_FENCE="+strconv.FormatInt(items[0].Fence, 10))
+	}
 	return e.run(ctx, e.Argv, in.Bytes(), env, slog.String("items", list))
 }
 
@@ -187,6 +191,16 @@ func (c *capped) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// last returns the end of the output, up to n bytes (the end of what was
+// written, even past the cap, when tailSize keeps it).
+func (c *capped) last(n int) []byte {
+	src := c.head
+	if c.dropped > 0 && c.tailSize > 0 {
+		src = c.tail
+	}
+	return src[max(len(src)-n, 0):]
 }
 
 // note adds a line after the output.
@@ -271,7 +285,8 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 		defer cancel()
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(e.environ(), append([]string{"WORKQ_JOB=" + e.Job, "WORKQ_WORKER_ID=" + e.Worker}, env...)...)
+	job, _ := queue.JobFromContext(ctx)
+	cmd.Env = append(e.environ(), append([]string{"WORKQ_JOB=" + job.Name, "WORKQ_WORKER_ID=" + job.WorkerID}, env...)...)
 	if in, ierr := inputFile(stdin); ierr == nil {
 		defer in.Close()
 		cmd.Stdin = in
@@ -281,6 +296,7 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 	}
 	var stdout, stderr capped
 	stderr.tailSize = stderrTail
+	stdout.tailSize = e.ResultBytes
 	out, err := newOutputPipes(&stdout, &stderr)
 	if err != nil {
 		return fmt.Errorf("make the output pipes: %w", err)
@@ -292,7 +308,7 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// Only a streamed stdin can keep Wait waiting after the command exits.
 	cmd.WaitDelay = outputDelay
-	attrs = append(attrs, "job", e.Job, "command", argv[0])
+	attrs = append(attrs, "job", job.Name, "command", argv[0])
 	start := time.Now()
 	err = cmd.Start()
 	out.closeWriters() // the command holds its own
@@ -312,6 +328,9 @@ func (e *Exec) run(ctx context.Context, argv []string, stdin []byte, env []strin
 		stderr.note("[workq: a process outside the command's process group held its output open; the rest was not read]")
 		e.log().Warn("a process outside the command's process group held its output open", attrs...)
 	}
+	if e.ResultBytes > 0 {
+		queue.SetOutput(ctx, stdout.last(e.ResultBytes))
+	}
 	e.Out.write(&stdout, &stderr)
 	if err == nil {
 		return nil
@@ -325,7 +344,7 @@ func (e *Exec) failure(ctx context.Context, err error, took time.Duration, tail 
 	msg := strings.TrimSpace(string(tail))
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) && e.Timeout > 0:
-		err = fmt.Errorf("timed out after %s (--timeout); the process group was killed", e.Timeout)
+		err = fmt.Errorf("%w after %s (--timeout); the process group was killed", queue.ErrItemTimeout, e.Timeout)
 	case ctx.Err() != nil:
 		err = fmt.Errorf("stopped after %s: %w", took.Round(time.Millisecond), ctx.Err())
 	}
@@ -336,7 +355,8 @@ func (e *Exec) failure(ctx context.Context, err error, took time.Duration, tail 
 		if room := queue.MaxErrorBytes - len(err.Error()) - len(": ..."); len(msg) > room {
 			msg = "..." + msg[len(msg)-max(room, 0):]
 		}
-		return fmt.Errorf("%v: %s", err, msg)
+		// %w keeps the exit status for the Job's failure policy.
+		return fmt.Errorf("%w: %s", err, msg)
 	}
 	return err
 }

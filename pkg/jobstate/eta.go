@@ -24,9 +24,11 @@ func EstimateETA(s Status) (time.Duration, bool) {
 	switch {
 	case s.Phase.Finished():
 		return 0, true
+	case s.Phase == PhaseSucceeding:
+		return 0, true
 	case s.Phase == PhaseFailing, s.Phase == PhaseSuspended, s.Suspended:
 		return 0, false
-	case !s.Sealed && s.Kind != KindIndexed && s.Spec.Kind() != KindIndexed:
+	case !s.Sealed && s.Kind == KindWorkQueue && !s.Spec.Counted():
 		return 0, false
 	}
 	left := s.Items.Total - s.Items.Succeeded - s.Items.Dead

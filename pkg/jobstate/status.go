@@ -158,6 +158,10 @@ type Status struct {
 	// OldestPendingAge is how long the oldest pending item has waited, in
 	// seconds; 0 when nothing is pending or its push time is unknown.
 	OldestPendingAge float64 `json:"oldestPendingAgeSeconds"`
+	// ETASeconds estimates how long until every item is settled, from the
+	// recent rate and the items left; null while unknown (an unsealed
+	// work-queue Job, no rate yet). See EstimateETA.
+	ETASeconds *float64 `json:"etaSeconds"`
 	// StateLost says why the Job's books no longer add up (empty while
 	// they do): its state in Redis was evicted or lost.
 	StateLost string `json:"stateLost,omitempty"`

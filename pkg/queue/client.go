@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"crypto/tls"
-	"sync"
 	"time"
 
 	"github.com/workq/workq/internal/store"
@@ -31,53 +30,37 @@ func (o Options) dial() store.DialOptions {
 }
 
 // Client creates, loads and administers Jobs. It connects on first use
-// and again after a failed connection, so a process may start before Redis
-// does. It is safe for concurrent use.
+// and again while Redis cannot be reached, so a process may start before
+// Redis does. It is safe for concurrent use.
 type Client struct {
-	opts Options
-
-	mu sync.Mutex
-	s  *store.Store
+	s *store.Store
 }
 
 // Open connects to Redis, checks that it answers and will not evict
 // workq's keys, and loads the scripts. It returns ErrBadURL, ErrUnavailable,
 // ErrAuth or ErrEviction.
 func Open(ctx context.Context, o Options) (*Client, error) {
-	c, err := Connect(o)
+	s, err := store.Open(ctx, o.dial())
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.store(ctx); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return &Client{s: s}, nil
 }
 
 // Connect checks the options and returns a Client without contacting Redis,
 // for processes that wait for Redis to come up: calls return ErrUnavailable
 // until it answers. It returns ErrBadURL.
 func Connect(o Options) (*Client, error) {
-	if err := store.ValidateDial(o.dial()); err != nil {
-		return nil, err
-	}
-	return &Client{opts: o}, nil
-}
-
-// store returns the connected store, connecting if need be.
-func (c *Client) store(ctx context.Context) (*store.Store, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.s != nil {
-		return c.s, nil
-	}
-	s, err := store.Open(ctx, c.opts.dial())
+	s, err := store.Dial(o.dial())
 	if err != nil {
 		return nil, err
 	}
-	c.s = s
-	return s, nil
+	return &Client{s: s}, nil
 }
+
+// store returns the store; the context is for symmetry with the calls
+// that connect on first use.
+func (c *Client) store(context.Context) (*store.Store, error) { return c.s, nil }
 
 // RedactURL returns a Redis URL with its passwords replaced.
 func RedactURL(raw string) string {
@@ -88,14 +71,7 @@ func RedactURL(raw string) string {
 }
 
 // Close closes the connections.
-func (c *Client) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.s == nil {
-		return nil
-	}
-	return c.s.Close()
-}
+func (c *Client) Close() error { return c.s.Close() }
 
 // Create creates a Job with a defaulted, validated spec and a fresh
 // incarnation. A fixed completion count Job is sealed at once: its items
@@ -171,6 +147,15 @@ func (c *Client) Now(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	return s.Now(ctx)
+}
+
+// Ping checks that Redis answers and will not evict workq's keys. It
+// returns ErrUnavailable, ErrAuth or ErrEviction.
+func (c *Client) Ping(ctx context.Context) error {
+	if err := c.s.Ping(ctx); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Inspector returns the Client's reader of Job state.

@@ -6,6 +6,10 @@ import (
 	"github.com/workq/workq/internal/store"
 )
 
+// MaxErrorBytes caps the error text kept for a failed item; a longer text
+// keeps its tail, where the cause usually is.
+const MaxErrorBytes = store.MaxErrorBytes
+
 // Sentinel errors. Callers test them with errors.Is.
 var (
 	// ErrNoJob: the Job does not exist (never created, deleted or expired).

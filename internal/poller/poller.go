@@ -1,0 +1,117 @@
+// Package poller shares reads of Job state among many readers: every
+// dashboard viewer, every event stream and every metrics scrape of one
+// `coordinator serve` is answered from at most one read of Redis per Job
+// per interval, however many there are.
+package poller
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+// Poller caches the answers of a Store for Every. It is safe for
+// concurrent use; it has no goroutine of its own (reads happen on demand,
+// one at a time per key).
+type Poller struct {
+	S *store.Store
+	// Every is how old an answer may be. Default 1s.
+	Every time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]entry
+	group singleflight.Group
+}
+
+type entry struct {
+	at  time.Time
+	v   any
+	err error
+}
+
+func (p *Poller) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// get returns the cached answer for key if it is fresh, else reads it once
+// for every caller waiting on it.
+func (p *Poller) get(ctx context.Context, key string, read func(context.Context) (any, error)) (any, error) {
+	every := p.Every
+	if every <= 0 {
+		every = time.Second
+	}
+	p.mu.Lock()
+	if e, ok := p.cache[key]; ok && p.now().Sub(e.at) < every {
+		p.mu.Unlock()
+		return e.v, e.err
+	}
+	p.mu.Unlock()
+	v, err, _ := p.group.Do(key, func() (any, error) {
+		// The read outlives one caller's cancellation: others wait on it.
+		v, err := read(context.WithoutCancel(ctx))
+		p.mu.Lock()
+		if p.cache == nil {
+			p.cache = map[string]entry{}
+		}
+		if len(p.cache) > 10000 {
+			clear(p.cache)
+		}
+		p.cache[key] = entry{at: p.now(), v: v, err: err}
+		p.mu.Unlock()
+		return v, err
+	})
+	return v, err
+}
+
+// Forget drops what is cached of job (after a change to it), so the next
+// read sees the change.
+func (p *Poller) Forget(job string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.cache {
+		if k == "jobs" || strings.HasSuffix(k, ":"+job) || strings.Contains(k, ":"+job+":") {
+			delete(p.cache, k)
+		}
+	}
+}
+
+// Jobs reads every Job's counters (see store.Store.Jobs).
+func (p *Poller) Jobs(ctx context.Context) ([]store.JobStatus, error) {
+	v, err := p.get(ctx, "jobs", func(ctx context.Context) (any, error) { return p.S.Jobs(ctx) })
+	js, _ := v.([]store.JobStatus)
+	return js, err
+}
+
+// Status reads one Job (see store.Store.Status).
+func (p *Poller) Status(ctx context.Context, job string) (jobstate.Status, error) {
+	v, err := p.get(ctx, "status:"+job, func(ctx context.Context) (any, error) { return p.S.Status(ctx, job) })
+	st, _ := v.(jobstate.Status)
+	return st, err
+}
+
+// Workers lists a Job's workers (see store.Store.Workers).
+func (p *Poller) Workers(ctx context.Context, job string) ([]store.WorkerInfo, error) {
+	v, err := p.get(ctx, "workers:"+job, func(ctx context.Context) (any, error) { return p.S.Workers(ctx, job) })
+	ws, _ := v.([]store.WorkerInfo)
+	return ws, err
+}
+
+// Dead lists a Job's first dead items (see store.Store.Dead).
+func (p *Poller) Dead(ctx context.Context, job string, limit int) ([]store.DeadItem, error) {
+	key := "dead:" + job + ":" + strconv.Itoa(limit)
+	v, err := p.get(ctx, key, func(ctx context.Context) (any, error) { return p.S.Dead(ctx, job, limit) })
+	ds, _ := v.([]store.DeadItem)
+	return ds, err
+}
