@@ -1,0 +1,452 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/pkg/jobstate"
+	"github.com/workq/workq/pkg/queue"
+)
+
+func TestWorkersDrainAJobExactlyOnce(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{})
+		e.push(t, items(3000)...)
+		e.seal(t)
+		var c counter
+		var runs atomic.Int64
+		h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+			runs.Add(1)
+			return c.handler().Handle(ctx, it)
+		})
+		var errs []<-chan error
+		for i := range 3 {
+			errs = append(errs, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: fmt.Sprint("w", i), Concurrency: 4, Handler: h})))
+		}
+		for _, ch := range errs {
+			require.NoError(t, waitErr(t, ch))
+		}
+		require.Equal(t, 3000, c.count())
+		require.EqualValues(t, 3000, runs.Load(), "no item ran twice without a fault")
+		st := e.status(t)
+		require.Equal(t, jobstate.PhaseComplete, st.Phase, "the last worker marks the Job: no controller needed")
+		require.EqualValues(t, 3000, st.Items.Succeeded)
+		require.Zero(t, st.Items.Leased)
+		require.EqualValues(t, 3, st.Succeeded)
+		require.Empty(t, st.StateLost)
+	})
+}
+
+func TestSlowItemsSpreadOverEveryWorker(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		// Four items on four workers: each runs one. A worker that leased
+		// ahead would hold two, and the barrier below would never open.
+		e.create(t, jobstate.Spec{})
+		e.push(t, items(4)...)
+		e.seal(t)
+		var started sync.WaitGroup
+		started.Add(4)
+		release := make(chan struct{})
+		var mu sync.Mutex
+		by := map[string]string{}
+		h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+			j, _ := queue.JobFromContext(ctx)
+			mu.Lock()
+			by[string(it.Payload)] = j.WorkerID
+			mu.Unlock()
+			started.Done()
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		var errs []<-chan error
+		for i := range 4 {
+			errs = append(errs, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: fmt.Sprint("w", i), Handler: h})))
+		}
+		done := make(chan struct{})
+		go func() { started.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("four slow items did not run at once on four workers")
+		}
+		close(release)
+		for _, ch := range errs {
+			require.NoError(t, waitErr(t, ch))
+		}
+		workers := map[string]bool{}
+		for _, w := range by {
+			workers[w] = true
+		}
+		require.Len(t, workers, 4)
+	})
+}
+
+func TestIndexesRunAtOnceOnFiveWorkers(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{Completions: jobstate.Ptr(5)})
+	var started sync.WaitGroup
+	started.Add(5)
+	release := make(chan struct{})
+	var seen sync.Map
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		require.Equal(t, int(it.ID), it.Index)
+		require.Equal(t, strconv.Itoa(it.Index), string(it.Payload))
+		seen.Store(it.Index, true)
+		started.Done()
+		<-release
+		return nil
+	})
+	var errs []<-chan error
+	for i := range 5 {
+		errs = append(errs, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: fmt.Sprint("w", i), Handler: h})))
+	}
+	done := make(chan struct{})
+	go func() { started.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("five indexes did not run at once on five workers")
+	}
+	close(release)
+	for _, ch := range errs {
+		require.NoError(t, waitErr(t, ch))
+	}
+	st := e.status(t)
+	require.Equal(t, "0-4", st.CompletedIndexes)
+	require.Equal(t, jobstate.PhaseComplete, st.Phase)
+	for _, c := range st.Conditions {
+		if c.Type == jobstate.ConditionComplete {
+			require.Equal(t, jobstate.ReasonCompletionsReached, c.Reason)
+		}
+	}
+}
+
+type exitErr int
+
+func (e exitErr) Error() string { return "exit status " + strconv.Itoa(int(e)) }
+func (e exitErr) ExitCode() int { return int(e) }
+
+func TestWorkerExitsNonZeroWhenTheJobFails(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{MaxAttempts: 1})
+		e.push(t, "good", "bad")
+		e.seal(t)
+		h := queue.HandlerFunc(func(_ context.Context, it queue.Item) error {
+			if string(it.Payload) == "bad" {
+				return errors.New("boom")
+			}
+			return nil
+		})
+		err := waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h})))
+		require.ErrorIs(t, err, queue.ErrJobFailed)
+		require.Contains(t, err.Error(), jobstate.ReasonFailedItems)
+		st := e.status(t)
+		require.Equal(t, jobstate.PhaseFailed, st.Phase)
+		require.EqualValues(t, 1, st.Items.Dead)
+		require.EqualValues(t, 1, st.Items.Succeeded)
+	})
+}
+
+func TestFailurePolicy(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		spec := jobstate.Spec{MaxAttempts: 5, RetryBackoff: jobstate.Duration(time.Millisecond), RetryBackoffMax: jobstate.Duration(time.Millisecond)}
+		for _, r := range []string{"FailIndex:exit=3", "Ignore:exit=75"} {
+			rule, err := jobstate.ParseFailureRule(r)
+			require.NoError(t, err)
+			spec.FailurePolicy = append(spec.FailurePolicy, rule)
+		}
+		e.create(t, spec)
+		e.push(t, "index-fails", "ignored-twice")
+		e.seal(t)
+		var ignored atomic.Int32
+		h := queue.HandlerFunc(func(_ context.Context, it queue.Item) error {
+			switch string(it.Payload) {
+			case "index-fails":
+				return exitErr(3)
+			default:
+				if ignored.Add(1) <= 2 {
+					require.Equal(t, 1, it.Attempt, "an ignored failure uses no attempt")
+					return exitErr(75)
+				}
+				return nil
+			}
+		})
+		err := waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h})))
+		require.ErrorIs(t, err, queue.ErrJobFailed)
+		st := e.status(t)
+		require.EqualValues(t, 1, st.Items.Dead, "FailIndex: dead at its first failure")
+		require.EqualValues(t, 1, st.Items.Succeeded)
+		require.EqualValues(t, 1, st.Items.FailedAttempts, "the ignored failures were not counted")
+		dead, err := e.c.Inspector().Dead(context.Background(), e.job, 0)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		require.Equal(t, 1, dead[0].Attempts)
+	})
+}
+
+func TestFailJobRuleFailsTheJob(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	rule, err := jobstate.ParseFailureRule("FailJob:exit=42")
+	require.NoError(t, err)
+	e.create(t, jobstate.Spec{FailurePolicy: []jobstate.FailureRule{rule}})
+	e.push(t, items(50)...)
+	e.seal(t)
+	h := queue.HandlerFunc(func(_ context.Context, it queue.Item) error {
+		if string(it.Payload) == "item-00007" {
+			return exitErr(42)
+		}
+		return nil
+	})
+	err = waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h})))
+	require.ErrorIs(t, err, queue.ErrJobFailed)
+	require.Contains(t, err.Error(), jobstate.ReasonPodFailurePolicy)
+	st := e.status(t)
+	require.Equal(t, jobstate.PhaseFailed, st.Phase)
+}
+
+func TestSuccessPolicyStopsTheRest(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	rule, err := jobstate.ParseSuccessRule("indexes=0-1")
+	require.NoError(t, err)
+	e.create(t, jobstate.Spec{Completions: jobstate.Ptr(6), SuccessPolicy: []jobstate.SuccessRule{rule}})
+	var ran sync.Map
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		ran.Store(it.Index, true)
+		if it.Index <= 1 {
+			return nil
+		}
+		<-ctx.Done() // the others run until the success stops them
+		return ctx.Err()
+	})
+	var errs []<-chan error
+	for i := range 3 {
+		errs = append(errs, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: fmt.Sprint("w", i), Handler: h})))
+	}
+	for _, ch := range errs {
+		require.NoError(t, waitErr(t, ch), "a Job that met its success policy is a success")
+	}
+	st := e.status(t)
+	require.Equal(t, jobstate.PhaseComplete, st.Phase)
+	var met, complete time.Time
+	for _, c := range st.Conditions {
+		switch c.Type {
+		case jobstate.ConditionSuccessCriteriaMet:
+			met = c.LastTransitionTime
+			require.Equal(t, jobstate.ReasonSuccessPolicy, c.Reason)
+		case jobstate.ConditionComplete:
+			complete = c.LastTransitionTime
+			require.Equal(t, jobstate.ReasonSuccessPolicy, c.Reason)
+		}
+	}
+	require.False(t, met.IsZero())
+	require.False(t, complete.Before(met), "SuccessCriteriaMet comes first")
+	require.Zero(t, st.Items.Dead, "stopped items are not failures")
+}
+
+func TestStoppedWorkerHandsBackWhatItHasNotStarted(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{})
+		e.push(t, items(4)...)
+		e.seal(t)
+		started := make(chan struct{}, 4)
+		h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := runAsync(ctx, e.worker(t, queue.WorkerConfig{Handler: h, Grace: 50 * time.Millisecond}))
+		<-started
+		cancel()
+		require.ErrorIs(t, waitErr(t, ch), queue.ErrStopped)
+		st := e.status(t)
+		require.EqualValues(t, 4, st.Items.Pending+st.Items.Returned, "nothing was lost")
+		require.Zero(t, st.Items.Retrying, "handed back, not retrying")
+		require.Zero(t, st.Items.FailedAttempts)
+		require.Zero(t, st.Items.Leased)
+		require.Zero(t, st.Failed, "a stopped worker is not a failed one")
+	})
+}
+
+func TestAReplacedJobStopsItsOldWorkers(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{})
+		e.push(t, items(3)...)
+		started := make(chan struct{}, 3)
+		h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		ch := runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h, Heartbeat: 100 * time.Millisecond}))
+		<-started
+		require.NoError(t, e.c.Delete(context.Background(), e.job))
+		e.create(t, jobstate.Spec{})
+		e.push(t, items(3)...)
+		// The old worker hears of the delete (then: vanished) or meets the
+		// new incarnation first (then: replaced); it stops either way.
+		err := waitErr(t, ch)
+		require.True(t, errors.Is(err, queue.ErrReplaced) || errors.Is(err, queue.ErrJobVanished), "%v", err)
+		st := e.status(t)
+		require.Zero(t, st.Items.Succeeded)
+		require.EqualValues(t, 3, st.Items.Pending, "the new Job is untouched")
+		require.Zero(t, st.Active)
+	})
+}
+
+func TestAVanishedJobStopsItsWorkers(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{})
+	e.push(t, items(3)...)
+	started := make(chan struct{}, 3)
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	ch := runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h, Heartbeat: 100 * time.Millisecond}))
+	<-started
+	e.mini.FlushAll()
+	err := waitErr(t, ch)
+	require.ErrorIs(t, err, queue.ErrJobVanished)
+	require.False(t, errors.Is(err, queue.ErrNoJob), "a vanished Job is no usage error")
+}
+
+func TestSuspendHandsBackItemsNotStarted(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{})
+	e.push(t, items(200)...)
+	e.seal(t)
+	release := make(chan struct{})
+	var once sync.Once
+	first := make(chan struct{})
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		once.Do(func() { close(first) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	ch := runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h, Concurrency: 2, Heartbeat: 100 * time.Millisecond}))
+	<-first
+	_, err := e.c.Suspend(context.Background(), e.job)
+	require.NoError(t, err)
+	eventually(t, "the worker holds only what runs", func() bool {
+		st := e.status(t)
+		return st.Items.Leased <= 2
+	})
+	st := e.status(t)
+	require.EqualValues(t, 200, st.Items.Pending+st.Items.Returned+st.Items.Leased)
+	close(release)
+	_, err = e.c.Resume(context.Background(), e.job)
+	require.NoError(t, err)
+	require.NoError(t, waitErr(t, ch))
+	require.EqualValues(t, 200, e.status(t).Items.Succeeded)
+}
+
+func TestFencesGrowPerItem(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{MaxAttempts: 3, RetryBackoff: jobstate.Duration(time.Millisecond), RetryBackoffMax: jobstate.Duration(time.Millisecond)})
+	e.push(t, "x")
+	e.seal(t)
+	var fences []int64
+	h := queue.HandlerFunc(func(_ context.Context, it queue.Item) error {
+		fences = append(fences, it.Fence)
+		if it.Attempt < 3 {
+			return errors.New("again")
+		}
+		return nil
+	})
+	require.NoError(t, waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h}))))
+	require.Len(t, fences, 3)
+	require.Less(t, fences[0], fences[1])
+	require.Less(t, fences[1], fences[2])
+}
+
+func TestResultsAreKept(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{MaxAttempts: 1})
+	e.push(t, "a", "b", "c")
+	e.seal(t)
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		queue.SetOutput(ctx, []byte("out-"+string(it.Payload)))
+		if string(it.Payload) == "b" {
+			return exitErr(7)
+		}
+		return nil
+	})
+	_ = waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: h, Results: 100})))
+	rs, err := e.c.Inspector().Results(context.Background(), e.job, "", 10, 0)
+	require.NoError(t, err)
+	require.Len(t, rs, 3)
+	byID := map[int64]queue.Result{}
+	for _, r := range rs {
+		byID[r.ID] = r
+	}
+	require.Equal(t, "out-a", byID[0].Output)
+	require.Zero(t, byID[0].Exit)
+	require.Equal(t, 7, byID[1].Exit)
+	require.Equal(t, "out-c", byID[2].Output)
+}
+
+func TestALateWorkerExitsAtOnceUncounted(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{})
+	e.push(t, "x")
+	e.seal(t)
+	var c counter
+	require.NoError(t, waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: c.handler()}))))
+	require.Equal(t, jobstate.PhaseComplete, e.status(t).Phase)
+	require.NoError(t, waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{Handler: c.handler()}))))
+	st := e.status(t)
+	require.EqualValues(t, 1, st.Succeeded, "a worker after Complete does not raise succeeded")
+	require.EqualValues(t, 1, st.Items.Succeeded)
+}
+
+func TestBatchHandlerGetsWholeBatches(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{BatchSize: 100})
+		e.push(t, items(1000)...)
+		e.seal(t)
+		var total atomic.Int64
+		var calls atomic.Int64
+		h := queue.BatchHandlerFunc(func(_ context.Context, its []queue.Item) error {
+			calls.Add(1)
+			total.Add(int64(len(its)))
+			require.LessOrEqual(t, len(its), 100)
+			return nil
+		})
+		require.NoError(t, waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{BatchHandler: h}))))
+		require.EqualValues(t, 1000, total.Load())
+		require.Less(t, calls.Load(), int64(1000))
+		require.EqualValues(t, 1000, e.status(t).Items.Succeeded)
+	})
+}
