@@ -3,6 +3,7 @@ package store
 import (
 	"embed"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -91,11 +92,62 @@ func buildScript(name, body, lib string) (*script, error) {
 		}
 	}
 	b.WriteString(luaConstants())
-	b.WriteString(lib)
+	b.WriteString(shake(lib, body))
 	b.WriteString("\n")
 	b.WriteString(body)
 	sc.Script = redis.NewScript(b.String())
 	return sc, nil
+}
+
+// libDef matches the first line of a definition in lib.lua.
+var libDef = regexp.MustCompile(`^local (?:function )?([A-Za-z_][A-Za-z0-9_]*)`)
+
+var luaIdent = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+
+// shake returns the definitions of lib that body uses, directly or
+// through other definitions, in lib's order. Every definition costs each
+// call (a closure made per run), so a script carries only its own.
+func shake(lib, body string) string {
+	type def struct {
+		name string
+		text string
+	}
+	var defs []def
+	var cur *def
+	var pre strings.Builder // comments before the first definition
+	for _, line := range strings.SplitAfter(lib, "\n") {
+		if m := libDef.FindStringSubmatch(line); m != nil {
+			defs = append(defs, def{name: m[1]})
+			cur = &defs[len(defs)-1]
+		}
+		if cur == nil {
+			pre.WriteString(line)
+			continue
+		}
+		cur.text += line
+	}
+	byName := map[string]int{}
+	for i, d := range defs {
+		byName[d.name] = i
+	}
+	need := map[int]bool{}
+	var visit func(text string)
+	visit = func(text string) {
+		for _, id := range luaIdent.FindAllString(text, -1) {
+			if i, ok := byName[id]; ok && !need[i] {
+				need[i] = true
+				visit(defs[i].text)
+			}
+		}
+	}
+	visit(body)
+	var b strings.Builder
+	for i, d := range defs {
+		if need[i] {
+			b.WriteString(d.text)
+		}
+	}
+	return b.String()
 }
 
 // luaConstants are the Lua names of jobstate's stored phases (PH_FAILING,

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -215,11 +216,35 @@ func decodeRecord(rec string) (Lease, error) {
 			i++
 		}
 	}
-	if f[4] == "i" {
+	switch {
+	case f[4] == "i":
 		for i := range items {
 			items[i].Payload = strconv.AppendInt(nil, items[i].ID, 10)
 		}
-	} else if n > 0 {
+	case f[4] == "n" && n > 0:
+		// Joined by newlines, which no payload holds.
+		body := []byte(rec[nl+1:])
+		i := 0
+		for len(body) > 0 || i < n {
+			j := bytes.IndexByte(body, '\n')
+			if j < 0 {
+				j = len(body)
+			}
+			if i >= n {
+				return bad("more payloads than items")
+			}
+			items[i].Payload = body[:j:j]
+			i++
+			if j == len(body) {
+				body = nil
+				break
+			}
+			body = body[j+1:]
+		}
+		if i != n {
+			return bad(fmt.Sprintf("%d payloads for %d items", i, n))
+		}
+	case n > 0:
 		body := []byte(rec[nl+1:])
 		off, i := 0, 0
 		for l := range strings.SplitSeq(f[4], ",") {

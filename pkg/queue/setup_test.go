@@ -51,7 +51,9 @@ func miniEnv(t *testing.T) *env {
 	return &env{c: c, url: url, mini: m, job: "job"}
 }
 
-func realEnv(t *testing.T) *env {
+func realEnv(t *testing.T) *env { return realEnvB(t) }
+
+func realEnvB(t testing.TB) *env {
 	t.Helper()
 	redistest.Available(t)
 	sharedOnce.Do(func() { shared, sharedErr = redistest.Start("") })

@@ -13,14 +13,13 @@
 --   {'WAIT', reason (unsealed, peers, suspended, repeat, lost), wakeMs
 --   (-1: none known), avgUs, live}; {'DONE'}; {'FAILED'}; errors NOJOB,
 --   REPLACED, LOST, STALE.
-local e = job_error(ARGV[1])
+local spec, st, e = load(ARGV[1], {'batchSize', 'leaseMs', 'maxAttempts', 'completions'},
+  {'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded', 'seen'})
 if e then return err(e) end
 allow_oom()
 local sess, seq = ARGV[2], tonumber(ARGV[3])
 local token = sess .. '.' .. ARGV[3]
-local spec = redis.call('HMGET', SPEC, 'batchSize', 'leaseMs', 'maxAttempts', 'completions')
-local leaseMs, maxAtt, comp = tonumber(spec[2]), tonumber(spec[3]), tonumber(spec[4])
-local st = state_table({'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded'})
+local leaseMs, maxAtt, comp = tonumber(spec.leaseMs), tonumber(spec.maxAttempts), tonumber(spec.completions)
 local avg = num(st.avgus, -1)
 local now = now_ms()
 local last = num(redis.call('HGET', REQS, 'l' .. sess), -1)
@@ -35,17 +34,23 @@ end
 redis.call('HSET', REQS, 'l' .. sess, ARGV[3])
 if failing(st.phase) then return {'FAILED'} end
 if stopping(st.phase) or st.done == '1' then return {'DONE'} end
-touch(now, leaseMs)
+stalled(st.seen, now, leaseMs)
 redis.call('ZADD', WORKERS, now + leaseMs, ARGV[4])
 reclaim(now, 5000, maxAtt)
-local live = redis.call('ZCOUNT', WORKERS, now, '+inf')
-if st.suspended == '1' then return {'WAIT', 'suspended', next_wake(now), avg, live} end
 local popped = num(st.popped, 0)
-local left = remaining(now, popped, comp)
-local n = tonumber(ARGV[5])
-local maxn = tonumber(ARGV[6])
-if maxn <= 0 then maxn = tonumber(spec[1]) end
-n = math.max(1, math.min(n, maxn, math.ceil(left / math.max(live, 1))))
+local n = math.max(1, math.min(tonumber(ARGV[5]), tonumber(ARGV[6]) > 0 and tonumber(ARGV[6]) or tonumber(spec.batchSize)))
+local live, left = -1, -1
+if n > 1 or st.suspended == '1' then
+  -- The fair share: a lease never takes more than left / live workers,
+  -- so the tail of a Job spreads over every worker.
+  live = redis.call('ZCOUNT', WORKERS, now, '+inf')
+  if st.suspended == '1' then
+    redis.call('HSET', STATE, 'seen', now)
+    return {'WAIT', 'suspended', next_wake(now), avg, live}
+  end
+  left = remaining(now, popped, comp)
+  n = math.max(1, math.min(n, math.ceil(left / math.max(live, 1))))
+end
 
 local ids, atts, pays = {}, {}, {}
 local back = redis.call('LPOP', RETURNED, n)
@@ -86,6 +91,9 @@ if comp and #ids + (fresh and #fresh or 0) < n and popped < comp then
 end
 local got = #ids + (fresh and #fresh or 0)
 if got == 0 then
+  redis.call('HSET', STATE, 'seen', now)
+  if live < 0 then live = redis.call('ZCOUNT', WORKERS, now, '+inf') end
+  if left < 0 then left = remaining(now, popped, comp) end
   if st.sealed == '1' and left == 0 and redis.call('ZCARD', LEASES) == 0 and redis.call('ZCARD', RETRY) == 0 then
     local why = lost_reason(st)
     if why then
@@ -111,12 +119,12 @@ end
 local fence = int(redis.call('HINCRBY', STATE, 'fseq', 1))
 local rec
 if #ids == 0 and not comp then
-  -- The common case: a run of fresh items, one record in two concats.
-  local l = {}
-  for k = 1, #fresh do l[k] = #fresh[k] end
-  local r = tostring(p0)
-  if #fresh > 1 then r = p0 .. '-' .. (popped - 1) end
-  rec = #fresh .. '|' .. fence .. '|' .. r .. '||' .. table.concat(l, ',') .. '\n' .. table.concat(fresh)
+  -- The common case: a run of fresh items; nothing is done per item in
+  -- Lua (payloads joins them in C).
+  local r = int(p0)
+  if #fresh > 1 then r = r .. '-' .. int(popped - 1) end
+  local lens, body = payloads(fresh)
+  rec = #fresh .. '|' .. fence .. '|' .. r .. '||' .. lens .. '\n' .. body
 else
   if fresh then
     for k = 1, #fresh do
@@ -128,11 +136,13 @@ else
   rec = encode(fence, ids, atts, pays, comp ~= nil)
 end
 if popped ~= p0 then
-  redis.call('HSET', STATE, 'popped', popped)
+  redis.call('HSET', STATE, 'popped', popped, 'seen', now)
   redis.call('ZREMRANGEBYSCORE', PUSHLOG, '-inf', popped)
+else
+  redis.call('HSET', STATE, 'seen', now)
 end
 redis.call('HSET', BATCHES, token, rec)
 redis.call('ZADD', LEASES, now + leaseMs, token)
 redis.call('HINCRBY', STATE, 'leased', got)
 if not st.start then redis.call('HSET', STATE, 'start', now) end
-return {'LEASE', token, now + leaseMs, rec, avg, live, left - got}
+return {'LEASE', token, now + leaseMs, rec, avg, live, math.max(left - got, -1)}

@@ -7,7 +7,8 @@
 --   lease record (field of BATCHES)  "n|fence|ids|atts|lens\n" .. payloads
 --       ids  ranges in record order: "4-9,2"; atts: "" when every item runs
 --       its first attempt, else one number per item; lens: payload lengths,
---       or "i" when every payload is its id (Indexed Jobs)
+--       "n" when the payloads are joined by newlines (none holds one), or
+--       "i" when every payload is its id (fixed completion count Jobs)
 --   retry member / returned element  "id:attempts:payload" (attempts used)
 --   dead member (score: id)          "id:attempts:errlen:" .. error .. payload
 --   condition field "cond:<Type>"    "status|reason|ms|message"
@@ -69,6 +70,25 @@ end
 
 -- err is the one way a script reports an error: a reply whose first word
 -- is the code (NOJOB, REPLACED, LOST, SEALED, FINISHED, STALE).
+-- load reads fields of SPEC and STATE in one call each and checks the
+-- Job as job_error does. It returns spec and state tables keyed by field
+-- name, or nil and the error code.
+local function load(uid, specFields, stateFields)
+  local sf = {'uid'}
+  for _, f in ipairs(specFields) do sf[#sf + 1] = f end
+  local sv = redis.call('HMGET', SPEC, unpack(sf))
+  if not sv[1] then return nil, nil, 'NOJOB' end
+  if uid ~= '' and sv[1] ~= uid then return nil, nil, 'REPLACED' end
+  local tf = {'uid'}
+  for _, f in ipairs(stateFields) do tf[#tf + 1] = f end
+  local tv = redis.call('HMGET', STATE, unpack(tf))
+  if not tv[1] then return nil, nil, 'LOST' end
+  local sp, st = {}, {}
+  for i, f in ipairs(sf) do sp[f] = sv[i] end
+  for i, f in ipairs(tf) do st[f] = tv[i] end
+  return sp, st, nil
+end
+
 local ERRORS = {
   NOJOB = 'the job does not exist',
   REPLACED = 'the job was replaced by a new job of the same name',
@@ -99,14 +119,14 @@ local function shift(key, d)
   end
 end
 
--- touch notes that a call of this Job ran at now. A Redis that was paused,
--- forking or failing over served nobody: after a silence longer than half a
--- lease (workers heartbeat at least twice per lease), every lease and
--- heartbeat deadline moves forward by the silence beyond that half, so the
--- stall costs no attempts and no worker failures. Returns the shift in ms.
-local function touch(now, leaseMs)
-  local last = tonumber(redis.call('HGET', STATE, 'seen'))
-  redis.call('HSET', STATE, 'seen', now)
+-- stalled takes the time of the last call of this Job (seen, the state's
+-- field) and now. A Redis that was paused, forking or failing over served
+-- nobody: after a silence longer than half a lease (workers heartbeat at
+-- least twice per lease), every lease and heartbeat deadline moves forward
+-- by the silence beyond that half, so the stall costs no attempts and no
+-- worker failures. The caller records now as seen. Returns the shift in ms.
+local function stalled(seen, now, leaseMs)
+  local last = tonumber(seen)
   if not last then return 0 end
   local d = now - last - math.floor(leaseMs / 2)
   if d <= 0 then return 0 end
@@ -115,6 +135,13 @@ local function touch(now, leaseMs)
   redis.call('HINCRBY', STATE, 'stalls', 1)
   redis.call('HINCRBY', STATE, 'stallms', d)
   return d
+end
+
+-- touch is stalled for a script that has not read seen, and records now.
+local function touch(now, leaseMs)
+  local seen = redis.call('HGET', STATE, 'seen')
+  redis.call('HSET', STATE, 'seen', now)
+  return stalled(seen, now, leaseMs)
 end
 
 local function ranges(ids)
@@ -129,20 +156,38 @@ local function ranges(ids)
   return table.concat(r, ',')
 end
 
+-- numbers writes a list of numbers "1,2,3" (string.format in slices: much
+-- cheaper than turning each number into a Lua string).
+local function numbers(l)
+  local parts = {}
+  for i = 1, #l, 4000 do
+    local j = math.min(i + 3999, #l)
+    parts[#parts + 1] = string.sub(string.format(string.rep('%d,', j - i + 1), unpack(l, i, j)), 1, -2)
+  end
+  return table.concat(parts, ',')
+end
+
+-- payloads joins payloads for a record: by newlines when none holds one
+-- (lens 'n'; one concat and one count, nothing per item), else with their
+-- lengths.
+local function payloads(pays)
+  local body = table.concat(pays, '\n')
+  local _, nl = string.gsub(body, '\n', '\n')
+  if nl == #pays - 1 then return 'n', body end
+  local l = {}
+  for k = 1, #pays do l[k] = #pays[k] end
+  return numbers(l), table.concat(pays)
+end
+
 -- encode builds a lease record from parallel arrays.
 local function encode(fence, ids, atts, pays, indexed)
   local n = #ids
   local a = ''
   for k = 1, n do
-    if atts[k] ~= 1 then a = table.concat(atts, ',') break end
+    if atts[k] ~= 1 then a = numbers(atts) break end
   end
   local lens, body = 'i', ''
-  if not indexed then
-    local l = {}
-    for k = 1, n do l[k] = #pays[k] end
-    lens = table.concat(l, ',')
-    body = table.concat(pays)
-  end
+  if not indexed then lens, body = payloads(pays) end
   return n .. '|' .. fence .. '|' .. ranges(ids) .. '|' .. a .. '|' .. lens .. '\n' .. body
 end
 
@@ -182,6 +227,13 @@ local function decode(rec)
   local pays = {}
   if lf == 'i' then
     for k = 1, n do pays[k] = tostring(ids[k]) end
+  elseif lf == 'n' then
+    local off = nl + 1
+    for k = 1, n do
+      local e = string.find(rec, '\n', off, true) or (#rec + 1)
+      pays[k] = string.sub(rec, off, e - 1)
+      off = e + 1
+    end
   else
     local off = nl + 1
     for v in string.gmatch(lf, '[^,]+') do

@@ -21,7 +21,7 @@
 --   item is dead at once (FailIndex); 'j' dead at once and the Job fails.
 -- Reply: "acked,failed,released,refused,dead,failjob|token,token..." (the
 --   tokens whose lease was gone); errors NOJOB, REPLACED, LOST, STALE.
-local e = job_error(ARGV[1])
+local spec, st, e = load(ARGV[1], {'maxAttempts', 'completions'}, {'avgus', 'sealed'})
 if e then return err(e) end
 allow_oom()
 local slot = 's' .. ARGV[2]
@@ -34,8 +34,8 @@ if prev then
   if seq < ps then return err('STALE', 'a settle call older than the last one') end
 end
 local now = now_ms()
-local maxAtt = spec_num('maxAttempts', 3)
-local indexed = spec_num('completions', nil) ~= nil
+local maxAtt = num(spec.maxAttempts, 3)
+local indexed = tonumber(spec.completions) ~= nil
 local resMax = tonumber(ARGV[6])
 local acked, failed, released, refused, dead, failjob = 0, 0, 0, 0, 0, 0
 local gone = {}
@@ -150,8 +150,8 @@ end
 if acked > 0 then
   redis.call('HINCRBY', STATE, 'succeeded', acked)
   local sec = math.floor(now / 1000)
-  redis.call('HINCRBY', RATE, sec, acked)
-  if redis.call('HLEN', RATE) > 90 then
+  -- A new second's first count makes a field: only then may old ones go.
+  if redis.call('HINCRBY', RATE, sec, acked) == acked and redis.call('HLEN', RATE) > 90 then
     for _, s in ipairs(redis.call('HKEYS', RATE)) do
       if tonumber(s) < sec - 70 then redis.call('HDEL', RATE, s) end
     end
@@ -163,13 +163,13 @@ if handled > 0 then redis.call('HINCRBY', STATE, 'leased', -handled) end
 local timed = tonumber(ARGV[4])
 if timed > 0 then
   local sample = tonumber(ARGV[5]) / timed
-  local old = tonumber(redis.call('HGET', STATE, 'avgus'))
+  local old = tonumber(st.avgus)
   if old then sample = old * 0.7 + sample * 0.3 end
-  redis.call('HSET', STATE, 'avgus', math.floor(sample))
+  redis.call('HSET', STATE, 'avgus', int(math.floor(sample)))
 end
 if released > 0 then redis.call('PUBLISH', EVENTS, 'released') end
 if dead > 0 or failjob > 0 then redis.call('PUBLISH', EVENTS, 'dead') end
-if acked > 0 and redis.call('ZCARD', LEASES) == 0 and redis.call('HGET', STATE, 'sealed') == '1' then
+if acked > 0 and st.sealed == '1' and redis.call('ZCARD', LEASES) == 0 then
   redis.call('PUBLISH', EVENTS, 'drained')
 end
 local reply = acked .. ',' .. failed .. ',' .. released .. ',' .. refused .. ',' .. dead .. ',' .. failjob .. '|' .. table.concat(gone, ',')
