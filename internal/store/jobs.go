@@ -61,6 +61,9 @@ func (s *Store) Create(ctx context.Context, name string, spec jobstate.Spec) (st
 	if spec.TTLAfterFinished != nil {
 		args = append(args, "ttlMs", ms(*spec.TTLAfterFinished))
 	}
+	if spec.Speculative {
+		args = append(args, "speculative", "1")
+	}
 	v, err := s.run(ctx, s.sc.create, name, args...)
 	if err != nil {
 		return "", fmt.Errorf("create %q: %w", name, err)

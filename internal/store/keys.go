@@ -23,7 +23,8 @@ var keyNames = []string{
 	"returned", // list: "id:attempts:payload" handed back unstarted; leased first
 	"leases",   // zset: lease token -> expiry (ms, server clock)
 	"batches",  // hash: lease token -> lease record (the batch's items)
-	"bstart",   // hash: lease token -> items of it that started
+	"bstart",   // hash: lease token -> "started:ms" (items of it that started, since when)
+	"backup",   // hash: speculative copies: primary token -> "p:backup", backup token -> "b:primary"
 	"retry",    // zset: "id:attempts:payload" -> when it may run again (ms)
 	"dead",     // zset: "id:attempts:errlen:error..payload" -> id
 	"dedupe",   // set: digests of items pushed with --dedupe

@@ -468,3 +468,53 @@ func TestCreateIsIdempotentAndNamesAreListed(t *testing.T) {
 		require.ErrorIs(t, e.s.Delete(ctx, e.job), store.ErrNoJob)
 	})
 }
+
+func TestSpeculativeCopiesOfStragglers(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.create(t, jobstate.Spec{Speculative: true})
+		e.push(t, items(3)...)
+		_, err := e.s.Seal(ctx, e.job, "")
+		require.NoError(t, err)
+		a := e.worker(t, "a")
+		b := e.worker(t, "b")
+		fast := a.mustLease(t, 2)
+		slow := b.mustLease(t, 1)
+		// b's item starts; a's finish quickly and teach the Job that items
+		// take 1ms.
+		_, err = b.settle(t, store.Settlement{Token: slow.Token, Started: 1})
+		require.NoError(t, err)
+		_, err = e.s.Settle(ctx, e.job, store.SettleRequest{UID: a.reg.UID, Session: a.reg.Session, Seq: 1, Timed: 2,
+			TimedTotal: 2 * time.Millisecond, Leases: []store.Settlement{ackAll(fast)}})
+		a.set = 1
+		require.NoError(t, err)
+		r, err := a.lease(t, 1)
+		require.NoError(t, err)
+		require.Nil(t, r.Lease, "not yet a straggler")
+		e.advance(t, 1500*time.Millisecond)
+		_, err = e.s.Heartbeat(ctx, e.job, b.reg.UID, b.wid, []string{slow.Token})
+		require.NoError(t, err)
+		copyL := a.mustLease(t, 1)
+		require.Equal(t, slow.Items[0].ID, copyL.Items[0].ID, "a copy of the straggler")
+		require.Greater(t, copyL.Fence, slow.Fence)
+		st := e.status(t)
+		require.EqualValues(t, 1, st.Items.Leased, "a copy is not counted")
+		// The copy finishes first: it counts, the original is taken away.
+		res, err := a.settle(t, ackAll(copyL))
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Acked)
+		hb, err := e.s.Heartbeat(ctx, e.job, b.reg.UID, b.wid, []string{slow.Token})
+		require.NoError(t, err)
+		require.Equal(t, []string{slow.Token}, hb.Lost)
+		res, err = b.settle(t, ackAll(slow))
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Refused, "the loser's ack is refused")
+		st = e.status(t)
+		require.EqualValues(t, 3, st.Items.Succeeded)
+		require.Zero(t, st.Items.Leased)
+		require.Empty(t, st.StateLost)
+		_, err = a.lease(t, 1)
+		require.ErrorIs(t, err, store.ErrDrained)
+	})
+}

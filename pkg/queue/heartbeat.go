@@ -99,7 +99,7 @@ func (h *heartbeater) beat(ctx context.Context) bool {
 	}
 	if n := w.markLost(hb.Lost); n > 0 {
 		w.m.lost(w.cfg.Job, n)
-		w.log.Warn("leases expired and were taken over; their items were stopped and their results will be refused", "leases", n)
+		w.log.Warn("leases were taken over (they expired, or a speculative copy finished first); their items were stopped and their results will be refused", "leases", n)
 	}
 	switch hb.Phase {
 	case jobstate.PhaseFailing, jobstate.PhaseFailed:

@@ -4,7 +4,7 @@
 -- the worker's wish, capped by its maximum and by a fair share of what is
 -- left (left / live workers), so the tail of a Job spreads over every
 -- worker.
--- KEYS: spec state pending returned leases batches bstart retry dead workers reqs lost pushlog events
+-- KEYS: spec state pending returned leases batches bstart backup retry dead workers reqs lost pushlog events
 -- ARGV: 1 uid, 2 session, 3 seq (per session, increasing: the token is
 --   "session.seq"; a repeated call returns the lease the first one made, an
 --   older one is refused), 4 worker id, 5 n wanted, 6 max (0: the spec's
@@ -13,7 +13,7 @@
 --   {'WAIT', reason (unsealed, peers, suspended, repeat, lost), wakeMs
 --   (-1: none known), avgUs, live}; {'DONE'}; {'FAILED'}; errors NOJOB,
 --   REPLACED, LOST, STALE.
-local spec, st, e = load(ARGV[1], {'batchSize', 'leaseMs', 'maxAttempts', 'completions'},
+local spec, st, e = load(ARGV[1], {'batchSize', 'leaseMs', 'maxAttempts', 'completions', 'speculative'},
   {'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded', 'seen'})
 if e then return err(e) end
 allow_oom()
@@ -105,6 +105,13 @@ if got == 0 then
     redis.call('PUBLISH', EVENTS, 'done')
     return {'DONE'}
   end
+  if spec.speculative == '1' and st.sealed == '1' and left == 0 then
+    local b = speculate(now, sess, token, avg, leaseMs, comp ~= nil)
+    if b then
+      redis.call('HSET', STATE, 'seen', now)
+      return {'LEASE', token, now + leaseMs, b, avg, live, 0}
+    end
+  end
   local reason = 'peers'
   if st.sealed ~= '1' then reason = 'unsealed' end
   if reason == 'peers' and redis.call('ZCARD', LEASES) > 0 then
@@ -114,7 +121,11 @@ if got == 0 then
       redis.call('PUBLISH', EVENTS, 'hungry')
     end
   end
-  return {'WAIT', reason, next_wake(now), avg, live}
+  local wake = next_wake(now)
+  if spec.speculative == '1' and reason == 'peers' and (wake < 0 or wake > 1000) then
+    wake = 1000 -- look again for a straggler to copy
+  end
+  return {'WAIT', reason, wake, avg, live}
 end
 local fence = int(redis.call('HINCRBY', STATE, 'fseq', 1))
 local rec

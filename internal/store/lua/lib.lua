@@ -323,6 +323,69 @@ local function drop_lease(token)
   redis.call('ZREM', LEASES, token)
 end
 
+-- started_of reads how many items of a lease started (BSTART "n:ms").
+local function started_of(token)
+  local v = redis.call('HGET', BSTART, token)
+  if not v then return 0, nil end
+  local n, ms = string.match(v, '^(%d+):(%d+)$')
+  return tonumber(n) or 0, tonumber(ms)
+end
+
+-- Speculative copies (backup tasks). A backup lease holds a copy of the one
+-- item of a primary lease that runs far longer than items usually take;
+-- it is not counted as leased. Whichever is acked first counts, and the
+-- other lease is taken away (its token marked lost, so its worker stops
+-- the item, and its ack is refused).
+local function backup_of(token)
+  if not BACKUP then return nil, nil end
+  local v = redis.call('HGET', BACKUP, token)
+  if not v then return nil, nil end
+  return string.sub(v, 1, 1), string.sub(v, 3)
+end
+
+local function unlink_backup(a, b)
+  redis.call('HDEL', BACKUP, a, b)
+end
+
+-- speculate makes token a backup copy of the one item of another worker's
+-- lease (not this session's) that has run longest, if it has run far
+-- longer than items usually take (three times the Job's average, and a
+-- second more). Returns the backup's record, or nil.
+local function speculate(now, sess, token, avgUs, leaseMs, indexed)
+  if avgUs <= 0 then return nil end
+  local slow = math.max(3 * avgUs / 1000, avgUs / 1000 + 1000)
+  local starts = redis.call('HGETALL', BSTART)
+  local best, bestAt = nil, nil
+  local mine = sess .. '.'
+  for i = 1, #starts, 2 do
+    local t = starts[i]
+    local n, ms = string.match(starts[i + 1], '^(%d+):(%d+)$')
+    ms = tonumber(ms)
+    if ms and tonumber(n) >= 1 and now - ms > slow and string.sub(t, 1, #mine) ~= mine
+      and (not bestAt or ms < bestAt) and redis.call('HEXISTS', BACKUP, t) == 0 then
+      best, bestAt = t, ms
+    end
+  end
+  if not best then return nil end
+  local rec = redis.call('HGET', BATCHES, best)
+  if not rec or head(rec) ~= 1 then return nil end
+  local ids, atts, pays = decode(rec)
+  local fence = int(redis.call('HINCRBY', STATE, 'fseq', 1))
+  local b = encode(fence, ids, atts, pays, indexed)
+  redis.call('HSET', BATCHES, token, b)
+  redis.call('ZADD', LEASES, now + leaseMs, token)
+  redis.call('HSET', BACKUP, token, 'b:' .. best, best, 'p:' .. token)
+  return b
+end
+
+-- lose takes a lease away from its worker without touching its items'
+-- books: its worker learns it is lost and stops its items.
+local function lose(token, now)
+  drop_lease(token)
+  redis.call('ZADD', LOST, now, token)
+  redis.call('PUBLISH', EVENTS, 'lost')
+end
+
 local EXPIRED_ERROR = 'lease expired: the worker running the item stopped heartbeating (crashed, killed or cut off from Redis)'
 
 -- reclaim takes over leases that expired by now, up to about maxItems
@@ -335,7 +398,19 @@ local function reclaim(now, maxItems, maxAtt)
   for _, token in ipairs(expired) do
     if items >= maxItems then break end
     local rec = redis.call('HGET', BATCHES, token)
-    local started = num(redis.call('HGET', BSTART, token), 0)
+    local started = started_of(token)
+    local kind, other = backup_of(token)
+    if kind == 'b' then
+      -- A backup copy expired: the primary goes on; nothing to count.
+      unlink_backup(token, other)
+      rec = nil
+    elseif kind == 'p' and redis.call('ZSCORE', LEASES, other) then
+      -- The primary's worker is gone but its backup runs the item: the
+      -- backup becomes the item's lease.
+      unlink_backup(token, other)
+      rec = nil
+      leases = leases - 1
+    end
     if rec then
       local ids, atts, pays = decode(rec)
       for k = 1, #ids do
@@ -352,6 +427,7 @@ local function reclaim(now, maxItems, maxAtt)
     redis.call('ZADD', LOST, now, token)
     leases = leases + 1
   end
+  if leases < 0 then leases = 0 end
   if leases > 0 then
     redis.call('HINCRBY', STATE, 'takeovers', leases)
     redis.call('HINCRBY', STATE, 'leased', -items)

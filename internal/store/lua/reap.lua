@@ -1,7 +1,7 @@
 -- reap: the controller's sweep. Workers whose heartbeat expired are
 -- recorded as lost (a failure, once), expired leases are taken over (a
 -- bounded number of items per call), and old takeover records go.
--- KEYS: spec state pending returned leases batches bstart retry dead workers wended reqs lost events
+-- KEYS: spec state pending returned leases batches bstart backup retry dead workers wended reqs lost events
 -- ARGV: 1 uid ('' the current incarnation)
 -- Reply: {workersLost, leasesTakenOver, itemsTakenOver}; errors NOJOB,
 --   REPLACED, LOST.

@@ -5,7 +5,7 @@
 -- refused, never counted. It also records how many items of each lease have
 -- started (a worker that dies is charged an attempt for those only), the
 -- workers' item durations (shared, for lease sizing) and item results.
--- KEYS: spec state leases batches bstart retry returned dead doneidx rate reqs results events
+-- KEYS: spec state leases batches bstart backup retry returned dead doneidx rate reqs lost results events
 -- ARGV: 1 uid, 2 session, 3 seq (per session, increasing: a repeated call
 --   returns the first one's reply and changes nothing; an older one is
 --   refused), 4 items timed, 5 their total duration (µs), 6 results stream
@@ -21,7 +21,7 @@
 --   item is dead at once (FailIndex); 'j' dead at once and the Job fails.
 -- Reply: "acked,failed,released,refused,dead,failjob|token,token..." (the
 --   tokens whose lease was gone); errors NOJOB, REPLACED, LOST, STALE.
-local spec, st, e = load(ARGV[1], {'maxAttempts', 'completions'}, {'avgus', 'sealed'})
+local spec, st, e = load(ARGV[1], {'maxAttempts', 'completions', 'speculative'}, {'avgus', 'sealed'})
 if e then return err(e) end
 allow_oom()
 local slot = 's' .. ARGV[2]
@@ -36,6 +36,7 @@ end
 local now = now_ms()
 local maxAtt = num(spec.maxAttempts, 3)
 local indexed = tonumber(spec.completions) ~= nil
+local speculative = spec.speculative == '1'
 local resMax = tonumber(ARGV[6])
 local acked, failed, released, refused, dead, failjob = 0, 0, 0, 0, 0, 0
 local gone = {}
@@ -52,9 +53,27 @@ while i <= #ARGV do
   i = s0 + 4 * nRes
   local rec = nil
   if redis.call('ZSCORE', LEASES, token) then rec = redis.call('HGET', BATCHES, token) end
+  local kind, other = nil, nil
+  if rec and speculative then kind, other = backup_of(token) end
   if not rec then
     refused = refused + nA + nF + nR
     gone[#gone + 1] = token
+  elseif kind == 'b' then
+    -- A backup copy: acked first, it counts for its primary's item and
+    -- the primary is taken away; failed or handed back, it just ends.
+    local ok = (mode == 'a' and nF == 0 and nR == 0) or (mode == 's' and nA > 0)
+    drop_lease(token)
+    unlink_backup(token, other)
+    if ok and redis.call('ZSCORE', LEASES, other) then
+      local _, _, idf = head(rec)
+      if indexed then mark_done_field(idf) end
+      lose(other, now)
+      acked = acked + 1
+      redis.call('HINCRBY', STATE, 'speculated', 1)
+    elseif ok then
+      refused = refused + 1
+      gone[#gone + 1] = token
+    end
   else
     local left = 0
     if mode == 'a' and nF == 0 and nR == 0 then
@@ -138,7 +157,13 @@ while i <= #ARGV do
       end
     end
     if left > 0 and started >= 0 then
-      redis.call('HSET', BSTART, token, math.min(started, left))
+      local _, since = started_of(token)
+      redis.call('HSET', BSTART, token, math.min(started, left) .. ':' .. (since and int(since) or int(now)))
+    end
+    if left == 0 and kind == 'p' then
+      -- The primary is settled: its backup copy has nothing left to do.
+      unlink_backup(token, other)
+      if redis.call('ZSCORE', LEASES, other) then lose(other, now) end
     end
   end
   if nRes > 0 and resMax > 0 then

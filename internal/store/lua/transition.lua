@@ -1,7 +1,7 @@
 -- transition: moves a Job to another phase if its guard (see
 -- jobstate.Guard) still holds, so a decision taken on a stale snapshot is
 -- refused instead of applied.
--- KEYS: spec state pending returned leases batches bstart retry dead dedupe doneidx workers winfo wended rate pushlog chunks reqs lost results events
+-- KEYS: spec state pending returned leases batches bstart backup retry dead dedupe doneidx workers winfo wended rate pushlog chunks reqs lost results events
 -- ARGV: 1 uid ('' the current incarnation), 2 request id (a repeated call
 --   returns 1 again), 3 guard, 4 new phase, 5 condition type, 6 reason,
 --   7 message
@@ -69,7 +69,7 @@ if to == PH_FAILED then
     drop_lease(token)
   end
   if back > 0 then redis.call('HINCRBY', STATE, 'leased', -back) end
-  redis.call('DEL', LEASES, BSTART)
+  redis.call('DEL', LEASES, BSTART, BACKUP)
 end
 if to == PH_COMPLETE or to == PH_FAILED then
   redis.call('HSET', STATE, 'completion', now)
