@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -63,6 +64,16 @@ func (s *Store) Create(ctx context.Context, name string, spec jobstate.Spec) (st
 	}
 	if spec.Speculative {
 		args = append(args, "speculative", "1")
+	}
+	if len(spec.SuccessPolicy) > 0 {
+		rules := make([]string, len(spec.SuccessPolicy))
+		for i, r := range spec.SuccessPolicy {
+			rules[i] = r.SucceededIndexes + "|"
+			if r.SucceededCount != nil {
+				rules[i] += strconv.Itoa(*r.SucceededCount)
+			}
+		}
+		args = append(args, "successPolicy", strings.Join(rules, ";"))
 	}
 	v, err := s.run(ctx, s.sc.create, name, args...)
 	if err != nil {

@@ -170,3 +170,5 @@ func startRedis(t *testing.T, args ...string) string {
 	t.Cleanup(srv.Stop)
 	return srv.URL()
 }
+
+func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }

@@ -57,6 +57,44 @@ type Observed struct {
 	Now       time.Time // the Redis server's clock
 }
 
+// Holds reports whether the fact behind guard g holds for a Job: the one
+// statement of each rule. Next picks the first that holds, in priority
+// order; the store's transition script checks the same facts in Redis
+// (a test holds the two together).
+func Holds(g Guard, spec Spec, o Observed) bool {
+	spec = spec.WithDefaults()
+	switch g {
+	case GuardTerminated:
+		return o.Stored == PhaseFailing && o.LiveWorkers == 0
+	case GuardSucceeded:
+		return o.Stored == PhaseSucceeding && o.LiveWorkers == 0
+	}
+	if o.Stored != "" {
+		return false
+	}
+	switch g {
+	case GuardStateLost:
+		return o.StateLost != ""
+	case GuardFailurePolicy:
+		return o.FailJob != ""
+	case GuardBackoffLimit:
+		return o.WorkerFailures > int64(*spec.BackoffLimit)
+	case GuardDeadline:
+		d := spec.ActiveDeadline.D()
+		return d > 0 && !o.Suspended && !o.StartTime.IsZero() && !o.Now.Before(o.StartTime.Add(d))
+	case GuardMaxFailedItems:
+		return spec.MaxFailedItems != nil && o.Dead > int64(*spec.MaxFailedItems)
+	case GuardSuccessPolicy:
+		_, ok := spec.SuccessPolicyMet(o.Completed)
+		return ok
+	case GuardDrained:
+		return o.Done && o.Dead == 0 && o.StateLost == ""
+	case GuardDrainedDead:
+		return o.Done && o.Dead > 0
+	}
+	return false
+}
+
 // Transition is a change of phase with the condition that records why.
 type Transition struct {
 	To        Phase
@@ -96,42 +134,39 @@ func Next(spec Spec, o Observed) (Transition, bool) {
 		return Transition{To: PhaseSucceeding, Condition: cond(ConditionSuccessCriteriaMet, reason, msg), Guard: g}, true
 	}
 	counted := spec.Completions != nil
-	if o.StateLost != "" {
+	holds := func(g Guard) bool { return Holds(g, spec, o) }
+	switch {
+	case holds(GuardStateLost):
 		return failing(ReasonStateLost, "the Job's state in Redis was lost: "+o.StateLost+"; set maxmemory-policy noeviction", GuardStateLost)
-	}
-	if o.FailJob != "" {
+	case holds(GuardFailurePolicy):
 		return failing(ReasonPodFailurePolicy, "a failure policy rule with action FailJob matched: "+o.FailJob, GuardFailurePolicy)
-	}
-	if limit := *spec.BackoffLimit; o.WorkerFailures > int64(limit) {
-		return failing(ReasonBackoffLimitExceeded, fmt.Sprintf("%d worker failures exceed the backoff limit of %d", o.WorkerFailures, limit), GuardBackoffLimit)
-	}
-	if d := spec.ActiveDeadline.D(); d > 0 && !o.Suspended && !o.StartTime.IsZero() && !o.Now.Before(o.StartTime.Add(d)) {
+	case holds(GuardBackoffLimit):
+		limit := *spec.BackoffLimit
+		return failing(ReasonBackoffLimitExceeded, fmt.Sprintf("%s the backoff limit of %d", exceed(o.WorkerFailures, "worker failure"), limit), GuardBackoffLimit)
+	case holds(GuardDeadline):
 		return failing(ReasonDeadlineExceeded, fmt.Sprintf("the Job ran longer than its active deadline of %s", spec.ActiveDeadline), GuardDeadline)
-	}
-	if spec.MaxFailedItems != nil && o.Dead > int64(*spec.MaxFailedItems) {
+	case holds(GuardMaxFailedItems):
 		reason := ReasonMaxFailedItemsExceeded
 		if counted {
 			reason = ReasonMaxFailedIndexesExceeded
 		}
-		return failing(reason, fmt.Sprintf("%s exceed max-failed-items %d", count(o.Dead, "dead item"), *spec.MaxFailedItems), GuardMaxFailedItems)
-	}
-	if rule, ok := spec.SuccessPolicyMet(o.Completed); ok {
+		return failing(reason, fmt.Sprintf("%s max-failed-items %d", exceed(o.Dead, "dead item"), *spec.MaxFailedItems), GuardMaxFailedItems)
+	case holds(GuardSuccessPolicy):
+		rule, _ := spec.SuccessPolicyMet(o.Completed)
 		return succeeding(ReasonSuccessPolicy, "success policy rule met: "+rule, GuardSuccessPolicy)
-	}
-	if !o.Done {
-		return Transition{}, false
-	}
-	if o.Dead > 0 {
+	case holds(GuardDrainedDead):
 		reason := ReasonFailedItems
 		if counted {
 			reason = ReasonFailedIndexes
 		}
 		return failing(reason, fmt.Sprintf("%s; see `coordinator dead`", count(o.Dead, "item is dead", "items are dead")), GuardDrainedDead)
+	case holds(GuardDrained):
+		if counted {
+			return succeeding(ReasonCompletionsReached, fmt.Sprintf("all %d completions succeeded", *spec.Completions), GuardDrained)
+		}
+		return succeeding(ReasonDrained, "the queue is sealed and drained", GuardDrained)
 	}
-	if counted {
-		return succeeding(ReasonCompletionsReached, fmt.Sprintf("all %d completions succeeded", *spec.Completions), GuardDrained)
-	}
-	return succeeding(ReasonDrained, "the queue is sealed and drained", GuardDrained)
+	return Transition{}, false
 }
 
 // count formats n with the singular or plural form of a noun phrase: one
@@ -144,6 +179,14 @@ func count(n int64, forms ...string) string {
 		return fmt.Sprintf("%d %s", n, forms[1])
 	}
 	return fmt.Sprintf("%d %ss", n, forms[0])
+}
+
+// exceed is "1 dead item exceeds" or "3 dead items exceed".
+func exceed(n int64, noun string) string {
+	if n == 1 {
+		return count(n, noun) + " exceeds"
+	}
+	return count(n, noun) + " exceed"
 }
 
 // Outcome is how a worker ends once the Job's work is over for it: 0 when

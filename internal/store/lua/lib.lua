@@ -277,6 +277,44 @@ local function add_range(key, a, b)
   return new
 end
 
+-- done_within counts the succeeded indexes in lo..hi (DONEIDX ranges).
+local function done_within(lo, hi)
+  local got = 0
+  local rs = redis.call('ZREVRANGEBYSCORE', DONEIDX, hi, '-inf')
+  for _, m in ipairs(rs) do
+    local s, e = string.match(m, '^(%d+)-(%d+)$')
+    s, e = tonumber(s), tonumber(e)
+    if e < lo then break end
+    got = got + math.max(0, math.min(e, hi) - math.max(s, lo) + 1)
+  end
+  return got
+end
+
+-- success_met checks the Job's success policy (spec field successPolicy:
+-- rules "indexes|count" joined by ';', as jobstate.Spec.SuccessPolicyMet
+-- reads them) against the succeeded indexes.
+local function success_met(policy, succeeded)
+  if not policy or policy == '' then return false end
+  for rule in string.gmatch(policy, '[^;]+') do
+    local idx, cnt = string.match(rule, '^([^|]*)|(%d*)$')
+    local need, got = 0, 0
+    if idx == '' then
+      got = succeeded
+    else
+      for part in string.gmatch(idx, '[^,]+') do
+        local a, b = string.match(part, '^(%d+)-(%d+)$')
+        if not a then a, b = part, part end
+        a, b = tonumber(a), tonumber(b)
+        need = need + b - a + 1
+        got = got + done_within(a, b)
+      end
+    end
+    if cnt ~= '' then need = tonumber(cnt) end
+    if got >= need then return true end
+  end
+  return false
+end
+
 -- mark_done records succeeded ids of an Indexed Job (ids field of a
 -- record, or a list of ids) as ranges.
 local function mark_done_field(idf)

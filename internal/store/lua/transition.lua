@@ -23,7 +23,7 @@ allow_oom()
 local st = state_table({'phase', 'done', 'suspended', 'start', 'wfailed', 'failjob', 'trid', 'lostreason',
   'pushed', 'popped', 'leased', 'succeeded'})
 if st.trid == ARGV[2] then return 1 end
-local spec = redis.call('HMGET', SPEC, 'backoffLimit', 'activeDeadlineMs', 'maxFailedItems', 'ttlMs')
+local spec = redis.call('HMGET', SPEC, 'backoffLimit', 'activeDeadlineMs', 'maxFailedItems', 'ttlMs', 'successPolicy')
 local now = now_ms()
 local phase = st.phase or ''
 local live = redis.call('ZCOUNT', WORKERS, now, '+inf')
@@ -40,15 +40,15 @@ elseif g == GUARD_BACKOFF_LIMIT then
   ok = num(st.wfailed, 0) > tonumber(spec[1])
 elseif g == GUARD_DEADLINE then
   local adl = num(spec[2], 0)
-  ok = adl > 0 and st.suspended ~= '1' and st.start ~= nil and now >= tonumber(st.start) + adl
+  ok = adl > 0 and st.suspended ~= '1' and tonumber(st.start) ~= nil and now >= tonumber(st.start) + adl
 elseif g == GUARD_MAX_FAILED_ITEMS then
   ok = spec[3] ~= false and spec[3] ~= '' and dead > tonumber(spec[3])
 elseif g == GUARD_FAILURE_POLICY then
-  ok = st.failjob ~= nil
+  ok = st.failjob ~= false and st.failjob ~= nil and st.failjob ~= ''
 elseif g == GUARD_STATE_LOST then
   ok = lost ~= nil
 elseif g == GUARD_SUCCESS_POLICY then
-  ok = true
+  ok = success_met(spec[5], num(st.succeeded, 0))
 elseif g == GUARD_DRAINED then
   ok = st.done == '1' and dead == 0 and lost == nil
 elseif g == GUARD_DRAINED_DEAD then
