@@ -40,11 +40,11 @@ Exit codes: 0 success, 1 the Job failed or a runtime error, 2 bad usage or input
 	root.AddCommand(
 		newCreateCmd(d), newPushCmd(d), newSealCmd(d), newStatusCmd(d), newListCmd(d),
 		newWatchCmd(d), newDeadCmd(d), newRetryCmd(d), newDeleteCmd(d),
-		newSuspendCmd(d, true), newSuspendCmd(d, false), newServeCmd(d), newRunCmd(d), newVersionCmd(d), newManCmd(d),
+		newSuspendCmd(d, true), newSuspendCmd(d, false), newServeCmd(d), newRunCmd(d), newResultsCmd(d), newVersionCmd(d), newManCmd(d),
 	)
 	for _, c := range root.Commands() {
 		switch c.Name() {
-		case "push", "seal", "status", "watch", "dead", "retry", "delete", "suspend", "resume":
+		case "push", "seal", "status", "watch", "dead", "retry", "delete", "suspend", "resume", "results":
 			c.ValidArgsFunction = completeJobs(d)
 		}
 	}

@@ -436,8 +436,10 @@ func nonEmpty(s, d string) string {
 }
 
 // MaxFailedIndexes caps how many dead items Status reads to list the failed
-// indexes of a fixed completion count Job.
-const MaxFailedIndexes = 10000
+// indexes of a fixed completion count Job; past it the list ends with
+// ",..." (`coordinator dead` lists them all). It keeps every Status read,
+// timers included, small whatever the Job holds.
+const MaxFailedIndexes = 1000
 
 // Status reads a Job's status (Snapshot) and, for a fixed completion count
 // Job, its completed and failed indexes. It returns ErrNoJob.
@@ -454,6 +456,9 @@ func (s *Store) Status(ctx context.Context, job string) (jobstate.Status, error)
 		if st.Items.Dead > 0 {
 			if st.FailedIndexes, err = s.DeadIndexes(ctx, job, MaxFailedIndexes); err != nil {
 				return jobstate.Status{}, err
+			}
+			if st.Items.Dead > MaxFailedIndexes {
+				st.FailedIndexes += ",..."
 			}
 		}
 	}

@@ -16,7 +16,7 @@ type Inspector struct{ c *Client }
 // Status reads a Job's status in one atomic step, from counters (its cost
 // does not grow with the Job's items). For a fixed completion count Job it
 // also lists the completed and failed indexes (the failed ones up to the
-// first 10000). It returns ErrNoJob.
+// first 1000, then ",..."). It returns ErrNoJob.
 func (in *Inspector) Status(ctx context.Context, job string) (jobstate.Status, error) {
 	s, err := in.c.store(ctx)
 	if err != nil {
