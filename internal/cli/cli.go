@@ -63,6 +63,16 @@ func ExitCode(err error) int {
 	return ExitFailure
 }
 
+// oneLine folds cobra's multi-line messages ("Did you mean this?\n\tstatus")
+// into one line: "...; did you mean status?".
+func oneLine(msg string) string {
+	head, rest, ok := strings.Cut(msg, "\n\nDid you mean this?\n")
+	if !ok {
+		return strings.Join(strings.Fields(msg), " ")
+	}
+	return head + "; did you mean " + strings.Join(strings.Fields(rest), " or ") + "?"
+}
+
 // hints say what to do about each sentinel error, in the CLI's words; the
 // packages below speak only of what happened.
 var hints = []struct {
@@ -109,7 +119,7 @@ func Main(ctx context.Context, root *cobra.Command, stderr io.Writer) int {
 		return ExitOK
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "requires at least") {
-		err = UsageError{fmt.Errorf("%v; see `%s --help`", err, cmd.CommandPath())}
+		err = UsageError{fmt.Errorf("%s; see `%s --help`", oneLine(err.Error()), cmd.CommandPath())}
 	}
 	name := root.Name()
 	if cmd != nil && cmd.Name() == "worker" {
