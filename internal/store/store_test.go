@@ -518,3 +518,20 @@ func TestSpeculativeCopiesOfStragglers(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrDrained)
 	})
 }
+
+func TestSettleCanWaitForReplicas(t *testing.T) {
+	t.Parallel()
+	e := realEnv(t)
+	e.create(t, jobstate.Spec{})
+	e.push(t, items(3)...)
+	w := e.worker(t, "w1")
+	l := w.mustLease(t, 3)
+	w.set++
+	// This redis-server has no replica: WAIT 1 times out, and says so.
+	r, err := e.s.Settle(context.Background(), e.job, store.SettleRequest{UID: w.reg.UID, Session: w.reg.Session, Seq: w.set,
+		Leases: []store.Settlement{ackAll(l)}, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, 3, r.Acked)
+	require.Zero(t, r.Replicas)
+	require.EqualValues(t, 3, e.status(t).Items.Succeeded)
+}

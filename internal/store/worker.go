@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/workq/workq/pkg/jobstate"
 )
 
@@ -329,6 +331,11 @@ type SettleRequest struct {
 	TimedTotal time.Duration
 	ResultsMax int // cap of the results stream; 0 keeps no results
 	Leases     []Settlement
+	// WaitReplicas, when above 0, waits (WAIT) until that many replicas
+	// have the settle, or WaitTimeout; SettleResult.Replicas says how many
+	// did.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // SettleResult counts what a settle recorded.
@@ -336,10 +343,11 @@ type SettleResult struct {
 	Acked, Failed, Released int
 	// Refused counts items whose lease was gone (expired and taken over):
 	// they were not counted.
-	Refused int
-	Dead    int  // items that went dead
-	FailJob bool // a FailJob action failed the Job
-	Gone    []string
+	Refused  int
+	Dead     int  // items that went dead
+	FailJob  bool // a FailJob action failed the Job
+	Gone     []string
+	Replicas int // with WaitReplicas: the replicas that have the settle
 }
 
 // MaxErrorBytes caps the error text kept for a failed item; longer texts
@@ -375,11 +383,59 @@ func (s *Store) Settle(ctx context.Context, job string, q SettleRequest) (Settle
 			args = append(args, r.ID, r.Attempt, r.Exit, r.Output)
 		}
 	}
-	v, err := s.run(ctx, s.sc.settle, job, args...)
-	if err != nil {
+	if q.WaitReplicas <= 0 {
+		v, err := s.run(ctx, s.sc.settle, job, args...)
+		if err != nil {
+			return SettleResult{}, err
+		}
+		return parseSettle(v)
+	}
+	return s.settleWait(ctx, job, q, args)
+}
+
+// settleWait sends the settle and a WAIT on one connection (a pipeline), so
+// the WAIT counts the replicas that have this settle.
+func (s *Store) settleWait(ctx context.Context, job string, q SettleRequest, args []any) (SettleResult, error) {
+	if err := s.ready(ctx); err != nil {
 		return SettleResult{}, err
 	}
-	return parseSettle(v)
+	sc := s.sc.settle
+	keys := sc.keysOf(s.keysOf(job))
+	var on redis.Cmdable = s.rdb()
+	if cc, ok := s.rdb().(*redis.ClusterClient); ok {
+		// WAIT names no key: it must go to the primary of the Job's slot.
+		node, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return SettleResult{}, classify(err)
+		}
+		on = node
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := on.Pipeline()
+		ev := sc.EvalSha(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "wait", q.WaitReplicas, q.WaitTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		v, err := ev.Result()
+		if err != nil && isNoScript(err) && attempt == 0 {
+			if lerr := s.LoadScripts(ctx); lerr != nil {
+				return SettleResult{}, lerr
+			}
+			continue
+		}
+		if err != nil {
+			return SettleResult{}, mapError(err)
+		}
+		r, err := parseSettle(v)
+		if err != nil {
+			return r, err
+		}
+		n, err := wait.Int64()
+		if err != nil {
+			return r, classify(err)
+		}
+		r.Replicas = int(n)
+		return r, nil
+	}
 }
 
 func parseSettle(v any) (SettleResult, error) {

@@ -49,6 +49,7 @@ type Options struct {
 	LogLevel      string        `json:"logLevel"`
 	Framed        bool          `json:"framed,omitempty"`
 	Results       int           `json:"results,omitempty"`
+	AckReplicas   int           `json:"ackReplicas,omitempty"`
 	ResultKiB     int           `json:"resultKiB,omitempty"`
 	// PassRedisEnv passes the worker's WORKQ_REDIS_* variables to item
 	// commands (--pass-redis-env, WORKQ_PASS_REDIS_ENV). Default false.
@@ -152,6 +153,7 @@ therefore fails when the workq Job fails.`,
 	f.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
 	f.IntVar(&o.Results, "results", o.Results, "keep each item's exit status and the end of its stdout in the Job's results stream (`coordinator results`), up to this many entries; 0 keeps none")
 	f.IntVar(&o.ResultKiB, "result-kib", o.ResultKiB, "with --results, how many KiB of the end of an item's stdout to keep")
+	f.IntVar(&o.AckReplicas, "ack-replicas", o.AckReplicas, "record results only once this many Redis replicas have them (WAIT, up to 1s), so a Sentinel failover loses no acks; 0 does not wait")
 	f.BoolVar(&o.PassRedisEnv, "pass-redis-env", passEnv, "pass the worker's WORKQ_REDIS_* variables (URL, password, CA) on to COMMAND, which does not get them otherwise (env "+passRedisEnvVar+"=1)")
 	f.BoolVar(&o.Framed, "framed-output", o.Framed, "frame item output for a parent `coordinator run`")
 	_ = f.MarkHidden("framed-output")
@@ -242,7 +244,7 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 	}
 	cfg := queue.WorkerConfig{Job: o.Job, ID: o.ID, Concurrency: o.Concurrency, BatchSize: o.BatchSize,
 		Heartbeat: o.Heartbeat, Grace: o.Grace, Wait: o.Wait, Logger: log, Metrics: metrics, Version: cli.BuildVersion(),
-		Results: o.Results}
+		Results: o.Results, AckReplicas: o.AckReplicas}
 	if o.BatchExec {
 		cfg.BatchHandler = ex
 	} else {

@@ -190,7 +190,8 @@ func (a *acker) apply(ps []pending, res store.SettleResult) {
 func (a *acker) send(ctx context.Context, ps []pending, closing bool) (store.SettleResult, bool) {
 	w := a.w
 	a.seq++
-	q := store.SettleRequest{UID: w.reg.UID, Session: w.reg.Session, Seq: a.seq, ResultsMax: w.cfg.Results}
+	q := store.SettleRequest{UID: w.reg.UID, Session: w.reg.Session, Seq: a.seq, ResultsMax: w.cfg.Results,
+		WaitReplicas: w.cfg.AckReplicas, WaitTimeout: w.cfg.AckTimeout}
 	q.Timed, q.TimedTotal = w.sizer.takeTimed()
 	for _, p := range ps {
 		q.Leases = append(q.Leases, p.s)
@@ -200,6 +201,10 @@ func (a *acker) send(ctx context.Context, ps []pending, closing bool) (store.Set
 	for {
 		r, err := w.s.Settle(ctx, w.cfg.Job, q)
 		if err == nil {
+			if q.WaitReplicas > 0 && r.Replicas < q.WaitReplicas {
+				w.log.Warn("replicas did not confirm results in time; they stand on the primary", "replicas", r.Replicas,
+					"want", q.WaitReplicas, "timeout", q.WaitTimeout)
+			}
 			return r, true
 		}
 		if end := jobError(err); end != endNone {

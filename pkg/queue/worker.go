@@ -46,6 +46,14 @@ type WorkerConfig struct {
 	// Results keeps each item's exit status and output (see SetOutput) in
 	// the Job's results stream, capped at this many entries. Default 0: off.
 	Results int
+	// AckReplicas, when above 0, records outcomes only once that many
+	// Redis replicas have them too (WAIT), so a failover to a replica does
+	// not lose acks (their items would run again). It costs a replication
+	// round trip per settle. Default 0.
+	AckReplicas int
+	// AckTimeout bounds that wait; an ack the replicas do not confirm in
+	// time is logged (it stands on the primary). Default 1s.
+	AckTimeout time.Duration
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics, when set, records the worker's Prometheus metrics.
@@ -64,6 +72,7 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	c.Concurrency = cmp.Or(c.Concurrency, 1)
 	c.Grace = cmp.Or(c.Grace, DefaultGrace)
 	c.Wait = cmp.Or(c.Wait, DefaultWait)
+	c.AckTimeout = cmp.Or(c.AckTimeout, time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -88,6 +97,8 @@ func (c WorkerConfig) validate() error {
 		return fmt.Errorf("worker: grace (%s) must not be negative", c.Grace)
 	case c.Results < 0:
 		return fmt.Errorf("worker: results (%d) must not be negative", c.Results)
+	case c.AckReplicas < 0:
+		return fmt.Errorf("worker: ack replicas (%d) must not be negative", c.AckReplicas)
 	case (c.Handler == nil) == (c.BatchHandler == nil):
 		return errors.New("worker: set exactly one of Handler and BatchHandler")
 	}
