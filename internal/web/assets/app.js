@@ -303,6 +303,8 @@
     setField("wfailed", String(st.failed));
     setField("throughput", fmtRate(st.throughput));
     setField("throughputNote", "average of the last minute");
+    setField("eta", st.phase === "Complete" || st.phase === "Failed" || st.phase === "Succeeding" ? "done" :
+      (st.etaSeconds === null || st.etaSeconds === undefined ? "unknown" : fmtDur(1000 * st.etaSeconds)));
     setField("oldestPending", it.pending ? fmtDur(1000 * st.oldestPendingAgeSeconds) : "–");
     var end = st.completionTime ? Date.parse(st.completionTime) : Date.parse(st.now);
     setField("elapsed", st.startTime ? fmtDur(end - Date.parse(st.startTime)) : "not started");
