@@ -112,6 +112,7 @@ func (w *Worker) execute(ctx context.Context) {
 		b.noteStart()
 		w.busy.Add(1)
 		t0 := time.Now()
+		w.sizer.started(t0)
 		ran := 0
 		for i := lo; i < hi; {
 			if w.stopping.Load() || b.isLost() {
@@ -128,6 +129,7 @@ func (w *Worker) execute(ctx context.Context) {
 			i = end
 		}
 		w.busy.Add(-1)
+		w.sizer.ended(t0)
 		if ran > 0 {
 			d := time.Since(t0)
 			w.sizer.observe(d, ran)

@@ -28,11 +28,18 @@ func (l *leaser) Run(ctx context.Context) error {
 		queued := w.queued
 		w.mu.Unlock()
 		free := w.cfg.Concurrency - int(w.busy.Load())
-		n, ok := w.sizer.want(queued, free)
+		n, ok, at := w.sizer.want(queued, free, time.Now())
 		if !ok {
+			var timer <-chan time.Time
+			if !at.IsZero() {
+				t := time.NewTimer(time.Until(at))
+				defer t.Stop()
+				timer = t.C
+			}
 			select {
 			case <-ctx.Done():
 			case <-w.room:
+			case <-timer:
 			}
 			continue
 		}

@@ -18,6 +18,13 @@ import (
 // Redis caps every lease at a fair share of what is left (left ÷ live
 // workers), so the tail of a Job spreads over every worker.
 
+// justInTime is how many round trips an item may take for the next one to
+// be asked for while it runs, timed to arrive as it ends: for items that
+// take a few round trips (a process per item), so executors do not wait a
+// round trip per item. Longer items are only leased when an executor is
+// free.
+const justInTime = 20
+
 // leaseStretch is the work one lease of fast items covers.
 const leaseStretch = 100 * time.Millisecond
 
@@ -34,6 +41,28 @@ type sizer struct {
 	itemSize float64       // EWMA of payload bytes per item
 	timedN   int           // items timed since takeTimed
 	timedSum time.Duration
+	running  map[time.Time]int // start times of running executors
+}
+
+// started and ended track when each running executor began, for
+// just-in-time leases.
+func (s *sizer) started(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		s.running = map[time.Time]int{}
+	}
+	s.running[t]++
+}
+
+func (s *sizer) ended(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[t] <= 1 {
+		delete(s.running, t)
+		return
+	}
+	s.running[t]--
 }
 
 func (s *sizer) init(conc, max int, batchFn bool) {
@@ -110,8 +139,9 @@ func (s *sizer) tiny() bool {
 }
 
 // want decides whether to lease now and how many items: queued is what
-// the worker holds unclaimed, free its idle executors.
-func (s *sizer) want(queued, free int) (int, bool) {
+// the worker holds unclaimed, free its idle executors. When it says not
+// now, at (if not zero) is when to ask again: the just-in-time moment.
+func (s *sizer) want(queued, free int, now time.Time) (n int, ok bool, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.fastLocked() {
@@ -119,14 +149,33 @@ func (s *sizer) want(queued, free int) (int, bool) {
 			// A batch handler runs a batch at a time: lease one when an
 			// executor is free, sized by the work it holds.
 			if queued > 0 || free == 0 {
-				return 0, false
+				return 0, false, time.Time{}
 			}
-			return s.capLocked(s.max), true
+			return s.capLocked(s.max), true, time.Time{}
 		}
-		if queued > 0 || free == 0 {
-			return 0, false
+		if queued > 0 {
+			return 0, false, time.Time{}
 		}
-		return free, true
+		if free > 0 {
+			return free, true, time.Time{}
+		}
+		// Every executor is busy: for items of a few round trips, ask
+		// for the next one so that it arrives as the first running one
+		// should end.
+		if s.item > 0 && s.rtt > 0 && s.item < justInTime*s.rtt && len(s.running) > 0 {
+			var first time.Time
+			for t := range s.running {
+				if first.IsZero() || t.Before(first) {
+					first = t
+				}
+			}
+			due := first.Add(s.item - s.rtt)
+			if !now.Before(due) {
+				return 1, true, time.Time{}
+			}
+			return 0, false, due
+		}
+		return 0, false, time.Time{}
 	}
 	target := s.max
 	if s.item > 0 {
@@ -142,9 +191,9 @@ func (s *sizer) want(queued, free int) (int, bool) {
 		low = 1
 	}
 	if queued >= min(low, target) {
-		return 0, false
+		return 0, false, time.Time{}
 	}
-	return target, true
+	return target, true, time.Time{}
 }
 
 func (s *sizer) capLocked(n int) int {
