@@ -83,9 +83,10 @@
     el.textContent = text;
   }
 
-  // progress returns the bar segments in percent, as the server draws them.
+  // progress returns the bar segments in percent, as the server draws them:
+  // items handed back unstarted (returned) count as pending.
   function progress(it) {
-    var counts = [it.succeeded, it.dead, it.leased, it.retrying, it.pending];
+    var counts = [it.succeeded, it.dead, it.leased, it.retrying, it.pending + (it.returned || 0)];
     var sum = counts.reduce(function (a, b) { return a + b; }, 0);
     var total = Math.max(it.total, sum);
     var x = 0, segs = {};
