@@ -381,10 +381,15 @@
       if (!b) return;
       var action = b.dataset.action;
       if (action === "delete" && !window.confirm("Delete Job " + job + " and all its items? Its workers stop.")) return;
+      // A Job that has ended (or is ending) takes its dead items back only
+      // when it is reopened, as `coordinator retry --reopen` does.
+      var badge = $(".head .badge"), phase = badge ? badge.textContent : "";
+      var reopen = action === "retry" && ["Complete", "Failed", "Failing", "Succeeding"].indexOf(phase) >= 0;
+      if (reopen && !window.confirm("Job " + job + " is " + phase + ". Reopen it and retry its dead items?")) return;
       var token = sessionStorage.getItem(TOKEN_KEY) || window.prompt("Token (the --token that serve was started with):");
       if (!token) return;
       var base = "/api/jobs/" + encodeURIComponent(job);
-      var req = action === "delete" ? { url: base, method: "DELETE" } : { url: base + "/" + action, method: "POST" };
+      var req = action === "delete" ? { url: base, method: "DELETE" } : { url: base + "/" + action + (reopen ? "?reopen=true" : ""), method: "POST" };
       out.textContent = action + "…";
       fetch(req.url, { method: req.method, headers: { Authorization: "Bearer " + token } })
         .then(function (r) { return r.json().then(function (v) { return { ok: r.ok, code: r.status, v: v }; }); })
