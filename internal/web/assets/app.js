@@ -315,8 +315,10 @@
     renderConditions(st.conditions, st.now);
     document.title = fmtPct(p.done) + " " + st.name + " · workq";
 
-    var finished = st.phase === "Complete" || st.phase === "Failed";
-    setEnabled("suspend", !st.suspended && !finished && st.phase !== "Failing");
+    // A Job that is Failing or Succeeding is ending: it can no longer be
+    // suspended (the server answers 409).
+    var ending = st.phase === "Complete" || st.phase === "Failed" || st.phase === "Failing" || st.phase === "Succeeding";
+    setEnabled("suspend", !st.suspended && !ending);
     setEnabled("resume", st.suspended);
     setEnabled("retry", it.dead > 0);
   }
