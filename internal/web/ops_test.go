@@ -168,16 +168,16 @@ func TestWork(t *testing.T) {
 		require.EqualValues(t, 2, getWork(t, e, "thumbs").Work)
 	})
 
-	t.Run("IsZeroForAFailingOrFinishedJob", func(t *testing.T) {
+	t.Run("IsZeroForAnEndingOrFinishedJob", func(t *testing.T) {
 		t.Parallel()
 		items := jobstate.Items{Total: 10, Pending: 5, Retrying: 2, Leased: 1}
 		src := &fakeSource{t: t, status: map[string]jobstate.Status{}}
-		for _, p := range []jobstate.Phase{jobstate.PhaseFailing, jobstate.PhaseFailed, jobstate.PhaseComplete, jobstate.PhaseRunning} {
+		for _, p := range []jobstate.Phase{jobstate.PhaseFailing, jobstate.PhaseSucceeding, jobstate.PhaseFailed, jobstate.PhaseComplete, jobstate.PhaseRunning} {
 			name := strings.ToLower(string(p))
 			src.status[name] = jobstate.Status{Name: name, Phase: p, Items: items}
 		}
 		srv := serve(t, web.New(src, web.Options{Logger: quiet}))
-		for name, want := range map[string]int64{"failing": 0, "failed": 0, "complete": 0, "running": 8} {
+		for name, want := range map[string]int64{"failing": 0, "succeeding": 0, "failed": 0, "complete": 0, "running": 8} {
 			r := get(t, srv, "/api/jobs/"+name+"/work")
 			require.Equal(t, http.StatusOK, r.code, name)
 			var v workReply

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/controller"
 	"github.com/workq/workq/internal/poller"
 	"github.com/workq/workq/internal/redistest"
 	"github.com/workq/workq/internal/store"
@@ -303,5 +304,42 @@ func TestDashboardInABrowser(t *testing.T) {
 		tab.eval(`document.querySelector('.progress rect[data-state="pending"]').getAttribute("width")`, &width)
 		require.Equal(t, "3", pending, "one pending and two handed back")
 		require.Equal(t, "75.00", width, "the bar covers every item")
+	})
+	t.Run("ASucceedingJobCannotBeSuspended", func(t *testing.T) {
+		tab.t = t
+		const job = "succeeding"
+		_, err := s.Create(ctx, job, jobstate.Spec{})
+		require.NoError(t, err)
+		_, err = s.Push(ctx, job, "", [][]byte{[]byte("a")}, store.PushOptions{})
+		require.NoError(t, err)
+		_, err = s.Seal(ctx, job, "")
+		require.NoError(t, err)
+		tab.navigate(site.URL + "/jobs/" + job)
+		tab.waitFor(`document.getElementById("live").textContent === "live"`)
+		tab.waitFor(`!document.querySelector('button[data-action="suspend"]').disabled`)
+
+		// A worker drains the Job and is still live: the Job succeeds, and
+		// ends Complete once the worker is gone.
+		reg, err := s.Register(ctx, job, "", "w1", []byte(`{"id":"w1"}`))
+		require.NoError(t, err)
+		r, err := s.Lease(ctx, job, store.LeaseRequest{UID: reg.UID, Session: reg.Session, Worker: "w1", Seq: 1, Want: 1})
+		require.NoError(t, err)
+		require.NotNil(t, r.Lease)
+		_, err = s.Settle(ctx, job, store.SettleRequest{UID: reg.UID, Session: reg.Session, Seq: 1, Leases: []store.Settlement{
+			{Token: r.Lease.Token, All: true, AckCount: 1, Started: -1}}})
+		require.NoError(t, err)
+		_, err = s.Lease(ctx, job, store.LeaseRequest{UID: reg.UID, Session: reg.Session, Worker: "w1", Seq: 2, Want: 1})
+		require.ErrorIs(t, err, store.ErrDrained)
+		snap, err := (&controller.Reconciler{S: s, Log: log}).Reconcile(ctx, job)
+		require.NoError(t, err)
+		require.Equal(t, jobstate.PhaseSucceeding, snap.Status.Phase)
+
+		tab.waitFor(`document.querySelector(".head .badge").textContent === "Succeeding"`)
+		tab.waitFor(`document.querySelector('button[data-action="suspend"]').disabled`)
+		var bg, muted string
+		tab.eval(`getComputedStyle(document.querySelector(".head .badge")).backgroundColor`, &bg)
+		tab.eval(`(function () { var b = document.createElement("span"); b.className = "badge"; document.body.appendChild(b);
+			var c = getComputedStyle(b).backgroundColor; b.remove(); return c; })()`, &muted)
+		require.NotEqual(t, muted, bg, "the Succeeding badge has a colour of its own")
 	})
 }
