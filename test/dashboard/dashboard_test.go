@@ -35,6 +35,8 @@ const (
 	// Every failEvery-th item fails on each attempt, so the Job gets dead
 	// items with their errors.
 	failEvery = 48
+	// The last heldBack items run only once the test has seen the Job run.
+	heldBack = 4
 )
 
 // chromium finds Debian's Chromium, or skips (fails with
@@ -122,13 +124,23 @@ func TestDashboardInABrowser(t *testing.T) {
 	require.NoError(t, err)
 
 	// Two workers, each running two items at a time. Items take a while
-	// until the test has seen the running Job; then they are quick.
+	// until the test has seen the running Job; then they are quick. The
+	// last few wait for that moment: the workers end the Job themselves
+	// once it is drained, and the Job must still run while the test looks.
 	var quick atomic.Bool
+	seen := make(chan struct{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	handler := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
 		d := itemTime + time.Duration(it.ID%5)*itemTime/2
 		if quick.Load() {
 			d = time.Millisecond
+		}
+		if it.ID >= items-heldBack {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-seen:
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -213,6 +225,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	t.Run("TheFinishedJobShowsItsDeadItemsAndConditions", func(t *testing.T) {
 		tab.t = t
 		quick.Store(true)
+		close(seen)
 		// The workers end on their own once the Job is drained; with dead
 		// items it fails, and so do they. Nothing else moves the Job.
 		for range 2 {
