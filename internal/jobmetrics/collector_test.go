@@ -3,8 +3,10 @@ package jobmetrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/jobmetrics"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -25,30 +27,56 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // t0 is the miniredis clock at the start of every test.
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func setup(t *testing.T) (*queue.Client, *miniredis.Miniredis) {
+func TestMain(m *testing.M) {
+	// Tests stop their Redis on purpose: the driver's own retries are noise.
+	store.SetDriverLogger(quiet)
+	os.Exit(m.Run())
+}
+
+func setup(t *testing.T) (*store.Store, *miniredis.Miniredis) {
 	t.Helper()
 	m := miniredis.RunT(t)
 	m.SetTime(t0)
-	c := queue.New(redis.NewClient(&redis.Options{Addr: m.Addr()}))
-	t.Cleanup(func() { _ = c.Close() })
-	return c, m
+	s := store.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}))
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Ping(context.Background()))
+	return s, m
+}
+
+func create(t *testing.T, s *store.Store, job string, spec jobstate.Spec, items ...string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := s.Create(ctx, job, spec)
+	require.NoError(t, err)
+	if len(items) == 0 {
+		return
+	}
+	bs := make([][]byte, len(items))
+	for i, it := range items {
+		bs[i] = []byte(it)
+	}
+	n, err := s.Push(ctx, job, "", bs, store.PushOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, len(items), n)
 }
 
 // fakeSource answers from a table, to test what Redis cannot easily show.
 type fakeSource struct {
-	names    []string
-	namesErr error
-	status   map[string]jobstate.Status
-	errs     map[string]error
+	names   []string
+	listErr error
+	status  map[string]jobstate.Status
+	errs    map[string]error
 }
 
-func (f fakeSource) Names(context.Context) ([]string, error) { return f.names, f.namesErr }
-
-func (f fakeSource) Status(_ context.Context, job string) (jobstate.Status, error) {
-	if err := f.errs[job]; err != nil {
-		return jobstate.Status{}, err
+func (f fakeSource) Jobs(context.Context) ([]store.JobStatus, error) {
+	if f.listErr != nil {
+		return nil, f.listErr
 	}
-	return f.status[job], nil
+	out := make([]store.JobStatus, len(f.names))
+	for i, n := range f.names {
+		out[i] = store.JobStatus{Name: n, Status: f.status[n], Err: f.errs[n]}
+	}
+	return out, nil
 }
 
 func newRegistry(src jobmetrics.Source) *prometheus.Registry {
@@ -67,32 +95,42 @@ func TestCollector(t *testing.T) {
 
 	t.Run("ExportsItemsWorkersAndPhaseOfARunningJob", func(t *testing.T) {
 		t.Parallel()
-		c, m := setup(t)
+		s, m := setup(t)
 		ctx := context.Background()
-		require.NoError(t, c.Create(ctx, "thumbs", jobstate.Spec{MaxAttempts: 1, BatchSize: 3}))
-		_, err := c.Push(ctx, "thumbs", [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d"), []byte("e")}, queue.PushOptions{})
+		create(t, s, "thumbs", jobstate.Spec{MaxAttempts: 1, BatchSize: 3}, "a", "b", "c", "d", "e", "f")
+		reg, err := s.Register(ctx, "thumbs", "", "w1", []byte(`{"id":"w1"}`))
 		require.NoError(t, err)
-		require.NoError(t, c.Register(ctx, "thumbs", queue.WorkerInfo{ID: "w1"}))
-		res, err := c.Lease(ctx, "thumbs", "w1", 3)
+		lease := func(seq int64, n int) *store.Lease {
+			r, err := s.Lease(ctx, "thumbs", store.LeaseRequest{UID: reg.UID, Session: reg.Session, Worker: "w1", Seq: seq, Want: n, Max: n})
+			require.NoError(t, err)
+			require.NotNil(t, r.Lease)
+			require.Len(t, r.Lease.Items, n)
+			return r.Lease
+		}
+		a, b := lease(1, 3), lease(2, 1)
+		// Of the first lease one item succeeds, one dies, one stays leased;
+		// the second lease's item is handed back unstarted.
+		res, err := s.Settle(ctx, "thumbs", store.SettleRequest{UID: reg.UID, Session: reg.Session, Seq: 1, Leases: []store.Settlement{
+			{Token: a.Token, Started: -1, Acked: []int64{a.Items[0].ID},
+				Failed: []store.Failure{{ID: a.Items[1].ID, Action: store.ActionCount, Err: "boom"}}},
+			{Token: b.Token, Started: -1, Released: []int64{b.Items[0].ID}},
+		}})
 		require.NoError(t, err)
-		require.Len(t, res.Batch.Items, 3)
-		_, err = c.Settle(ctx, "thumbs", []queue.Settlement{{Token: res.Batch.Token,
-			Acked:  []int64{res.Batch.Items[0].ID},
-			Failed: []queue.Failure{{ID: res.Batch.Items[1].ID, Err: "boom"}}}})
-		require.NoError(t, err)
+		require.Equal(t, store.SettleResult{Acked: 1, Failed: 1, Released: 1, Dead: 1}, res)
 		m.SetTime(t0.Add(2 * time.Second))
 
-		compare(t, newRegistry(c), `
-# HELP workq_job_items Items of a Job by state: pending, leased, retrying, dead or succeeded.
+		compare(t, newRegistry(s), `
+# HELP workq_job_items Items of a Job by state: pending, returned (handed back unstarted), leased, retrying, dead or succeeded.
 # TYPE workq_job_items gauge
 workq_job_items{job="thumbs",state="dead"} 1
 workq_job_items{job="thumbs",state="leased"} 1
 workq_job_items{job="thumbs",state="pending"} 2
 workq_job_items{job="thumbs",state="retrying"} 0
+workq_job_items{job="thumbs",state="returned"} 1
 workq_job_items{job="thumbs",state="succeeded"} 1
 # HELP workq_job_items_total Items a Job knows of: every item pushed so far, or the completions of an Indexed Job.
 # TYPE workq_job_items_total counter
-workq_job_items_total{job="thumbs"} 5
+workq_job_items_total{job="thumbs"} 6
 # HELP workq_job_failed_attempts_total Failed runs of a Job's items: nacks and expired leases.
 # TYPE workq_job_failed_attempts_total counter
 workq_job_failed_attempts_total{job="thumbs"} 1
@@ -116,7 +154,7 @@ workq_job_oldest_pending_age_seconds{job="thumbs"} 2
 # HELP workq_job_throughput_items_per_second Items of a Job that succeeded per second, averaged over the last minute.
 # TYPE workq_job_throughput_items_per_second gauge
 workq_job_throughput_items_per_second{job="thumbs"} 0.016666666666666666
-# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed) and phase.
+# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed, NonIndexed) and phase.
 # TYPE workq_job_info gauge
 workq_job_info{job="thumbs",kind="WorkQueue",phase="Running"} 1
 # HELP workq_job_start_time_seconds When a Job's first lease was handed out, in Unix seconds; absent until then.
@@ -136,27 +174,29 @@ workq_job_read_errors 0
 
 	t.Run("ExportsEveryJobOnce", func(t *testing.T) {
 		t.Parallel()
-		c, _ := setup(t)
-		ctx := context.Background()
-		require.NoError(t, c.Create(ctx, "a", jobstate.Spec{}))
-		require.NoError(t, c.Create(ctx, "b", jobstate.Spec{Completions: jobstate.Ptr(4)}))
+		s, _ := setup(t)
+		create(t, s, "a", jobstate.Spec{})
+		create(t, s, "b", jobstate.Spec{Completions: jobstate.Ptr(4)})
+		create(t, s, "c", jobstate.Spec{Completions: jobstate.Ptr(2), CompletionMode: jobstate.CompletionNonIndexed})
 
-		compare(t, newRegistry(c), `
-# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed) and phase.
+		compare(t, newRegistry(s), `
+# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed, NonIndexed) and phase.
 # TYPE workq_job_info gauge
 workq_job_info{job="a",kind="WorkQueue",phase="Pending"} 1
 workq_job_info{job="b",kind="Indexed",phase="Pending"} 1
+workq_job_info{job="c",kind="NonIndexed",phase="Pending"} 1
 # HELP workq_job_items_total Items a Job knows of: every item pushed so far, or the completions of an Indexed Job.
 # TYPE workq_job_items_total counter
 workq_job_items_total{job="a"} 0
 workq_job_items_total{job="b"} 4
+workq_job_items_total{job="c"} 2
 `, "workq_job_info", "workq_job_items_total")
 	})
 
 	t.Run("NoJobsExportsOnlyRedisUp", func(t *testing.T) {
 		t.Parallel()
-		c, _ := setup(t)
-		reg := newRegistry(c)
+		s, _ := setup(t)
+		reg := newRegistry(s)
 		n, err := testutil.GatherAndCount(reg, "workq_job_info", "workq_job_items")
 		require.NoError(t, err)
 		require.Zero(t, n)
@@ -169,10 +209,10 @@ workq_redis_up 1
 
 	t.Run("RedisDownExportsRedisUpZeroWithoutFailingTheScrape", func(t *testing.T) {
 		t.Parallel()
-		c, m := setup(t)
-		require.NoError(t, c.Create(context.Background(), "thumbs", jobstate.Spec{}))
+		s, m := setup(t)
+		create(t, s, "thumbs", jobstate.Spec{})
 		m.Close()
-		reg := newRegistry(c)
+		reg := newRegistry(s)
 		compare(t, reg, `
 # HELP workq_redis_up 1 when the last scrape could read the list of Jobs from Redis, 0 when it could not.
 # TYPE workq_redis_up gauge
@@ -191,7 +231,7 @@ workq_redis_up 0
 			errs:   map[string]error{"bad": errors.New("status of \"bad\": bad spec")},
 		}
 		compare(t, newRegistry(src), `
-# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed) and phase.
+# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed, NonIndexed) and phase.
 # TYPE workq_job_info gauge
 workq_job_info{job="good",kind="WorkQueue",phase="Running"} 1
 # HELP workq_job_read_errors Jobs whose status could not be read in this scrape (they are missing from it).
@@ -205,7 +245,7 @@ workq_redis_up 1
 
 	t.Run("AJobDeletedDuringTheScrapeIsNotAnError", func(t *testing.T) {
 		t.Parallel()
-		src := fakeSource{names: []string{"gone"}, errs: map[string]error{"gone": queue.ErrNoJob}}
+		src := fakeSource{names: []string{"gone"}, errs: map[string]error{"gone": fmt.Errorf("status of %q: %w", "gone", store.ErrNoJob)}}
 		compare(t, newRegistry(src), `
 # HELP workq_job_read_errors Jobs whose status could not be read in this scrape (they are missing from it).
 # TYPE workq_job_read_errors gauge
@@ -230,7 +270,7 @@ workq_job_completion_time_seconds{job="done"} 1.8935535355e+09
 # TYPE workq_job_worker_exits_total counter
 workq_job_worker_exits_total{job="done",outcome="failed"} 1
 workq_job_worker_exits_total{job="done",outcome="succeeded"} 2
-# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed) and phase.
+# HELP workq_job_info Always 1; its labels carry a Job's kind (WorkQueue, Indexed, NonIndexed) and phase.
 # TYPE workq_job_info gauge
 workq_job_info{job="done",kind="Indexed",phase="Complete"} 1
 `, "workq_job_start_time_seconds", "workq_job_completion_time_seconds", "workq_job_worker_exits_total", "workq_job_info")

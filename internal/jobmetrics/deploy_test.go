@@ -54,18 +54,20 @@ var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 // _bucket, _sum and _count series.
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
-	c, _ := setup(t)
+	s, m := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, c.Create(ctx, "demo", jobstate.Spec{MaxAttempts: 1, BatchSize: 2}))
-	_, err := c.Push(ctx, "demo", [][]byte{[]byte("ok-1"), []byte("ok-2"), []byte("fail")}, queue.PushOptions{})
+	create(t, s, "demo", jobstate.Spec{MaxAttempts: 1, BatchSize: 2}, "ok-1", "ok-2", "fail")
+	_, err := s.Seal(ctx, "demo", "")
 	require.NoError(t, err)
-	require.NoError(t, c.Seal(ctx, "demo"))
+	c, err := queue.Open(ctx, queue.Options{URL: "redis://" + m.Addr()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
 
 	reg := prometheus.NewPedanticRegistry()
 	regs := &capture{Registerer: reg}
 	metrics := queue.NewMetrics(regs)
-	regs.MustRegister(jobmetrics.NewCollector(c, quiet))
+	regs.MustRegister(jobmetrics.NewCollector(s, quiet))
 	w, err := queue.NewWorker(c, queue.WorkerConfig{Job: "demo", Metrics: metrics, Logger: quiet,
 		Handler: queue.HandlerFunc(func(_ context.Context, it queue.Item) error {
 			if string(it.Payload) == "fail" {
@@ -74,7 +76,9 @@ func exportedNames(t *testing.T) map[string]bool {
 			return nil
 		})})
 	require.NoError(t, err)
-	require.NoError(t, w.Run(ctx))
+	// The item that fails uses its only attempt: the drained Job fails,
+	// and so does its worker.
+	require.ErrorIs(t, w.Run(ctx), queue.ErrJobFailed)
 
 	names := map[string]bool{}
 	add := func(name string, histogram bool) {

@@ -29,6 +29,9 @@ type Poller struct {
 
 	mu    sync.Mutex
 	cache map[string]entry
+	// gen counts Forget calls: a read begun before one is neither cached
+	// nor shared with callers that come after it.
+	gen   uint64
 	group singleflight.Group
 }
 
@@ -57,11 +60,17 @@ func (p *Poller) get(ctx context.Context, key string, read func(context.Context)
 		p.mu.Unlock()
 		return e.v, e.err
 	}
+	gen := p.gen
 	p.mu.Unlock()
-	v, err, _ := p.group.Do(key, func() (any, error) {
+	v, err, _ := p.group.Do(key+"@"+strconv.FormatUint(gen, 10), func() (any, error) {
 		// The read outlives one caller's cancellation: others wait on it.
 		v, err := read(context.WithoutCancel(ctx))
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.gen != gen {
+			// Forgotten while in flight: it may predate the change.
+			return v, err
+		}
 		if p.cache == nil {
 			p.cache = map[string]entry{}
 		}
@@ -69,17 +78,18 @@ func (p *Poller) get(ctx context.Context, key string, read func(context.Context)
 			clear(p.cache)
 		}
 		p.cache[key] = entry{at: p.now(), v: v, err: err}
-		p.mu.Unlock()
 		return v, err
 	})
 	return v, err
 }
 
 // Forget drops what is cached of job (after a change to it), so the next
-// read sees the change.
+// read sees the change. Reads in flight when it is called are not cached
+// and callers after it do not share them: they may predate the change.
 func (p *Poller) Forget(job string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.gen++
 	for k := range p.cache {
 		if k == "jobs" || strings.HasSuffix(k, ":"+job) || strings.Contains(k, ":"+job+":") {
 			delete(p.cache, k)

@@ -18,6 +18,10 @@
 //	POST   /api/jobs/{name}/retry        } "Authorization: Bearer <token>" header
 //	DELETE /api/jobs/{name}              }
 //
+// Retry puts the dead items back; a finished Job (Complete, Failed, or on
+// its way there) refuses it with 409 unless the request says
+// ?reopen=true, which reopens the Job as `coordinator retry --reopen` does.
+//
 // Without a token the server is read-only and the changing endpoints answer
 // 403. Job names in URLs are checked with jobstate.ValidateName before Redis
 // is asked. Errors are JSON objects {"error": "...", "hint": "..."}.

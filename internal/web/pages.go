@@ -53,6 +53,9 @@ type bar struct {
 }
 
 func progress(it jobstate.Items) bar {
+	// Items handed back unstarted wait to run next: they are drawn and
+	// counted with the pending ones, as GET /api/jobs/{name}/work counts them.
+	it.Pending += it.Returned
 	counts := []segment{
 		{State: "succeeded", Count: it.Succeeded},
 		{State: "dead", Count: it.Dead},

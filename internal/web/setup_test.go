@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,35 +18,42 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/web"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 const token = "s3cret-token"
 
+func TestMain(m *testing.M) {
+	// Tests stop their Redis on purpose: the driver's own retries are noise.
+	store.SetDriverLogger(quiet)
+	os.Exit(m.Run())
+}
+
 // env is one test's Redis (a miniredis of its own) and dashboard.
 type env struct {
-	c   *queue.Client
+	s   *store.Store
 	m   *miniredis.Miniredis
 	srv *httptest.Server
 }
 
 // setup starts a dashboard on a fresh miniredis with the options that
-// options returns for its client (nil: read-only).
-func setup(t *testing.T, options func(c *queue.Client) web.Options) *env {
+// options returns for its store (nil: read-only).
+func setup(t *testing.T, options func(s *store.Store) web.Options) *env {
 	t.Helper()
 	m := miniredis.RunT(t)
-	c := queue.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}))
-	t.Cleanup(func() { _ = c.Close() })
+	s := store.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}))
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Ping(context.Background()))
 	var opts web.Options
 	if options != nil {
-		opts = options(c)
+		opts = options(s)
 	}
 	opts.Logger = quiet
-	return &env{c: c, m: m, srv: serve(t, web.New(c, opts))}
+	return &env{s: s, m: m, srv: serve(t, web.New(s, opts))}
 }
 
 func serve(t *testing.T, h http.Handler) *httptest.Server {
@@ -58,7 +66,7 @@ func serve(t *testing.T, h http.Handler) *httptest.Server {
 // writable is a dashboard that allows changes with the test token.
 func writable(t *testing.T) *env {
 	t.Helper()
-	return setup(t, func(c *queue.Client) web.Options { return web.Options{Token: token, Actions: c} })
+	return setup(t, func(s *store.Store) web.Options { return web.Options{Token: token, Actions: s} })
 }
 
 type reply struct {
@@ -113,38 +121,110 @@ func bearer(tok string) []string { return []string{"Authorization", "Bearer " + 
 func (e *env) job(t *testing.T, name string, spec jobstate.Spec, items ...string) string {
 	t.Helper()
 	ctx := context.Background()
-	require.NoError(t, e.c.Create(ctx, name, spec))
+	_, err := e.s.Create(ctx, name, spec)
+	require.NoError(t, err)
 	if len(items) > 0 {
 		bs := make([][]byte, len(items))
 		for i, it := range items {
 			bs[i] = []byte(it)
 		}
-		n, err := e.c.Push(ctx, name, bs, queue.PushOptions{})
+		n, err := e.s.Push(ctx, name, "", bs, store.PushOptions{})
 		require.NoError(t, err)
 		require.EqualValues(t, len(items), n)
 	}
 	return name
 }
 
-// work registers worker wid, leases n items and settles them: the first
-// ok are acked, the rest failed with errText.
-func (e *env) work(t *testing.T, job, wid string, n, ok int, errText string) {
+// status reads a Job straight from the store.
+func (e *env) status(t *testing.T, job string) jobstate.Status {
 	t.Helper()
-	ctx := context.Background()
-	require.NoError(t, e.c.Register(ctx, job, queue.WorkerInfo{ID: wid, Host: "host-" + wid, PID: 42, Started: time.Now().UTC(), Version: "v-test"}))
-	res, err := e.c.Lease(ctx, job, wid, n)
+	st, err := e.s.Status(context.Background(), job)
 	require.NoError(t, err)
-	require.Len(t, res.Batch.Items, n)
-	s := queue.Settlement{Token: res.Batch.Token}
-	for i, it := range res.Batch.Items {
+	return st
+}
+
+// session is a worker registered with the store, driven by hand: it
+// numbers its lease and settle calls as a worker does.
+type session struct {
+	e        *env
+	job, wid string
+	reg      store.Registration
+	seq, set int64
+}
+
+// worker registers worker wid on job, as host "host-<wid>", pid 42.
+func (e *env) worker(t *testing.T, job, wid string) *session {
+	t.Helper()
+	info, err := json.Marshal(store.WorkerInfo{ID: wid, Host: "host-" + wid, PID: 42, Started: time.Now().UTC(), Version: "v-test"})
+	require.NoError(t, err)
+	reg, err := e.s.Register(context.Background(), job, "", wid, info)
+	require.NoError(t, err)
+	return &session{e: e, job: job, wid: wid, reg: reg}
+}
+
+// lease leases exactly n items.
+func (w *session) lease(t *testing.T, n int) *store.Lease {
+	t.Helper()
+	w.seq++
+	r, err := w.e.s.Lease(context.Background(), w.job, store.LeaseRequest{UID: w.reg.UID, Session: w.reg.Session,
+		Worker: w.wid, Seq: w.seq, Want: n, Max: n})
+	require.NoError(t, err)
+	require.NotNil(t, r.Lease, "a lease, not %+v", r)
+	require.Len(t, r.Lease.Items, n)
+	return r.Lease
+}
+
+// drained is the worker's last lease: it finds the Job drained.
+func (w *session) drained(t *testing.T) {
+	t.Helper()
+	w.seq++
+	_, err := w.e.s.Lease(context.Background(), w.job, store.LeaseRequest{UID: w.reg.UID, Session: w.reg.Session,
+		Worker: w.wid, Seq: w.seq, Want: 1})
+	require.ErrorIs(t, err, store.ErrDrained)
+}
+
+// finish records how the worker ended.
+func (w *session) finish(t *testing.T, outcome string) {
+	t.Helper()
+	recorded, err := w.e.s.Finish(context.Background(), w.job, w.reg.UID, w.wid, w.reg.Session, outcome)
+	require.NoError(t, err)
+	require.True(t, recorded)
+}
+
+// settle records what became of the items of l.
+func (w *session) settle(t *testing.T, s store.Settlement) store.SettleResult {
+	t.Helper()
+	w.set++
+	r, err := w.e.s.Settle(context.Background(), w.job, store.SettleRequest{UID: w.reg.UID, Session: w.reg.Session,
+		Seq: w.set, Leases: []store.Settlement{s}})
+	require.NoError(t, err)
+	require.Zero(t, r.Refused, "the lease was still held")
+	return r
+}
+
+// outcome settles a whole lease: its first ok items succeeded, the rest
+// failed with errText, each using an attempt.
+func outcome(l *store.Lease, ok int, errText string) store.Settlement {
+	s := store.Settlement{Token: l.Token, Started: -1}
+	for i, it := range l.Items {
 		if i < ok {
 			s.Acked = append(s.Acked, it.ID)
 		} else {
-			s.Failed = append(s.Failed, queue.Failure{ID: it.ID, Err: errText})
+			s.Failed = append(s.Failed, store.Failure{ID: it.ID, Action: store.ActionCount, Err: errText})
 		}
 	}
-	_, err = e.c.Settle(ctx, job, []queue.Settlement{s})
-	require.NoError(t, err)
+	return s
+}
+
+// work registers worker wid, leases n items and settles them: the first
+// ok are acked, the rest failed with errText.
+func (e *env) work(t *testing.T, job, wid string, n, ok int, errText string) *session {
+	t.Helper()
+	w := e.worker(t, job, wid)
+	r := w.settle(t, outcome(w.lease(t, n), ok, errText))
+	require.Equal(t, ok, r.Acked)
+	require.Equal(t, n-ok, r.Failed)
+	return w
 }
 
 // event is one server-sent event.
@@ -177,8 +257,8 @@ func readEvent(t *testing.T, r *bufio.Reader) (event, error) {
 	}
 }
 
-// fakeSource answers from tables; calls to a Job named in forbid fail the
-// test, to show that bad names never reach Redis.
+// fakeSource answers from tables; calls about an invalid Job name fail
+// the test, to show that bad names never reach Redis.
 type fakeSource struct {
 	t       *testing.T
 	names   []string
@@ -187,7 +267,17 @@ type fakeSource struct {
 	errs    map[string]error
 }
 
-func (f *fakeSource) Names(context.Context) ([]string, error) { return f.names, f.listErr }
+func (f *fakeSource) Jobs(ctx context.Context) ([]store.JobStatus, error) {
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
+	out := make([]store.JobStatus, len(f.names))
+	for i, n := range f.names {
+		st, err := f.Status(ctx, n)
+		out[i] = store.JobStatus{Name: n, Status: st, Err: err}
+	}
+	return out, nil
+}
 
 func (f *fakeSource) Status(_ context.Context, job string) (jobstate.Status, error) {
 	f.check(job)
@@ -196,17 +286,17 @@ func (f *fakeSource) Status(_ context.Context, job string) (jobstate.Status, err
 	}
 	st, ok := f.status[job]
 	if !ok {
-		return jobstate.Status{}, fmt.Errorf("status of %q: %w", job, queue.ErrNoJob)
+		return jobstate.Status{}, fmt.Errorf("status of %q: %w", job, store.ErrNoJob)
 	}
 	return st, nil
 }
 
-func (f *fakeSource) Workers(_ context.Context, job string) ([]queue.WorkerInfo, error) {
+func (f *fakeSource) Workers(_ context.Context, job string) ([]store.WorkerInfo, error) {
 	f.check(job)
 	return nil, nil
 }
 
-func (f *fakeSource) Dead(_ context.Context, job string, _ int) ([]queue.DeadItem, error) {
+func (f *fakeSource) Dead(_ context.Context, job string, _ int) ([]store.DeadItem, error) {
 	f.check(job)
 	return nil, nil
 }
@@ -229,18 +319,17 @@ func (f *fakeActions) record(s string) {
 	}
 }
 
-func (f *fakeActions) Suspend(_ context.Context, job string) (bool, error) {
-	f.record("suspend " + job)
+func (f *fakeActions) SetSuspended(_ context.Context, job string, suspend bool) (bool, error) {
+	if suspend {
+		f.record("suspend " + job)
+	} else {
+		f.record("resume " + job)
+	}
 	return true, f.err
 }
 
-func (f *fakeActions) Resume(_ context.Context, job string) (bool, error) {
-	f.record("resume " + job)
-	return true, f.err
-}
-
-func (f *fakeActions) RetryDead(_ context.Context, job string) (int, error) {
-	f.record("retry " + job)
+func (f *fakeActions) RetryDead(_ context.Context, job string, reopen bool) (int, error) {
+	f.record(fmt.Sprintf("retry %s reopen=%t", job, reopen))
 	return 0, f.err
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,6 +78,9 @@ const (
 	// ReadTimeout bounds the Redis reads of one request.
 	ReadTimeout = 10 * time.Second
 )
+
+// errBadQuery: a query parameter of a request has a value it cannot have.
+var errBadQuery = errors.New("bad query parameter")
 
 // readOnlyMessage answers changes on a server started without a token.
 const readOnlyMessage = "read-only: start serve with --token to allow changes"
@@ -201,13 +205,18 @@ type failure struct {
 // message and a hint, and logs what is not the client's doing.
 func (h *handler) classify(r *http.Request, job string, err error) failure {
 	switch {
+	case errors.Is(err, errBadQuery):
+		return failure{http.StatusBadRequest, err.Error(), ""}
 	case errors.Is(err, jobstate.ErrInvalidSpec):
 		return failure{http.StatusBadRequest, err.Error(), "a Job name is a DNS label such as \"thumbs\""}
 	case errors.Is(err, store.ErrNoJob):
 		return failure{http.StatusNotFound, fmt.Sprintf("no job %q", job),
 			fmt.Sprintf("GET /api/jobs lists the Jobs that exist; create this one with `coordinator create %s`", job)}
+	case errors.Is(err, store.ErrFinished) && strings.HasSuffix(r.URL.Path, "/retry"):
+		return failure{http.StatusConflict, err.Error(),
+			fmt.Sprintf("POST /api/jobs/%s/retry?reopen=true reopens the finished Job and retries its dead items (as `coordinator retry --reopen`)", job)}
 	case errors.Is(err, store.ErrFinished):
-		return failure{http.StatusConflict, err.Error(), "a finished Job can be retried or deleted, not suspended or resumed"}
+		return failure{http.StatusConflict, err.Error(), "a finished Job can be retried (with reopen) or deleted, not suspended or resumed"}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return failure{499, "request canceled", ""}
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
@@ -248,7 +257,7 @@ func (h *handler) authorize(w http.ResponseWriter, r *http.Request) bool {
 
 // change wraps a changing endpoint: authorization, then the Job name, then
 // the (ignored) body within its limit.
-func (h *handler) change(f func(ctx context.Context, job string) (any, error)) http.HandlerFunc {
+func (h *handler) change(f func(ctx context.Context, r *http.Request, job string) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !h.authorize(w, r) {
 			return
@@ -269,7 +278,7 @@ func (h *handler) change(f func(ctx context.Context, job string) (any, error)) h
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), ReadTimeout)
 		defer cancel()
-		out, err := f(ctx, job)
+		out, err := f(ctx, r, job)
 		if err != nil {
 			h.fail(w, r, job, err)
 			return
@@ -291,22 +300,31 @@ type changeResult struct {
 	Deleted   bool  `json:"deleted,omitempty"`
 }
 
-func (h *handler) suspend(ctx context.Context, job string) (any, error) {
+func (h *handler) suspend(ctx context.Context, _ *http.Request, job string) (any, error) {
 	changed, err := h.opts.Actions.SetSuspended(ctx, job, true)
 	return changeResult{Job: job, Changed: &changed, Suspended: jobstate.Ptr(true)}, err
 }
 
-func (h *handler) resume(ctx context.Context, job string) (any, error) {
+func (h *handler) resume(ctx context.Context, _ *http.Request, job string) (any, error) {
 	changed, err := h.opts.Actions.SetSuspended(ctx, job, false)
 	return changeResult{Job: job, Changed: &changed, Suspended: jobstate.Ptr(false)}, err
 }
 
-func (h *handler) retry(ctx context.Context, job string) (any, error) {
-	n, err := h.opts.Actions.RetryDead(ctx, job, false)
+// retry puts a Job's dead items back; ?reopen=true also reopens a finished
+// Job, as `coordinator retry --reopen` does.
+func (h *handler) retry(ctx context.Context, r *http.Request, job string) (any, error) {
+	reopen := false
+	if v := r.URL.Query().Get("reopen"); v != "" {
+		var err error
+		if reopen, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("%w: reopen is %q; use reopen=true or reopen=false", errBadQuery, v)
+		}
+	}
+	n, err := h.opts.Actions.RetryDead(ctx, job, reopen)
 	return changeResult{Job: job, Retried: &n}, err
 }
 
-func (h *handler) delete(ctx context.Context, job string) (any, error) {
+func (h *handler) delete(ctx context.Context, _ *http.Request, job string) (any, error) {
 	err := h.opts.Actions.Delete(ctx, job)
 	return changeResult{Job: job, Deleted: true}, err
 }

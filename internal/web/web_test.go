@@ -10,15 +10,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/controller"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/web"
 	"github.com/workq/workq/pkg/jobstate"
-	"github.com/workq/workq/pkg/queue"
 )
 
 const (
@@ -84,6 +86,33 @@ func TestPages(t *testing.T) {
 		require.NotContains(t, r.body, evilItem)
 		require.Contains(t, r.body, `<code class="item">&lt;img src=x onerror=alert(1)&gt;</code>`)
 		require.Contains(t, r.body, `<pre class="err">&lt;script&gt;alert(&#34;error&#34;)&lt;/script&gt;</pre>`)
+	})
+
+	t.Run("ItemsHandedBackUnstartedCountAsPending", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, nil)
+		e.job(t, "thumbs", jobstate.Spec{}, "a", "b", "c", "d")
+		w := e.worker(t, "thumbs", "w1")
+		l := w.lease(t, 3)
+		// The worker hands back two items it had not started (it was told
+		// to stop); it still holds the third.
+		w.settle(t, store.Settlement{Token: l.Token, Started: -1, Released: []int64{l.Items[0].ID, l.Items[1].ID}})
+		st := e.status(t, "thumbs")
+		require.EqualValues(t, 2, st.Items.Returned)
+		require.EqualValues(t, 1, st.Items.Pending)
+
+		for _, path := range []string{"/jobs/thumbs", "/"} {
+			r := get(t, e.srv, path)
+			require.Equal(t, http.StatusOK, r.code, path)
+			require.Regexp(t, `<rect class="seg leased" data-state="leased" x="0.00" y="0" width="25.00"`, r.body, path)
+			require.Regexp(t, `<rect class="seg pending" data-state="pending" x="25.00" y="0" width="75.00"`, r.body,
+				"%s: the bar covers every item; the returned ones wait with the pending ones", path)
+		}
+		r := get(t, e.srv, "/jobs/thumbs")
+		require.Contains(t, r.body, `<b data-field="items.pending">3</b>`)
+		require.Contains(t, r.body, `<b data-field="items.leased">1</b>`)
+		r = get(t, e.srv, "/")
+		require.Regexp(t, `<td class="n">3</td>\s*<td class="n">1</td>`, r.body, "the Pending column counts them, then Leased")
 	})
 
 	t.Run("JobPageShowsButtonsOnlyWhenChangesAreAllowed", func(t *testing.T) {
@@ -167,7 +196,7 @@ func TestPages(t *testing.T) {
 
 	t.Run("RedisDownShowsA503Page", func(t *testing.T) {
 		t.Parallel()
-		src := &fakeSource{t: t, listErr: fmt.Errorf("list jobs: %w", queue.ErrUnavailable)}
+		src := &fakeSource{t: t, listErr: fmt.Errorf("list jobs: %w", store.ErrUnavailable)}
 		srv := serve(t, web.New(src, web.Options{Logger: quiet}))
 		r := get(t, srv, "/")
 		require.Equal(t, http.StatusServiceUnavailable, r.code)
@@ -196,7 +225,7 @@ func TestSecurityHeaders(t *testing.T) {
 type jobView struct {
 	Status  jobstate.Status `json:"status"`
 	Workers []struct {
-		queue.WorkerInfo
+		store.WorkerInfo
 		LastHeartbeat time.Time `json:"lastHeartbeat"`
 		Expired       bool      `json:"expired"`
 	} `json:"workers"`
@@ -381,7 +410,7 @@ func TestEvents(t *testing.T) {
 	// function that hangs up, and a channel closed when the handler ended.
 	stream := func(t *testing.T, e *env, job string) (*bufio.Reader, context.CancelFunc, <-chan struct{}) {
 		t.Helper()
-		h := web.New(e.c, web.Options{Logger: quiet, EventInterval: 10 * time.Millisecond})
+		h := web.New(e.s, web.Options{Logger: quiet, EventInterval: 10 * time.Millisecond})
 		ended := make(chan struct{})
 		srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			defer close(ended)
@@ -461,7 +490,7 @@ func TestEvents(t *testing.T) {
 		e.job(t, "thumbs", jobstate.Spec{})
 		r, _, ended := stream(t, e, "thumbs")
 		status(t, r)
-		require.NoError(t, e.c.Delete(context.Background(), "thumbs"))
+		require.NoError(t, e.s.Delete(context.Background(), "thumbs"))
 		for {
 			ev, err := readEvent(t, r)
 			require.NoError(t, err)
@@ -564,7 +593,7 @@ func TestChanges(t *testing.T) {
 		r := do(t, e.srv, http.MethodPost, "/api/jobs/thumbs/suspend", nil, bearer(token)...)
 		require.Equal(t, http.StatusOK, r.code, r.body)
 		require.JSONEq(t, `{"job":"thumbs","changed":true,"suspended":true}`, r.body)
-		st, err := e.c.Status(ctx, "thumbs")
+		st, err := e.s.Status(ctx, "thumbs")
 		require.NoError(t, err)
 		require.True(t, st.Suspended)
 
@@ -577,7 +606,7 @@ func TestChanges(t *testing.T) {
 		r = do(t, e.srv, http.MethodPost, "/api/jobs/thumbs/retry", nil, bearer(token)...)
 		require.Equal(t, http.StatusOK, r.code, r.body)
 		require.JSONEq(t, `{"job":"thumbs","retried":2}`, r.body)
-		st, err = e.c.Status(ctx, "thumbs")
+		st, err = e.s.Status(ctx, "thumbs")
 		require.NoError(t, err)
 		require.Zero(t, st.Items.Dead)
 		require.EqualValues(t, 2, st.Items.Retrying)
@@ -585,8 +614,57 @@ func TestChanges(t *testing.T) {
 		r = do(t, e.srv, http.MethodDelete, "/api/jobs/thumbs", nil, bearer(token)...)
 		require.Equal(t, http.StatusOK, r.code, r.body)
 		require.JSONEq(t, `{"job":"thumbs","deleted":true}`, r.body)
-		_, err = e.c.Status(ctx, "thumbs")
-		require.ErrorIs(t, err, queue.ErrNoJob)
+		_, err = e.s.Status(ctx, "thumbs")
+		require.ErrorIs(t, err, store.ErrNoJob)
+	})
+
+	t.Run("RetryingAFinishedJobReopensItOnlyWhenAsked", func(t *testing.T) {
+		t.Parallel()
+		e := writable(t)
+		ctx := context.Background()
+		e.job(t, "thumbs", jobstate.Spec{MaxAttempts: 1}, "a", "b")
+		_, err := e.s.Seal(ctx, "thumbs", "")
+		require.NoError(t, err)
+		w := e.work(t, "thumbs", "w1", 2, 1, "boom")
+		// The drained Job with a dead item fails, as its last worker ends.
+		w.drained(t)
+		w.finish(t, store.OutcomeStopped)
+		reconcile(t, e.s, "thumbs")
+		require.Equal(t, jobstate.PhaseFailed, e.status(t, "thumbs").Phase)
+
+		r := do(t, e.srv, http.MethodPost, "/api/jobs/thumbs/retry", nil, bearer(token)...)
+		require.Equal(t, http.StatusConflict, r.code, r.body)
+		er := r.apiError(t)
+		require.Contains(t, er.Error, "finished")
+		require.Contains(t, er.Hint, "?reopen=true", "the answer says how to retry a finished Job's dead items")
+		st := e.status(t, "thumbs")
+		require.Equal(t, jobstate.PhaseFailed, st.Phase, "nothing changed")
+		require.EqualValues(t, 1, st.Items.Dead)
+
+		r = do(t, e.srv, http.MethodPost, "/api/jobs/thumbs/retry?reopen=maybe", nil, bearer(token)...)
+		require.Equal(t, http.StatusBadRequest, r.code, r.body)
+		require.Contains(t, r.apiError(t).Error, "reopen")
+
+		r = do(t, e.srv, http.MethodPost, "/api/jobs/thumbs/retry?reopen=true", nil, bearer(token)...)
+		require.Equal(t, http.StatusOK, r.code, r.body)
+		require.JSONEq(t, `{"job":"thumbs","retried":1}`, r.body)
+		st = e.status(t, "thumbs")
+		require.Equal(t, jobstate.PhaseRunning, st.Phase)
+		require.Zero(t, st.Items.Dead)
+		require.EqualValues(t, 1, st.Items.Retrying)
+		require.True(t, slices.ContainsFunc(st.Conditions, func(c jobstate.Condition) bool { return c.Type == jobstate.ConditionReopened }),
+			"%+v", st.Conditions)
+	})
+
+	t.Run("RetryReopensOnlyWhenTheQueryAsks", func(t *testing.T) {
+		t.Parallel()
+		acts := &fakeActions{calls: make(chan string, 10)}
+		srv := serve(t, web.New(&fakeSource{t: t}, web.Options{Token: token, Actions: acts, Logger: quiet}))
+		for query, want := range map[string]string{"": "false", "?reopen=true": "true", "?reopen=false": "false", "?reopen=1": "true"} {
+			r := do(t, srv, http.MethodPost, "/api/jobs/thumbs/retry"+query, nil, bearer(token)...)
+			require.Equal(t, http.StatusOK, r.code, query)
+			require.Equal(t, "retry thumbs reopen="+want, <-acts.calls, query)
+		}
 	})
 
 	t.Run("ChangingAnUnknownJobIs404", func(t *testing.T) {
@@ -601,7 +679,7 @@ func TestChanges(t *testing.T) {
 
 	t.Run("ChangingAFinishedJobIs409", func(t *testing.T) {
 		t.Parallel()
-		acts := &fakeActions{err: fmt.Errorf("suspend %q: %w", "thumbs", queue.ErrFinished)}
+		acts := &fakeActions{err: fmt.Errorf("suspend %q: %w", "thumbs", store.ErrFinished)}
 		srv := serve(t, web.New(&fakeSource{t: t}, web.Options{Token: token, Actions: acts, Logger: quiet}))
 		r := do(t, srv, http.MethodPost, "/api/jobs/thumbs/suspend", nil, bearer(token)...)
 		require.Equal(t, http.StatusConflict, r.code)
@@ -652,7 +730,7 @@ func TestNewServer(t *testing.T) {
 		t.Parallel()
 		e := setup(t, nil)
 		e.job(t, "thumbs", jobstate.Spec{})
-		srv := httptest.NewUnstartedServer(web.New(e.c, web.Options{Logger: quiet, EventInterval: 10 * time.Millisecond}))
+		srv := httptest.NewUnstartedServer(web.New(e.s, web.Options{Logger: quiet, EventInterval: 10 * time.Millisecond}))
 		const readTimeout = 200 * time.Millisecond
 		srv.Config.ReadTimeout = readTimeout
 		srv.Start()
@@ -673,7 +751,7 @@ func TestNewServer(t *testing.T) {
 		t.Parallel()
 		e := setup(t, nil)
 		e.job(t, "thumbs", jobstate.Spec{})
-		srv := web.NewServer("127.0.0.1:0", web.New(e.c, web.Options{Logger: quiet, EventInterval: 10 * time.Millisecond}))
+		srv := web.NewServer("127.0.0.1:0", web.New(e.s, web.Options{Logger: quiet, EventInterval: 10 * time.Millisecond}))
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		served := make(chan error, 1)
@@ -694,4 +772,11 @@ func TestNewServer(t *testing.T) {
 			_, err = readEvent(t, r)
 		}
 	})
+}
+
+// reconcile moves a Job through its lifecycle as a controller does.
+func reconcile(t *testing.T, s *store.Store, job string) {
+	t.Helper()
+	_, err := (&controller.Reconciler{S: s, Log: quiet}).Reconcile(context.Background(), job)
+	require.NoError(t, err)
 }

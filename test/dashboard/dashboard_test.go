@@ -2,7 +2,6 @@ package dashboard_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image"
 	"image/png"
@@ -20,7 +19,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/controller"
+	"github.com/workq/workq/internal/poller"
 	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/web"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
@@ -33,6 +35,8 @@ const (
 	// Every failEvery-th item fails on each attempt, so the Job gets dead
 	// items with their errors.
 	failEvery = 48
+	// The last heldBack items run only once the test has seen the Job run.
+	heldBack = 4
 )
 
 // chromium finds Debian's Chromium, or skips (fails with
@@ -93,51 +97,50 @@ func shoot(t *testing.T, tab *browserTab, path, what string) {
 	t.Logf("screenshot of %s: %s", what, path)
 }
 
-// settle applies the controller's transitions until none is left, as
-// `coordinator serve` would: the drained Job with dead items fails.
-func settle(t *testing.T, c *queue.Client) {
-	t.Helper()
-	ctx := context.Background()
-	for range 10 {
-		spec, obs, err := c.Observe(ctx, jobName)
-		require.NoError(t, err)
-		tr, ok := jobstate.Next(spec, obs)
-		if !ok {
-			return
-		}
-		_, err = c.Apply(ctx, jobName, tr)
-		require.NoError(t, err)
-	}
-	t.Fatal("the Job did not settle in 10 transitions")
-}
-
 func TestDashboardInABrowser(t *testing.T) {
 	t.Parallel()
 	bin := chromium(t)
 	srv := redistest.ForTest(t)
 	ctx := context.Background()
+	// The workers use the public API; the dashboard and the test, the store.
 	c, err := queue.Open(ctx, queue.Options{URL: srv.URL()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
+	s, err := store.Open(ctx, store.DialOptions{URL: srv.URL()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
 
-	require.NoError(t, c.Create(ctx, jobName, jobstate.Spec{BatchSize: 4, MaxAttempts: 2, Parallelism: 2,
-		Lease: jobstate.Duration(5 * time.Second), RetryBackoff: jobstate.Duration(100 * time.Millisecond)}))
+	_, err = s.Create(ctx, jobName, jobstate.Spec{BatchSize: 4, MaxAttempts: 2, Parallelism: 2,
+		Lease: jobstate.Duration(5 * time.Second), RetryBackoff: jobstate.Duration(100 * time.Millisecond)})
+	require.NoError(t, err)
 	payloads := make([][]byte, items)
 	for i := range payloads {
 		payloads[i] = fmt.Appendf(nil, "s3://photos/2030/IMG_%04d.jpg", i)
 	}
-	_, err = c.Push(ctx, jobName, payloads, queue.PushOptions{})
+	n, err := s.Push(ctx, jobName, "", payloads, store.PushOptions{})
 	require.NoError(t, err)
-	require.NoError(t, c.Seal(ctx, jobName))
+	require.EqualValues(t, items, n)
+	_, err = s.Seal(ctx, jobName, "")
+	require.NoError(t, err)
 
 	// Two workers, each running two items at a time. Items take a while
-	// until the test has seen the running Job; then they are quick.
+	// until the test has seen the running Job; then they are quick. The
+	// last few wait for that moment: the workers end the Job themselves
+	// once it is drained, and the Job must still run while the test looks.
 	var quick atomic.Bool
+	seen := make(chan struct{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	handler := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
 		d := itemTime + time.Duration(it.ID%5)*itemTime/2
 		if quick.Load() {
 			d = time.Millisecond
+		}
+		if it.ID >= items-heldBack {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-seen:
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -152,6 +155,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	workCtx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stopWork(); wg.Wait() })
+	ended := make(chan error, 2)
 	for i := range 2 {
 		w, err := queue.NewWorker(c, queue.WorkerConfig{Job: jobName, ID: fmt.Sprintf("worker-%d", i),
 			Concurrency: 2, Handler: handler, Logger: log, Grace: time.Second, Version: "v1.0.0-test"})
@@ -159,13 +163,14 @@ func TestDashboardInABrowser(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := w.Run(workCtx); err != nil && !errors.Is(err, queue.ErrStopped) {
-				t.Errorf("worker: %v", err)
-			}
+			ended <- w.Run(workCtx)
 		}()
 	}
 
-	site := httptest.NewServer(web.New(c, web.Options{Token: "demo-token", Actions: c, Logger: log}))
+	// As serve does: one read of Redis per Job per second for every
+	// viewer, changes straight through the store.
+	shared := &poller.Poller{S: s, Every: time.Second}
+	site := httptest.NewServer(web.New(shared, web.Options{Token: "demo-token", Actions: s, Logger: log}))
 	t.Cleanup(site.Close)
 	jobURL := site.URL + "/jobs/" + jobName
 	dir := artifacts(t)
@@ -220,15 +225,19 @@ func TestDashboardInABrowser(t *testing.T) {
 	t.Run("TheFinishedJobShowsItsDeadItemsAndConditions", func(t *testing.T) {
 		tab.t = t
 		quick.Store(true)
-		require.Eventually(t, func() bool {
-			st, err := c.Status(ctx, jobName)
-			return err == nil && st.Items.Succeeded+st.Items.Dead == items && st.Items.Retrying == 0
-		}, 2*time.Minute, 20*time.Millisecond)
-		wg.Wait()
-		settle(t, c)
-		st, err := c.Status(ctx, jobName)
+		close(seen)
+		// The workers end on their own once the Job is drained; with dead
+		// items it fails, and so do they. Nothing else moves the Job.
+		for range 2 {
+			err := <-ended
+			require.ErrorIs(t, err, queue.ErrJobFailed)
+			require.ErrorContains(t, err, "FailedItems")
+		}
+		st, err := s.Status(ctx, jobName)
 		require.NoError(t, err)
 		require.Equal(t, jobstate.PhaseFailed, st.Phase)
+		require.EqualValues(t, items, st.Items.Succeeded+st.Items.Dead)
+		require.EqualValues(t, items/failEvery, st.Items.Dead)
 
 		tab.navigate(jobURL)
 		tab.waitFor(`document.getElementById("live").textContent === "live"`)
@@ -250,5 +259,100 @@ func TestDashboardInABrowser(t *testing.T) {
 		tab.screenshot(full, true)
 		checkScreenshot(t, full, false)
 		t.Logf("screenshot of the whole page of the finished Job: %s", full)
+	})
+	t.Run("RetryOnTheFinishedJobReopensIt", func(t *testing.T) {
+		tab.t = t
+		before, err := s.Status(ctx, jobName)
+		require.NoError(t, err)
+		require.Equal(t, jobstate.PhaseFailed, before.Phase)
+		tab.navigate(jobURL)
+		tab.waitFor(`document.getElementById("live").textContent === "live"`)
+		// The token is the one serve was started with; the page asks before
+		// it reopens the Job.
+		var ok bool
+		tab.eval(`sessionStorage.setItem("workq-token", "demo-token"); window.confirm = function (m) { window.asked = m; return true; }; true`, &ok)
+		tab.waitFor(`!document.querySelector('button[data-action="retry"]').disabled`)
+		tab.eval(`document.querySelector('button[data-action="retry"]').click(), true`, &ok)
+		tab.waitFor(`document.getElementById("action-result").textContent === "` + strconv.FormatInt(before.Items.Dead, 10) + ` dead items back in the queue"`)
+		var asked string
+		tab.eval(`window.asked`, &asked)
+		require.Contains(t, asked, "is Failed. Reopen it and retry its dead items?")
+
+		st, err := s.Status(ctx, jobName)
+		require.NoError(t, err)
+		require.Equal(t, jobstate.PhaseRunning, st.Phase)
+		require.Zero(t, st.Items.Dead)
+		require.Equal(t, before.Items.Dead, st.Items.Retrying)
+		tab.waitFor(`document.querySelector(".head .badge").textContent === "Running"`)
+		tab.waitFor(`document.getElementById("conditions").textContent.indexOf("Reopened") >= 0`)
+		shoot(t, tab, filepath.Join(dir, "job-reopened.png"), "the reopened Job")
+	})
+
+	t.Run("ItemsHandedBackShowAsPendingLive", func(t *testing.T) {
+		tab.t = t
+		const job = "handback"
+		_, err := s.Create(ctx, job, jobstate.Spec{})
+		require.NoError(t, err)
+		_, err = s.Push(ctx, job, "", [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d")}, store.PushOptions{})
+		require.NoError(t, err)
+		tab.navigate(site.URL + "/jobs/" + job)
+		tab.waitFor(`document.getElementById("live").textContent === "live"`)
+		tab.waitFor(`document.querySelector('[data-field="items.pending"]').textContent === "4"`)
+
+		// A worker leases three items and, told to stop, hands back two it
+		// had not started. The page follows without a reload.
+		reg, err := s.Register(ctx, job, "", "w1", []byte(`{"id":"w1"}`))
+		require.NoError(t, err)
+		r, err := s.Lease(ctx, job, store.LeaseRequest{UID: reg.UID, Session: reg.Session, Worker: "w1", Seq: 1, Want: 3, Max: 3})
+		require.NoError(t, err)
+		require.NotNil(t, r.Lease)
+		require.Len(t, r.Lease.Items, 3)
+		res, err := s.Settle(ctx, job, store.SettleRequest{UID: reg.UID, Session: reg.Session, Seq: 1, Leases: []store.Settlement{
+			{Token: r.Lease.Token, Started: -1, Released: []int64{r.Lease.Items[0].ID, r.Lease.Items[1].ID}}}})
+		require.NoError(t, err)
+		require.Equal(t, 2, res.Released)
+		tab.waitFor(`document.querySelector('[data-field="items.leased"]').textContent === "1"`)
+		var pending, width string
+		tab.eval(`document.querySelector('[data-field="items.pending"]').textContent`, &pending)
+		tab.eval(`document.querySelector('.progress rect[data-state="pending"]').getAttribute("width")`, &width)
+		require.Equal(t, "3", pending, "one pending and two handed back")
+		require.Equal(t, "75.00", width, "the bar covers every item")
+	})
+	t.Run("ASucceedingJobCannotBeSuspended", func(t *testing.T) {
+		tab.t = t
+		const job = "succeeding"
+		_, err := s.Create(ctx, job, jobstate.Spec{})
+		require.NoError(t, err)
+		_, err = s.Push(ctx, job, "", [][]byte{[]byte("a")}, store.PushOptions{})
+		require.NoError(t, err)
+		_, err = s.Seal(ctx, job, "")
+		require.NoError(t, err)
+		tab.navigate(site.URL + "/jobs/" + job)
+		tab.waitFor(`document.getElementById("live").textContent === "live"`)
+		tab.waitFor(`!document.querySelector('button[data-action="suspend"]').disabled`)
+
+		// A worker drains the Job and is still live: the Job succeeds, and
+		// ends Complete once the worker is gone.
+		reg, err := s.Register(ctx, job, "", "w1", []byte(`{"id":"w1"}`))
+		require.NoError(t, err)
+		r, err := s.Lease(ctx, job, store.LeaseRequest{UID: reg.UID, Session: reg.Session, Worker: "w1", Seq: 1, Want: 1})
+		require.NoError(t, err)
+		require.NotNil(t, r.Lease)
+		_, err = s.Settle(ctx, job, store.SettleRequest{UID: reg.UID, Session: reg.Session, Seq: 1, Leases: []store.Settlement{
+			{Token: r.Lease.Token, All: true, AckCount: 1, Started: -1}}})
+		require.NoError(t, err)
+		_, err = s.Lease(ctx, job, store.LeaseRequest{UID: reg.UID, Session: reg.Session, Worker: "w1", Seq: 2, Want: 1})
+		require.ErrorIs(t, err, store.ErrDrained)
+		snap, err := (&controller.Reconciler{S: s, Log: log}).Reconcile(ctx, job)
+		require.NoError(t, err)
+		require.Equal(t, jobstate.PhaseSucceeding, snap.Status.Phase)
+
+		tab.waitFor(`document.querySelector(".head .badge").textContent === "Succeeding"`)
+		tab.waitFor(`document.querySelector('button[data-action="suspend"]').disabled`)
+		var bg, muted string
+		tab.eval(`getComputedStyle(document.querySelector(".head .badge")).backgroundColor`, &bg)
+		tab.eval(`(function () { var b = document.createElement("span"); b.className = "badge"; document.body.appendChild(b);
+			var c = getComputedStyle(b).backgroundColor; b.remove(); return c; })()`, &muted)
+		require.NotEqual(t, muted, bg, "the Succeeding badge has a colour of its own")
 	})
 }

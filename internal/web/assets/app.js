@@ -83,9 +83,10 @@
     el.textContent = text;
   }
 
-  // progress returns the bar segments in percent, as the server draws them.
+  // progress returns the bar segments in percent, as the server draws them:
+  // items handed back unstarted (returned) count as pending.
   function progress(it) {
-    var counts = [it.succeeded, it.dead, it.leased, it.retrying, it.pending];
+    var counts = [it.succeeded, it.dead, it.leased, it.retrying, it.pending + (it.returned || 0)];
     var sum = counts.reduce(function (a, b) { return a + b; }, 0);
     var total = Math.max(it.total, sum);
     var x = 0, segs = {};
@@ -316,8 +317,10 @@
     renderConditions(st.conditions, st.now);
     document.title = fmtPct(p.done) + " " + st.name + " · workq";
 
-    var finished = st.phase === "Complete" || st.phase === "Failed";
-    setEnabled("suspend", !st.suspended && !finished && st.phase !== "Failing");
+    // A Job that is Failing or Succeeding is ending: it can no longer be
+    // suspended (the server answers 409).
+    var ending = st.phase === "Complete" || st.phase === "Failed" || st.phase === "Failing" || st.phase === "Succeeding";
+    setEnabled("suspend", !st.suspended && !ending);
     setEnabled("resume", st.suspended);
     setEnabled("retry", it.dead > 0);
   }
@@ -382,10 +385,15 @@
       if (!b) return;
       var action = b.dataset.action;
       if (action === "delete" && !window.confirm("Delete Job " + job + " and all its items? Its workers stop.")) return;
+      // A Job that has ended (or is ending) takes its dead items back only
+      // when it is reopened, as `coordinator retry --reopen` does.
+      var badge = $(".head .badge"), phase = badge ? badge.textContent : "";
+      var reopen = action === "retry" && ["Complete", "Failed", "Failing", "Succeeding"].indexOf(phase) >= 0;
+      if (reopen && !window.confirm("Job " + job + " is " + phase + ". Reopen it and retry its dead items?")) return;
       var token = sessionStorage.getItem(TOKEN_KEY) || window.prompt("Token (the --token that serve was started with):");
       if (!token) return;
       var base = "/api/jobs/" + encodeURIComponent(job);
-      var req = action === "delete" ? { url: base, method: "DELETE" } : { url: base + "/" + action, method: "POST" };
+      var req = action === "delete" ? { url: base, method: "DELETE" } : { url: base + "/" + action + (reopen ? "?reopen=true" : ""), method: "POST" };
       out.textContent = action + "…";
       fetch(req.url, { method: req.method, headers: { Authorization: "Bearer " + token } })
         .then(function (r) { return r.json().then(function (v) { return { ok: r.ok, code: r.status, v: v }; }); })
