@@ -365,7 +365,10 @@ func (w *Worker) finish(end endReason) error {
 	snap, err := w.rec.Reconcile(ctx, w.cfg.Job)
 	phase := snap.Observed.Stored
 	ok, known := phase.Outcome()
-	outcome := store.OutcomeStopped
+	// As Kubernetes counts a Pod that exits non-zero: this worker ends
+	// failed when its Job failed (the Job is past its limits by then, so
+	// the count changes no decision).
+	outcome := store.OutcomeFailed
 	if ok {
 		outcome = store.OutcomeSucceeded
 	}
