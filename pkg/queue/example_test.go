@@ -70,3 +70,47 @@ func Example() {
 	// item 2 (attempt 1): owl.jpg -> owl-small.jpg
 	// succeeded 3 of 3, Complete
 }
+
+// An Indexed Job: items are the indexes 0..K-1, each run until it succeeds
+// once; a handler reads its index, and its Job from the context.
+func Example_indexed() {
+	srv, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	ctx := context.Background()
+	c, err := queue.Open(ctx, queue.Options{URL: "redis://" + srv.Addr()})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	if err := c.Create(ctx, "shards", jobstate.Spec{Completions: jobstate.Ptr(3)}); err != nil {
+		panic(err)
+	}
+	w, err := queue.NewWorker(c, queue.WorkerConfig{
+		Job: "shards",
+		Handler: queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+			job, _ := queue.JobFromContext(ctx)
+			fmt.Printf("%s: shard %d of %d\n", job.Name, it.Index, *job.Spec.Completions)
+			return nil
+		}),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := w.Run(ctx); err != nil {
+		panic(err)
+	}
+	st, err := c.Inspector().Status(ctx, "shards")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(st.Phase, "indexes", st.CompletedIndexes)
+	// Output:
+	// shards: shard 0 of 3
+	// shards: shard 1 of 3
+	// shards: shard 2 of 3
+	// Complete indexes 0-2
+}
