@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/pkg/jobstate"
 )
 
@@ -75,7 +74,13 @@ func (in *Inspector) Spec(ctx context.Context, job string) (jobstate.Spec, error
 }
 
 // DeadItem is an item that used all its attempts.
-type DeadItem = store.DeadItem
+type DeadItem struct {
+	ID        int64  `json:"id"`
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"lastError"`
+	Payload   []byte `json:"-"`
+	Item      string `json:"item"` // Payload as text, for JSON output
+}
 
 // Dead lists up to limit dead items (0: all), lowest ids first, reading
 // only those.
@@ -84,11 +89,23 @@ func (in *Inspector) Dead(ctx context.Context, job string, limit int) ([]DeadIte
 	if err != nil {
 		return nil, err
 	}
-	return s.Dead(ctx, job, limit)
+	ds, err := s.Dead(ctx, job, limit)
+	out := make([]DeadItem, len(ds))
+	for i, d := range ds {
+		out[i] = DeadItem(d)
+	}
+	return out, err
 }
 
 // WorkerInfo describes a worker process.
-type WorkerInfo = store.WorkerInfo
+type WorkerInfo struct {
+	ID       string    `json:"id"`
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	Version  string    `json:"version,omitempty"`
+	Deadline time.Time `json:"heartbeatDeadline"` // when it is lost without a heartbeat
+}
 
 // Workers lists the registered workers that have not terminated, with
 // their heartbeat deadlines.
@@ -97,11 +114,22 @@ func (in *Inspector) Workers(ctx context.Context, job string) ([]WorkerInfo, err
 	if err != nil {
 		return nil, err
 	}
-	return s.Workers(ctx, job)
+	ws, err := s.Workers(ctx, job)
+	out := make([]WorkerInfo, len(ws))
+	for i, w := range ws {
+		out[i] = WorkerInfo(w)
+	}
+	return out, err
 }
 
 // Result is one item's result, kept by workers with Results set.
-type Result = store.ItemResult
+type Result struct {
+	Seq     string `json:"seq"` // its place in the Job's results; pass it as after
+	ID      int64  `json:"id"`
+	Attempt int    `json:"attempt"`
+	Exit    int    `json:"exit"`   // the exit status; 0 for a success
+	Output  string `json:"output"` // the end of its output (see SetOutput)
+}
 
 // Results reads up to count results after the one whose Seq is after (""
 // from the start), in completion order. With wait > 0 it waits up to that
@@ -111,5 +139,10 @@ func (in *Inspector) Results(ctx context.Context, job, after string, count int64
 	if err != nil {
 		return nil, err
 	}
-	return s.Results(ctx, job, after, count, wait)
+	rs, err := s.Results(ctx, job, after, count, wait)
+	out := make([]Result, len(rs))
+	for i, r := range rs {
+		out[i] = Result(r)
+	}
+	return out, err
 }

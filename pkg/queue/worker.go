@@ -194,7 +194,7 @@ func (w *Worker) ended() endReason   { return endReason(w.end.Load()) }
 // It first waits up to cfg.Wait for Redis and the Job.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.register(ctx); err != nil {
-		if errors.Is(err, ErrDrainedAtStart) {
+		if errors.Is(err, errDrainedAtStart) {
 			w.log.Info("job already drained; exiting")
 			return nil
 		}
@@ -268,9 +268,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.finish(end)
 }
 
-// ErrDrainedAtStart: the Job was drained before this worker joined; it exits
+// errDrainedAtStart: the Job was drained before this worker joined; it exits
 // 0 at once without touching an item.
-var ErrDrainedAtStart = errors.New("job drained before the worker started")
+var errDrainedAtStart = errors.New("job drained before the worker started")
 
 // register waits for Redis and the Job, then binds to the Job's current
 // incarnation.
@@ -295,7 +295,7 @@ func (w *Worker) register(ctx context.Context) error {
 		}
 		switch {
 		case errors.Is(err, store.ErrDrained):
-			return ErrDrainedAtStart
+			return errDrainedAtStart
 		case errors.Is(err, store.ErrJobFailed):
 			return fmt.Errorf("job %q: %w", w.cfg.Job, ErrJobFailed)
 		case errors.Is(err, ErrAuth), !errors.Is(err, ErrNoJob) && !errors.Is(err, ErrUnavailable):
