@@ -44,8 +44,13 @@ type outcome struct {
 	exit    int
 }
 
-// claimChunk is how many items of tiny duration an executor takes at once.
-const claimChunk = 64
+// claimChunk is how many items of tiny duration an executor takes at once;
+// once one of them takes longer than chunkItemLimit, the rest of the chunk
+// is handed back.
+const (
+	claimChunk     = 64
+	chunkItemLimit = time.Millisecond
+)
 
 // take claims up to n items of the first queued lease, waiting until one
 // is there; ok is false once the queue is closed and empty.
@@ -123,10 +128,17 @@ func (w *Worker) execute(ctx context.Context) {
 			if w.cfg.BatchHandler != nil {
 				end = hi
 			}
+			t1 := time.Now()
 			o := w.run(ctx, b, i, end)
 			b.record(w, i, end, o)
 			ran += end - i
 			i = end
+			if i < hi && w.cfg.BatchHandler == nil && time.Since(t1) > chunkItemLimit {
+				// Items are no longer tiny: the rest of the chunk goes
+				// back at once, for whoever is free.
+				b.record(w, i, hi, outcome{release: true})
+				break
+			}
 		}
 		w.busy.Add(-1)
 		w.sizer.ended(t0)

@@ -450,3 +450,37 @@ func TestBatchHandlerGetsWholeBatches(t *testing.T) {
 		require.EqualValues(t, 1000, e.status(t).Items.Succeeded)
 	})
 }
+
+func TestIdlePeersGetUnstartedItemsBack(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{})
+	e.push(t, items(60)...)
+	e.seal(t)
+	// The first ten items are instant, the rest take 50ms: worker a,
+	// alone at first, judges them fast and leases them all; b arrives idle.
+	var mu sync.Mutex
+	ran := map[string]int{}
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		j, _ := queue.JobFromContext(ctx)
+		mu.Lock()
+		ran[j.WorkerID]++
+		mu.Unlock()
+		if it.ID >= 10 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return nil
+	})
+	a := runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: "a", Handler: h, Heartbeat: 200 * time.Millisecond}))
+	eventually(t, "a holds the whole queue", func() bool {
+		st := e.status(t)
+		return st.Items.Pending == 0 && st.Items.Leased > 0
+	})
+	b := runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: "b", Handler: h, Heartbeat: 200 * time.Millisecond}))
+	require.NoError(t, waitErr(t, a))
+	require.NoError(t, waitErr(t, b))
+	require.EqualValues(t, 60, e.status(t).Items.Succeeded)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Positive(t, ran["b"], "the idle peer got items back: %v", ran)
+}

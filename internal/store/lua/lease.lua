@@ -122,8 +122,10 @@ if got == 0 then
     end
   end
   local wake = next_wake(now)
-  if spec.speculative == '1' and reason == 'peers' and (wake < 0 or wake > 1000) then
-    wake = 1000 -- look again for a straggler to copy
+  if reason == 'peers' and (wake < 0 or wake > 1000) then
+    -- Peers hold items: ask again within a second, for the ones they
+    -- hand back (and, with --speculative, for a straggler to copy).
+    wake = 1000
   end
   return {'WAIT', reason, wake, avg, live}
 end
