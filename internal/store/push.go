@@ -154,6 +154,9 @@ func (p *Pusher) sender(ctx context.Context) {
 			cmds[i] = sc.EvalSha(ctx, pipe, keys, args...)
 		}
 		_, err := pipe.Exec(ctx)
+		// Every chunk is one script: each was appended whole or not at
+		// all. Count every one that was (a chunk after a refused one may
+		// still have gone in), and keep the first refusal.
 		var n int64
 		for _, cmd := range cmds {
 			v, cerr := cmd.Int64()
@@ -161,7 +164,7 @@ func (p *Pusher) sender(ctx context.Context) {
 				if err == nil || errors.Is(err, redis.Nil) {
 					err = cerr
 				}
-				break
+				continue
 			}
 			n += v
 		}
