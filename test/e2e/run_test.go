@@ -189,7 +189,7 @@ func TestRunJobKinds(t *testing.T) {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for !p.Exited() {
-			if s, err := e.q.Status(context.Background(), "par"); err == nil {
+			if s, err := e.in.Status(context.Background(), "par"); err == nil {
 				maxActive = max(maxActive, s.Active)
 			}
 			<-tick.C
@@ -283,7 +283,7 @@ func TestRunJobKinds(t *testing.T) {
 		require.EqualValues(t, 20, s.Items.Succeeded, "every other item was processed")
 		require.EqualValues(t, 2, s.Items.Dead)
 		require.Zero(t, s.Items.Pending+s.Items.Retrying+s.Items.Leased)
-		dead, err := e.q.Dead(context.Background(), "late", 0)
+		dead, err := e.in.Dead(context.Background(), "late", 0)
 		require.NoError(t, err)
 		require.Len(t, dead, 2)
 		for _, d := range dead {

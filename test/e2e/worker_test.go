@@ -77,7 +77,7 @@ func TestWorkerExecution(t *testing.T) {
 		require.EqualValues(t, 1, s.Items.Succeeded)
 		require.EqualValues(t, 1, s.Items.Dead)
 		require.EqualValues(t, 2, s.Items.FailedAttempts)
-		dead, err := e.q.Dead(t.Context(), "nack", 0)
+		dead, err := e.in.Dead(t.Context(), "nack", 0)
 		require.NoError(t, err)
 		require.Len(t, dead, 1)
 		require.Equal(t, "bad", dead[0].Item)
@@ -100,7 +100,7 @@ func TestWorkerExecution(t *testing.T) {
 		children := pidsIn(t, pids)
 		require.Len(t, children, 2)
 		requireGone(t, 5*time.Second, "the item's child sleep", children...)
-		dead, err := e.q.Dead(t.Context(), "slow", 0)
+		dead, err := e.in.Dead(t.Context(), "slow", 0)
 		require.NoError(t, err)
 		require.Len(t, dead, 2)
 		for _, d := range dead {
