@@ -360,7 +360,7 @@ esac
 		require.Equal(t, "deleted del\n", e.ok("delete", "del"))
 		e.requireNoKeys("del", false, "delete removes every key")
 		code := w.Wait(t, 10*time.Second)
-		require.NotEqual(t, 0, code, "a worker of a deleted Job stops with an error: %s", w)
+		require.Equal(t, 1, code, "a worker of a deleted Job stops with exit 1: %s", w)
 		require.Contains(t, w.Stderr(), "deleted")
 		e.requireNoKeys("del", false, "the stopping worker recreates nothing")
 		r := e.coord("delete", "del")
