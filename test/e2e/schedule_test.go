@@ -69,20 +69,23 @@ func lptMakespan(durations []time.Duration, p int) time.Duration {
 
 // TestSchedule is the acceptance test of heavy items running in parallel:
 // `coordinator run` with p workers finishes N sleeping items of d seconds
-// within 1.15 × ceil(N/p)·d, plus a startup allowance measured in the same
-// test: twice the longest of two runs of one trivial item with the same
-// flags, one just before the run measured and one just after, so that the
-// allowance grows with the load of the machine when the run does. Every
-// bound is a ratio of what the work needs; there is no absolute slack.
+// within 1.15 × ceil(N/p)·d (random durations: 1.2 × their LPT makespan),
+// plus an allowance measured in the same test for what the run costs
+// besides the sleeping: twice the longer of two runs of the same items with
+// no sleep (duration 0) and the same flags, one just before the run
+// measured and one just after. It covers starting the workers, a process
+// per item, leasing and ending, and grows with the load of the machine at
+// the time. Every bound is a ratio of what the work needs; there is no
+// absolute slack.
 //
-// Not parallel: other tests running at the same time would stretch one
-// run and not the runs the allowance is measured on.
+// Not parallel: tests of this package running at the same time would
+// stretch one run and not the runs the allowance is measured on.
 func TestSchedule(t *testing.T) {
 	e := setup(t)
 	seq := 0
 	// timed runs `coordinator run ARGS` to its end, requires exit 0 and
-	// returns its wall time and the Job's name.
-	timed := func(t *testing.T, args ...string) (time.Duration, string) {
+	// returns its wall time.
+	timed := func(t *testing.T, args ...string) time.Duration {
 		t.Helper()
 		seq++
 		job := fmt.Sprintf("sched-%d", seq)
@@ -91,37 +94,42 @@ func TestSchedule(t *testing.T) {
 		took := time.Since(start)
 		require.Equal(t, 0, r.Code, "run %v: %s", args, r)
 		require.Equal(t, jobstate.PhaseComplete, e.status(job).Phase)
-		return took, job
+		return took
 	}
-	// measure runs the case, with a trivial run of the same flags before
-	// and after it, and requires the case's wall time within factor × ideal
-	// plus the allowance. It returns the case's Job.
-	measure := func(t *testing.T, name string, factor float64, ideal time.Duration, trivial, heavy []string) string {
+	// measure runs args(log, false), between two runs of args(trivial log,
+	// true) (the same items with no sleep), and requires its wall time
+	// within factor × ideal plus the allowance.
+	measure := func(t *testing.T, name string, factor float64, ideal time.Duration, log string, args func(log string, zero bool) []string) {
 		t.Helper()
-		before, _ := timed(t, trivial...)
-		took, job := timed(t, heavy...)
-		after, _ := timed(t, trivial...)
+		trivial := filepath.Join(t.TempDir(), "trivial.log")
+		before := timed(t, args(trivial, true)...)
+		took := timed(t, args(log, false)...)
+		after := timed(t, args(trivial, true)...)
 		allowance := 2 * max(before, after)
 		bound := time.Duration(factor*float64(ideal)) + allowance
-		t.Logf("%s: %.2fs measured; bound %.2fs = %.2f × %.2fs + allowance %.2fs (2 × the longer trivial run of %.2fs, %.2fs)",
+		t.Logf("%s: %.2fs measured; bound %.2fs = %.2f × %.2fs + allowance %.2fs (2 × the longer run with no sleep: %.2fs, %.2fs)",
 			name, took.Seconds(), bound.Seconds(), factor, ideal.Seconds(), allowance.Seconds(), before.Seconds(), after.Seconds())
 		require.LessOrEqual(t, took, bound, "%s: the items did not run in parallel", name)
-		return job
 	}
-	// items writes the items (one per line) into a file of its own.
-	items := func(t *testing.T, list ...string) string {
+	// queue is the args of a work-queue run of items on p workers, with
+	// script; with zero, every item is 0.
+	queue := func(t *testing.T, p int, script string, list ...string) func(string, bool) []string {
 		t.Helper()
 		seq++
-		return writeItems(t, e.dir, fmt.Sprintf("items-%d.txt", seq), list)
+		file := writeItems(t, e.dir, fmt.Sprintf("items-%d.txt", seq), list)
+		zeros := writeItems(t, e.dir, fmt.Sprintf("zeros-%d.txt", seq), slices.Repeat([]string{"0"}, len(list)))
+		return func(log string, zero bool) []string {
+			f := file
+			if zero {
+				f = zeros
+			}
+			return []string{"-f", f, "-p", strconv.Itoa(p), "--", "sh", "-c", script, log}
+		}
 	}
-	zero := items(t, "0")
 
 	t.Run("FourItemsOfTwoSecondsOnFourWorkers", func(t *testing.T) {
 		log := filepath.Join(e.dir, "four.log")
-		common := []string{"-p", "4", "--"}
-		measure(t, "4 items × 2s, -p 4", 1.15, 2*time.Second,
-			append([]string{"-f", zero}, append(common, "sh", "-c", sleepItem, filepath.Join(e.dir, "trivial.log"))...),
-			append([]string{"-f", items(t, "2", "2", "2", "2")}, append(common, "sh", "-c", sleepItem, log)...))
+		measure(t, "4 items × 2s, -p 4", 1.15, 2*time.Second, log, queue(t, 4, sleepItem, "2", "2", "2", "2"))
 		runs := executions(t, log)
 		require.Len(t, runs, 4, "each item ran once")
 		workers := map[string]bool{}
@@ -134,9 +142,13 @@ func TestSchedule(t *testing.T) {
 
 	t.Run("FiveCompletionsOfOneSecondOnFiveWorkers", func(t *testing.T) {
 		log := filepath.Join(e.dir, "five.log")
-		measure(t, "--completions 5 × 1s, -p 5", 1.15, time.Second,
-			[]string{"--completions", "1", "-p", "5", "--", "sh", "-c", sleepIndex, filepath.Join(e.dir, "trivial.log"), "0"},
-			[]string{"--completions", "5", "-p", "5", "--", "sh", "-c", sleepIndex, log, "1"})
+		measure(t, "--completions 5 × 1s, -p 5", 1.15, time.Second, log, func(log string, zero bool) []string {
+			d := "1"
+			if zero {
+				d = "0"
+			}
+			return []string{"--completions", "5", "-p", "5", "--", "sh", "-c", sleepIndex, log, d}
+		})
 		runs := executions(t, log)
 		require.Len(t, runs, 5, "each index ran once")
 		var indexes []string
@@ -149,10 +161,7 @@ func TestSchedule(t *testing.T) {
 
 	t.Run("OneItemOfThreeSecondsOnFourWorkers", func(t *testing.T) {
 		log := filepath.Join(e.dir, "one.log")
-		common := []string{"-p", "4", "--"}
-		measure(t, "1 item × 3s, -p 4", 1.15, 3*time.Second,
-			append([]string{"-f", zero}, append(common, "sh", "-c", sleepItem, filepath.Join(e.dir, "trivial.log"))...),
-			append([]string{"-f", items(t, "3")}, append(common, "sh", "-c", sleepItem, log)...))
+		measure(t, "1 item × 3s, -p 4", 1.15, 3*time.Second, log, queue(t, 4, sleepItem, "3"))
 		require.Len(t, executions(t, log), 1, "the item ran once")
 	})
 
@@ -173,10 +182,7 @@ func TestSchedule(t *testing.T) {
 		}
 		t.Logf("100 items, %.2fs of work in all; LPT makespan on 8 workers %.2fs", sum.Seconds(), makespan.Seconds())
 		log := filepath.Join(e.dir, "hundred.log")
-		common := []string{"-p", "8", "--"}
-		measure(t, "100 items × 0.05-0.5s, -p 8", 1.2, makespan,
-			append([]string{"-f", zero}, append(common, "sh", "-c", sleepItemLight, filepath.Join(e.dir, "trivial.log"))...),
-			append([]string{"-f", items(t, list...)}, append(common, "sh", "-c", sleepItemLight, log)...))
+		measure(t, "100 items × 0.05-0.5s, -p 8", 1.2, makespan, log, queue(t, 8, sleepItemLight, list...))
 		runs := executions(t, log)
 		require.Len(t, runs, 100, "each item ran once")
 		var ran []string
