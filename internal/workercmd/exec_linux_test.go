@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/pkg/queue"
 )
 
 // gone reports whether process pid has ended or is ending: it no longer
@@ -105,7 +107,8 @@ func TestTimeoutKillsTheProcessGroup(t *testing.T) {
 	e, stdout, stderr := setup(t, "sh", "-c", "sleep 30 & echo $!; sleep 30")
 	e.Timeout = time.Second
 	err := e.Handle(t.Context(), item(1, ""))
-	require.EqualError(t, err, "timed out after 1s (--timeout); the process group was killed")
+	require.ErrorIs(t, err, queue.ErrItemTimeout, "the Job's failure policy tells a timeout by it")
+	require.EqualError(t, err, "item timed out after 1s (--timeout); the process group was killed")
 	require.True(t, gone(t, pidIn(t, stdout.String())), "the background sleep went with the group")
 	require.NotContains(t, stderr.String(), leftNote, "the worker killed them itself")
 }

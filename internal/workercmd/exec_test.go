@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
 
@@ -19,13 +24,39 @@ import (
 func setup(t *testing.T, argv ...string) (e *Exec, stdout, stderr *bytes.Buffer) {
 	t.Helper()
 	stdout, stderr = new(bytes.Buffer), new(bytes.Buffer)
-	e = &Exec{Job: "thumbs", Worker: "w-1", Argv: argv, Out: &Output{Stdout: stdout, Stderr: stderr}}
+	e = &Exec{Argv: argv, Out: &Output{Stdout: stdout, Stderr: stderr}}
 	require.NoError(t, e.Check())
 	return e, stdout, stderr
 }
 
+// item is an item of a work-queue Job: it has no index.
 func item(id int64, payload string) queue.Item {
-	return queue.Item{ID: id, Attempt: 1, Payload: []byte(payload)}
+	return queue.Item{ID: id, Attempt: 1, Payload: []byte(payload), Index: -1}
+}
+
+// underWorker runs e as the handler of a real queue.Worker (id worker) on
+// a new Job of the given items on miniredis, until the Job is drained.
+func underWorker(t *testing.T, e *Exec, job, worker string, spec jobstate.Spec, items ...string) {
+	t.Helper()
+	m := miniredis.RunT(t)
+	c, err := queue.Open(t.Context(), queue.Options{URL: "redis://" + m.Addr() + "/0"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.Create(t.Context(), job, spec))
+	if !spec.Counted() {
+		payloads := make([][]byte, len(items))
+		for i, it := range items {
+			payloads[i] = []byte(it)
+		}
+		_, err = c.Push(t.Context(), job, payloads, queue.PushOptions{})
+		require.NoError(t, err)
+		_, err = c.Seal(t.Context(), job)
+		require.NoError(t, err)
+	}
+	w, err := queue.NewWorker(c, queue.WorkerConfig{Job: job, ID: worker, Handler: e, Wait: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, w.Run(t.Context()))
 }
 
 func TestSubstitution(t *testing.T) {
@@ -109,25 +140,60 @@ func TestEnvironment(t *testing.T) {
 		e.baseEnv = base
 		stdout := e.Out.Stdout.(*bytes.Buffer)
 		require.NoError(t, e.Handle(t.Context(), it))
-		env := map[string]string{}
-		for line := range strings.Lines(stdout.String()) {
-			k, v, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
-			env[k] = v
-		}
-		return env
+		return envOf(stdout.String())
 	}
 	printEnv := []string{"env"}
 
 	t.Run("TheItemsVariables", func(t *testing.T) {
 		t.Parallel()
 		e, _, _ := setup(t, printEnv...)
-		e.Indexed = true
-		env := environ(t, e, queue.Item{ID: 3, Attempt: 2, Payload: []byte("3")})
-		for k, v := range map[string]string{"WORKQ_JOB": "thumbs", "WORKQ_WORKER_ID": "w-1", "WORKQ_ITEM_ID": "3",
-			"WORKQ_ATTEMPT": "2", "WORKQ_INDEX": "3", "JOB_COMPLETION_INDEX": "3", "KEPT": "yes"} {
+		env := environ(t, e, queue.Item{ID: 3, Attempt: 2, Payload: []byte("3"), Fence: 17, Index: 3})
+		for k, v := range map[string]string{"WORKQ_ITEM_ID": "3", "WORKQ_ATTEMPT": "2", "WORKQ_FENCE": "17",
+			"WORKQ_INDEX": "3", "JOB_COMPLETION_INDEX": "3", "KEPT": "yes"} {
 			require.Equal(t, v, env[k], k)
 		}
 	})
+
+	t.Run("NoIndexOutsideAnIndexedJob", func(t *testing.T) {
+		t.Parallel()
+		e, _, _ := setup(t, printEnv...)
+		env := environ(t, e, item(5, "x"))
+		require.Equal(t, "5", env["WORKQ_ITEM_ID"])
+		require.NotContains(t, env, "WORKQ_INDEX")
+		require.NotContains(t, env, "JOB_COMPLETION_INDEX")
+	})
+
+	// Under a real Worker the context names the Job and the worker.
+	for _, c := range []struct {
+		name  string
+		spec  jobstate.Spec
+		index string // "" for none
+	}{
+		{"TheJobAndWorkerFromTheWorker", jobstate.Spec{}, ""},
+		{"TheJobAndWorkerFromTheWorkerIndexed", jobstate.Spec{Completions: jobstate.Ptr(1)}, "0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e, stdout, _ := setup(t, printEnv...)
+			e.baseEnv = base
+			underWorker(t, e, "thumbs", "w-1", c.spec, "x")
+			env := envOf(stdout.String())
+			for k, v := range map[string]string{"WORKQ_JOB": "thumbs", "WORKQ_WORKER_ID": "w-1", "WORKQ_ITEM_ID": "0",
+				"WORKQ_ATTEMPT": "1", "KEPT": "yes"} {
+				require.Equal(t, v, env[k], k)
+			}
+			fence, err := strconv.ParseInt(env["WORKQ_FENCE"], 10, 64)
+			require.NoError(t, err, "WORKQ_FENCE %q", env["WORKQ_FENCE"])
+			require.Positive(t, fence)
+			if c.index == "" {
+				require.NotContains(t, env, "WORKQ_INDEX")
+				require.NotContains(t, env, "JOB_COMPLETION_INDEX")
+			} else {
+				require.Equal(t, c.index, env["WORKQ_INDEX"])
+				require.Equal(t, c.index, env["JOB_COMPLETION_INDEX"])
+			}
+		})
+	}
 
 	t.Run("NoRedisSettingsByDefault", func(t *testing.T) {
 		t.Parallel()
@@ -143,16 +209,28 @@ func TestEnvironment(t *testing.T) {
 
 	t.Run("RedisSettingsWithPassRedisEnv", func(t *testing.T) {
 		t.Parallel()
-		e, _, _ := setup(t, printEnv...)
+		e, stdout, _ := setup(t, printEnv...)
 		e.PassRedisEnv = true
-		env := environ(t, e, item(1, "x"))
+		e.baseEnv = base
+		underWorker(t, e, "thumbs", "w-1", jobstate.Spec{}, "x")
+		env := envOf(stdout.String())
 		require.Equal(t, "redis://:s3cret@redis:6379/0", env["WORKQ_REDIS_URL"])
 		require.Equal(t, "s3cret", env["WORKQ_REDIS_PASSWORD"])
 		require.Equal(t, "/etc/ca.pem", env["WORKQ_REDIS_CA"])
 		require.Equal(t, "1", env["WORKQ_REDIS_SOMETHING_NEW"])
-		require.Equal(t, "1", env["WORKQ_ITEM_ID"])
+		require.Equal(t, "0", env["WORKQ_ITEM_ID"])
 		require.Equal(t, "thumbs", env["WORKQ_JOB"])
 	})
+}
+
+// envOf reads the output of env into a map.
+func envOf(out string) map[string]string {
+	env := map[string]string{}
+	for line := range strings.Lines(out) {
+		k, v, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
+		env[k] = v
+	}
+	return env
 }
 
 func TestFailure(t *testing.T) {
@@ -163,6 +241,9 @@ func TestFailure(t *testing.T) {
 		e, _, stderr := setup(t, "sh", "-c", "echo first >&2; echo last words >&2; exit 3")
 		err := e.Handle(t.Context(), item(1, ""))
 		require.EqualError(t, err, "exit status 3: first\nlast words")
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "the exit status stays in the error, for the Job's failure policy")
+		require.Equal(t, 3, exit.ExitCode())
 		require.Equal(t, "first\nlast words\n", stderr.String())
 	})
 
@@ -201,11 +282,12 @@ func (w *lastWrite) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// TestOutputIsCapped is not parallel: the allocations it bounds are the
+// whole process's (runtime.MemStats), so no other test may run meanwhile.
 func TestOutputIsCapped(t *testing.T) {
-	t.Parallel()
 	const n = 300 << 20
 	var stdout, stderr lastWrite
-	e := &Exec{Job: "j", Out: &Output{Stdout: &stdout, Stderr: &stderr}, Argv: []string{"sh", "-c",
+	e := &Exec{Out: &Output{Stdout: &stdout, Stderr: &stderr}, Argv: []string{"sh", "-c",
 		fmt.Sprintf(`head -c %d /dev/zero; yes | head -c %d >&2; echo LAST-LINE >&2; exit 3`, n, n)}}
 
 	var before, after runtime.MemStats

@@ -94,7 +94,7 @@ func TestCLI(t *testing.T) {
 		require.NoError(t, os.WriteFile(nulFile, []byte("x\ny\x00 z "), 0o644))
 		require.Equal(t, "pushed 2 items to load\n", e.ok("push", "load", "--null", "-f", nulFile))
 		require.False(t, e.status("load").Sealed)
-		require.Equal(t, "pushed 1 items to load; sealed\n", e.ok("push", "load", "last", "--seal"))
+		require.Equal(t, "pushed 1 item to load; sealed\n", e.ok("push", "load", "last", "--seal"))
 
 		pending, err := e.rdb.LRange(context.Background(), "workq:{load}:pending", 0, -1).Result()
 		require.NoError(t, err)
@@ -107,7 +107,9 @@ func TestCLI(t *testing.T) {
 		e.ok("create", "load2")
 		e.ok("push", "load2", "one")
 		require.Equal(t, "sealed load2\n", e.ok("seal", "load2"))
-		require.Equal(t, "sealed load2\n", e.ok("seal", "load2"), "sealing twice is harmless")
+		before := e.jobKeys("load2")
+		require.Equal(t, "load2 was sealed already; nothing changed\n", e.ok("seal", "load2"), "sealing twice is harmless, and says so")
+		require.Equal(t, before, e.jobKeys("load2"), "a second seal changes nothing")
 		require.True(t, e.status("load2").Sealed)
 
 		// create with items and --seal in one go.
@@ -128,7 +130,7 @@ func TestCLI(t *testing.T) {
 		before := e.jobKeys("dd")
 		require.Equal(t, "pushed 0 items to dd (3 already pushed before, skipped)\n", e.ok("push", "dd", "--dedupe", "-f", file))
 		require.Equal(t, before, e.jobKeys("dd"), "a deduplicated re-push changes nothing")
-		require.Equal(t, "pushed 1 items to dd (2 already pushed before, skipped)\n", e.ok("push", "dd", "--dedupe", "y", "w", "z"))
+		require.Equal(t, "pushed 1 item to dd (2 already pushed before, skipped)\n", e.ok("push", "dd", "--dedupe", "y", "w", "z"))
 		pending, err := e.rdb.LRange(context.Background(), "workq:{dd}:pending", 0, -1).Result()
 		require.NoError(t, err)
 		require.Equal(t, []string{"x", "y", "z", "w"}, pending)
@@ -152,7 +154,7 @@ func TestCLI(t *testing.T) {
 		refused("sealed1", `"sealed1" takes no more items`, "", "b")
 		refused("sealed1", "takes no more items", "b\nc\n", "-f", "-")
 
-		refused("ghost", `no Job "ghost"`, "", "a")
+		refused("ghost", `no such job: "ghost"`, "", "a")
 
 		e.ok("create", "fin")
 		e.ok("push", "fin", "a", "--seal")
@@ -180,25 +182,32 @@ func TestCLI(t *testing.T) {
 		require.Contains(t, watch.Stdout(), "st: Complete: 9/9 items succeeded, 0 dead, 0 failed attempts")
 
 		table := e.ok("status", "st")
-		for _, want := range []string{"Job:", "st (WorkQueue)", "Phase:", "Complete", "9/9 succeeded (100.0%)",
+		s, raw := e.statusCLI("st")
+		require.Regexp(t, `^[0-9a-f]{16,}$`, s.UID, "the incarnation uid")
+		for _, want := range []string{"Job:", "st (WorkQueue, incarnation " + s.UID + ")", "Phase:", "Complete", "9/9 succeeded (100.0%)",
 			"0 pending, 0 leased, 0 retrying, 0 dead", "0 active of parallelism 2", "1 succeeded, 0 failed",
-			"Sealed:", "batch-size 3", "Started:", "Completed at:", "Conditions:", "TYPE", "REASON", "Drained"} {
+			"Sealed:", "batch-size 3", "Started:", "Completed at:", "Conditions:", "TYPE", "REASON", "Drained", "SuccessCriteriaMet"} {
 			require.Contains(t, table, want)
 		}
 
-		s, raw := e.statusCLI("st")
-		for _, k := range []string{"name", "kind", "phase", "spec", "sealed", "suspended", "done", "items", "leases",
-			"active", "ready", "succeeded", "failed", "startTime", "completionTime", "conditions", "throughput", "now"} {
+		for _, k := range []string{"name", "uid", "kind", "phase", "spec", "sealed", "suspended", "done", "items", "leases",
+			"active", "ready", "succeeded", "failed", "startTime", "completionTime", "conditions", "throughput", "etaSeconds", "now"} {
 			require.Contains(t, raw, k, "status -o json has %q", k)
 		}
-		for _, k := range []string{"total", "pending", "leased", "retrying", "succeeded", "dead", "failedAttempts", "takeovers"} {
+		for _, k := range []string{"total", "pending", "leased", "retrying", "returned", "succeeded", "dead", "failedAttempts", "takeovers"} {
 			require.Contains(t, raw["items"], k, "status -o json items has %q", k)
 		}
+		require.EqualValues(t, 0, raw["etaSeconds"], "a finished Job's ETA is 0")
 		conds := raw["conditions"].([]any)
-		require.Len(t, conds, 1)
-		for _, k := range []string{"type", "status", "reason", "message", "lastTransitionTime"} {
-			require.Contains(t, conds[0], k)
+		require.Len(t, conds, 2, "SuccessCriteriaMet, then Complete")
+		for _, c := range conds {
+			for _, k := range []string{"type", "status", "reason", "message", "lastTransitionTime"} {
+				require.Contains(t, c, k)
+			}
 		}
+		require.Equal(t, jobstate.ConditionSuccessCriteriaMet, s.Conditions[0].Type)
+		require.Equal(t, jobstate.ConditionComplete, s.Conditions[1].Type)
+		require.False(t, s.Conditions[1].LastTransitionTime.Before(s.Conditions[0].LastTransitionTime), "Complete follows SuccessCriteriaMet")
 		require.Equal(t, jobstate.PhaseComplete, s.Phase)
 		require.True(t, s.Done)
 		require.EqualValues(t, 9, s.Items.Succeeded)
@@ -255,7 +264,7 @@ esac
 		e.ok("create", "fl", "--max-attempts", "2", "--retry-backoff", "10ms", "--retry-backoff-max", "20ms")
 		e.ok("push", "fl", "--seal", "ok-1", "bad-1", "ok-2", "bad-2")
 		w := e.startWorker("--job", "fl", "--", runSh, "{}")
-		require.Equal(t, 0, w.Wait(t, 30*time.Second), "dead items do not keep a worker from finishing: %s", w)
+		require.Equal(t, 1, w.Wait(t, 30*time.Second), "dead items do not keep a worker from finishing; it exits 1, as the Job failed: %s", w)
 		r := e.coord("watch", "fl", "--interval", "50ms")
 		require.Equal(t, 1, r.Code, "watch exits 1 on Failed: %s", r)
 		require.Contains(t, r.Stdout, "fl: Failed: 2/4 items succeeded, 2 dead")
@@ -303,14 +312,22 @@ esac
 		}
 
 		require.NoError(t, os.WriteFile(mark, nil, 0o644))
-		require.Equal(t, "put 2 dead items back into fl; start workers to process them\n", e.ok("retry", "fl"))
+		before := e.jobKeys("fl")
+		r = e.coord("retry", "fl")
+		require.Equal(t, 2, r.Code, "a finished Job is reopened only with --reopen: %s", r)
+		require.Contains(t, r.Stderr, "--reopen")
+		require.Equal(t, before, e.jobKeys("fl"), "a refused retry changes nothing")
+		require.Equal(t, "put 2 dead items back into fl; start workers to process them\n", e.ok("retry", "fl", "--reopen"))
 		s = e.status("fl")
-		require.Equal(t, jobstate.PhaseRunning, s.Phase, "retry puts the Job back to Running: %s", brief(s))
+		require.Equal(t, jobstate.PhaseRunning, s.Phase, "retry --reopen puts the Job back to Running: %s", brief(s))
 		require.Zero(t, s.Items.Dead)
 		require.EqualValues(t, 2, s.Items.Retrying)
 		for _, c := range s.Conditions {
 			require.NotContains(t, []jobstate.ConditionType{jobstate.ConditionFailed, jobstate.ConditionFailureTarget, jobstate.ConditionComplete}, c.Type)
 		}
+		reopened := condition(t, s, jobstate.ConditionReopened)
+		require.Equal(t, "True", reopened.Status)
+		require.Equal(t, jobstate.ReasonDeadItemsRetried, reopened.Reason)
 		w = e.startWorker("--job", "fl", "--", runSh, "{}")
 		require.Equal(t, 0, w.Wait(t, 30*time.Second), w)
 		require.Equal(t, 0, e.coord("watch", "fl", "--interval", "50ms").Code)
@@ -318,7 +335,15 @@ esac
 		require.Equal(t, jobstate.PhaseComplete, s.Phase)
 		require.EqualValues(t, 4, s.Items.Succeeded)
 		require.EqualValues(t, 4, s.Items.Total)
-		require.Contains(t, e.ok("retry", "fl"), "no dead items in fl; nothing changed")
+		before = e.jobKeys("fl")
+		r = e.coord("retry", "fl")
+		require.Equal(t, 2, r.Code, "a Complete Job is reopened only with --reopen: %s", r)
+		require.Equal(t, before, e.jobKeys("fl"), "a refused retry changes nothing")
+		require.Contains(t, e.ok("retry", "fl", "--reopen"), "no dead items in fl; nothing changed")
+		after := e.status("fl")
+		require.Equal(t, jobstate.PhaseComplete, after.Phase, "with no dead item, --reopen reopens nothing")
+		require.Equal(t, s.Items, after.Items)
+		require.Equal(t, s.Conditions, after.Conditions)
 	})
 
 	t.Run("DeleteRemovesEveryKeyAndStopsWorkers", func(t *testing.T) {
@@ -335,7 +360,7 @@ esac
 		require.Equal(t, "deleted del\n", e.ok("delete", "del"))
 		e.requireNoKeys("del", false, "delete removes every key")
 		code := w.Wait(t, 10*time.Second)
-		require.NotEqual(t, 0, code, "a worker of a deleted Job stops with an error: %s", w)
+		require.Equal(t, 1, code, "a worker of a deleted Job stops with exit 1: %s", w)
 		require.Contains(t, w.Stderr(), "deleted")
 		e.requireNoKeys("del", false, "the stopping worker recreates nothing")
 		r := e.coord("delete", "del")

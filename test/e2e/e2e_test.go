@@ -58,6 +58,7 @@ type env struct {
 	url  string
 	rdb  *redis.Client
 	q    *queue.Client
+	in   *queue.Inspector
 	dir  string
 }
 
@@ -66,7 +67,10 @@ func setup(t *testing.T) *env {
 	srv := redistest.ForTest(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
-	return &env{t: t, bins: testkit.Build(t), srv: srv, url: srv.URL(), rdb: rdb, q: queue.New(rdb), dir: t.TempDir()}
+	q, err := queue.Open(t.Context(), queue.Options{URL: srv.URL()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = q.Close() })
+	return &env{t: t, bins: testkit.Build(t), srv: srv, url: srv.URL(), rdb: rdb, q: q, in: q.Inspector(), dir: t.TempDir()}
 }
 
 func (e *env) redisEnv() []string { return []string{"WORKQ_REDIS_URL=" + e.url} }
@@ -113,7 +117,7 @@ func (e *env) startWorkerIn(dir string, args ...string) *testkit.Proc {
 // status reads a Job's status through pkg/queue: cheap enough to poll.
 func (e *env) status(job string) jobstate.Status {
 	e.t.Helper()
-	s, err := e.q.Status(context.Background(), job)
+	s, err := e.in.Status(context.Background(), job)
 	require.NoError(e.t, err, "status of %s", job)
 	return s
 }
@@ -136,7 +140,7 @@ func (e *env) waitStatus(job string, timeout time.Duration, what string, cond fu
 	var s jobstate.Status
 	testkit.Eventually(e.t, timeout, "job "+job+": "+what, func() (bool, string) {
 		var err error
-		s, err = e.q.Status(context.Background(), job)
+		s, err = e.in.Status(context.Background(), job)
 		return err == nil && cond(s), fmt.Sprintf("last status %s (err %v)", brief(s), err)
 	})
 	return s
@@ -144,8 +148,8 @@ func (e *env) waitStatus(job string, timeout time.Duration, what string, cond fu
 
 func brief(s jobstate.Status) string {
 	it := s.Items
-	return fmt.Sprintf("phase=%s sealed=%t suspended=%t done=%t items(total=%d pending=%d leased=%d retrying=%d succeeded=%d dead=%d failedAttempts=%d takeovers=%d) workers(active=%d ready=%d succeeded=%d failed=%d) conditions=%v",
-		s.Phase, s.Sealed, s.Suspended, s.Done, it.Total, it.Pending, it.Leased, it.Retrying, it.Succeeded, it.Dead,
+	return fmt.Sprintf("phase=%s sealed=%t suspended=%t done=%t items(total=%d pending=%d leased=%d retrying=%d returned=%d succeeded=%d dead=%d failedAttempts=%d takeovers=%d) workers(active=%d ready=%d succeeded=%d failed=%d) conditions=%v",
+		s.Phase, s.Sealed, s.Suspended, s.Done, it.Total, it.Pending, it.Leased, it.Retrying, it.Returned, it.Succeeded, it.Dead,
 		it.FailedAttempts, it.Takeovers, s.Active, s.Ready, s.Succeeded, s.Failed, s.Conditions)
 }
 

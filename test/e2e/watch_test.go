@@ -31,5 +31,5 @@ func TestWatchJSONPrintsOneStatusPerLine(t *testing.T) {
 	require.Equal(t, jobstate.PhaseFailed, last.Phase)
 	require.EqualValues(t, 1, last.Items.Succeeded)
 	require.EqualValues(t, 1, last.Items.Dead)
-	require.Equal(t, 0, w.Wait(t, 30*time.Second))
+	require.Equal(t, 1, w.Wait(t, 30*time.Second), "the worker of a failed Job exits 1: %s", w)
 }

@@ -31,7 +31,7 @@ func TestHTTPChangesNeedTheToken(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = qc.Close() })
 	phase := func() jobstate.Phase {
-		s, err := qc.Status(context.Background(), "web")
+		s, err := qc.Inspector().Status(context.Background(), "web")
 		require.NoError(t, err)
 		return s.Phase
 	}

@@ -39,7 +39,7 @@ func TestPasswordsNeverShown(t *testing.T) {
 		c.run(0, co, "list", "-o", "json")
 		c.run(0, co, "status", "sec")
 		c.run(0, co, "status", "sec", "-o", "json")
-		c.run(0, wk, "--job", "sec", "--log-level", "debug", "--", "sh", "-c", `test "$1" != fail`, "sh", "{}")
+		c.run(1, wk, "--job", "sec", "--log-level", "debug", "--", "sh", "-c", `test "$1" != fail`, "sh", "{}") // an item is dead: Failed
 		c.run(0, co, "dead", "sec")
 		c.run(0, co, "dead", "sec", "-o", "json")
 		c.run(0, co, "--redis", withUser, "status", "sec")
