@@ -123,34 +123,33 @@ func (r *runController) run(ctx context.Context) (runOutcome, error) {
 		select {
 		case e := <-exits:
 			delete(active, e.id)
-			if e.err == nil {
+			if e.err != nil && !stopping && !last.Phase.Stopping() {
+				// A crash (kill -9) leaves no record of its own; a worker
+				// that recorded its end already (the Job failed, say) keeps
+				// that record: only the first one counts. A worker run
+				// stopped itself is no failure.
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				recorded, ferr := r.c.Finish(fctx, r.job, r.uid, e.id, "", store.OutcomeFailed)
+				cancel()
+				if ferr != nil && !errors.Is(ferr, store.ErrNoJob) {
+					r.log.Warn("could not record a worker failure", "err", ferr)
+				}
+				if recorded {
+					failures++
+					delay := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
+					nextStart = time.Now().Add(delay)
+					r.reportFailure(ctx, e, delay)
+				}
+			} else if e.err == nil {
 				failures = 0
-				continue
 			}
-			// A crash (kill -9) leaves no record of its own; a worker that
-			// recorded its end already (the Job failed, say) keeps that
-			// record: only the first one counts.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			recorded, ferr := r.c.Finish(fctx, r.job, r.uid, e.id, "", store.OutcomeFailed)
-			cancel()
-			if ferr != nil && !errors.Is(ferr, store.ErrNoJob) {
-				r.log.Warn("could not record a worker failure", "err", ferr)
-			}
-			if last, err = r.r.Step(context.WithoutCancel(ctx), r.job); err != nil {
+			// Every decision is Redis's: read the Job again (a worker that
+			// exited 0 means no new one starts).
+			if s, err := r.r.Step(context.WithoutCancel(ctx), r.job); err == nil {
+				last = s
+			} else {
 				r.log.Warn("reconcile failed", "err", err)
 			}
-			if !recorded || stopping || last.Phase.Stopping() {
-				continue
-			}
-			failures++
-			delay := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
-			nextStart = time.Now().Add(delay)
-			next := fmt.Sprintf("replacing it in %s", delay)
-			if last.Failed > int64(*r.spec.BackoffLimit) {
-				next = "the Job fails; no more workers start"
-			}
-			r.printf("worker %s failed (%v); %s of backoff limit %d; %s", e.id, e.err,
-				plural(last.Failed, "worker failure"), *r.spec.BackoffLimit, next)
 		case <-tick.C:
 			s, err := r.r.Step(context.WithoutCancel(ctx), r.job)
 			if err != nil {
@@ -175,6 +174,24 @@ func (r *runController) run(ctx context.Context) (runOutcome, error) {
 	// One last step records the end; the workers have all exited.
 	s, err := r.settle(context.WithoutCancel(ctx), stopping)
 	return runOutcome{status: s, interrupted: stopping}, err
+}
+
+// reportFailure says that a worker failed, how many failures the Job has
+// against its backoff limit (Redis's count, read again), and what follows.
+func (r *runController) reportFailure(ctx context.Context, e workerExit, delay time.Duration) {
+	s, err := r.r.Step(context.WithoutCancel(ctx), r.job)
+	if err != nil {
+		r.log.Warn("reconcile failed", "err", err)
+		return
+	}
+	next := fmt.Sprintf("replacing it in %s", delay)
+	if s.Failed > int64(*r.spec.BackoffLimit) {
+		next = "the Job fails; no more workers start"
+	} else if s.Phase.Stopping() {
+		return // the Job is ending for another reason, said elsewhere
+	}
+	r.printf("worker %s failed (%v); %s of backoff limit %d; %s", e.id, e.err,
+		plural(s.Failed, "worker failure"), *r.spec.BackoffLimit, next)
 }
 
 // settle reconciles until the Job has its final phase (every worker is
