@@ -76,6 +76,7 @@ type scaleResult struct {
 	Slowest   []slowEntry `json:"slowest"`
 	SlowCount int         `json:"slowCount"`
 	SlowOver5 int         `json:"slowOver5ms"`
+	SlowKinds []slowKind  `json:"slowByCommand"`
 	SlowLost  bool        `json:"slowlogOverflowed,omitempty"`
 	// StallMicros is the slowest O(1) command in SLOWLOG (Stall): how long
 	// the machine's other work kept Redis off a CPU at least once. Entries
@@ -607,6 +608,12 @@ func (rep *report) writeScale(w io.Writer) {
 		fmt.Fprintln(w, "; the slowest:")
 		for _, e := range s.Slowest {
 			fmt.Fprintf(w, "    %8.2f ms  %-60s  during: %s\n", float64(e.Micros)/1000, e.What, e.Phase)
+		}
+	}
+	if len(s.SlowKinds) > 0 {
+		fmt.Fprintln(w, "  SLOWLOG by script or command (entries of 1 ms or more: count, median, max):")
+		for _, k := range s.SlowKinds {
+			fmt.Fprintf(w, "    %6d  %8.2f ms  %8.2f ms  %s\n", k.Count, k.Median, k.Max, k.What)
 		}
 	}
 	if s.StallMicros > 0 {

@@ -15,6 +15,17 @@ type slowEntry struct {
 	Micros int64  `json:"micros"`
 	What   string `json:"command"` // the script (by its keys) or the command and key
 	Phase  string `json:"phase"`
+	kind   string // What without the Job's name
+}
+
+// slowKind sums up the SLOWLOG entries of one script or command: a cost
+// that grows with a Job shows as many entries of like duration, a stall
+// of the machine as a few scattered ones.
+type slowKind struct {
+	What   string  `json:"command"`
+	Count  int     `json:"count"`
+	Median float64 `json:"medianMs"`
+	Max    float64 `json:"maxMs"`
 }
 
 // slowlog makes SLOWLOG record every command of threshold µs or more, up
@@ -67,14 +78,15 @@ func loadScriptKeys(root string) (scriptKeys, error) {
 }
 
 // name says which script an EVALSHA's arguments ran: every script whose
-// KEYS are those given (SLOWLOG keeps at most 32 arguments).
-func (sk scriptKeys) name(args []string) string {
+// KEYS are those given (SLOWLOG keeps at most 32 arguments). It returns
+// the script and Job, and the script alone.
+func (sk scriptKeys) name(args []string) (string, string) {
 	if len(args) < 3 {
-		return "EVALSHA"
+		return "EVALSHA", "EVALSHA"
 	}
 	nk, err := strconv.Atoi(args[2])
 	if err != nil {
-		return "EVALSHA"
+		return "EVALSHA", "EVALSHA"
 	}
 	var seen []string
 	for _, a := range args[3:min(len(args), 3+nk)] {
@@ -91,14 +103,19 @@ func (sk scriptKeys) name(args []string) string {
 		}
 	}
 	if len(names) == 0 {
-		return "EVALSHA (an unknown script)"
+		return "EVALSHA (an unknown script)", "EVALSHA (an unknown script)"
 	}
 	slices.Sort(names)
-	job := ""
+	job, which := "", ""
 	if len(args) > 3 {
 		job, _, _ = strings.Cut(strings.TrimPrefix(args[3], "workq:{"), "}")
+		which = " (a small Job)"
+		if job == bigJob {
+			which = " (the giant Job)"
+		}
 	}
-	return fmt.Sprintf("script %s (job %s)", strings.Join(names, " or "), job)
+	script := "script " + strings.Join(names, " or ")
+	return fmt.Sprintf("%s (job %s)", script, job), script + which
 }
 
 // readSlowlog fills the slowest workq commands.
@@ -121,12 +138,14 @@ func (b *bench) readSlowlog(ctx context.Context, res *scaleResult, sk scriptKeys
 			continue
 		}
 		what := strings.ToUpper(l.Args[0])
+		var kind string
 		if what == "EVALSHA" || what == "EVAL" {
-			what = sk.name(l.Args)
+			what, kind = sk.name(l.Args)
 		} else {
+			kind = what + " " + jobKey(l.Args[1])
 			what += " " + strings.Join(l.Args[1:min(len(l.Args), 3)], " ")
 		}
-		es = append(es, slowEntry{Micros: l.Duration.Microseconds(), What: what, Phase: ph.at(l.Time.Unix())})
+		es = append(es, slowEntry{Micros: l.Duration.Microseconds(), What: what, Phase: ph.at(l.Time.Unix()), kind: kind})
 	}
 	slices.SortFunc(es, func(a, b slowEntry) int { return int(b.Micros - a.Micros) })
 	res.SlowCount = len(es)
@@ -137,7 +156,35 @@ func (b *bench) readSlowlog(ctx context.Context, res *scaleResult, sk scriptKeys
 	}
 	res.SlowLost = len(logs) >= 100_000
 	res.Slowest = es[:min(len(es), 10)]
+	byKind := map[string][]float64{}
+	for _, e := range es {
+		byKind[e.kind] = append(byKind[e.kind], float64(e.Micros)/1000)
+	}
+	for k, ds := range byKind {
+		st := summarize(ds)
+		res.SlowKinds = append(res.SlowKinds, slowKind{What: k, Count: len(ds), Median: st.Median, Max: st.Max})
+	}
+	slices.SortFunc(res.SlowKinds, func(a, b slowKind) int {
+		if a.Count != b.Count {
+			return b.Count - a.Count
+		}
+		return strings.Compare(a.What, b.What)
+	})
 	return nil
+}
+
+// jobKey is a workq key with its Job's name left out: workq:{…}:pending.
+func jobKey(key string) string {
+	i, j := strings.IndexByte(key, '{'), strings.IndexByte(key, '}')
+	if i < 0 || j < i {
+		return key
+	}
+	job := key[i+1 : j]
+	which := "a small Job"
+	if job == bigJob {
+		which = "the giant Job"
+	}
+	return key[:i+1] + "…" + key[j:] + " (" + which + ")"
 }
 
 // constantTime reports whether a command does O(1) work: one that SLOWLOG
@@ -152,6 +199,8 @@ func constantTime(args []string) bool {
 		return true
 	case "HSET", "HDEL":
 		return len(args) <= 4
+	case "HMGET":
+		return len(args) <= 6
 	}
 	return false
 }
