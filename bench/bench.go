@@ -180,6 +180,9 @@ func (b *bench) ceilingRun(ctx context.Context, n, items int, lease string) (sam
 	if err != nil {
 		return sample{}, err
 	}
+	if err := b.env.rdb.ConfigResetStat(ctx).Err(); err != nil {
+		return sample{}, err
+	}
 	if m, err = b.env.meter(ctx); err != nil {
 		return sample{}, err
 	}
@@ -190,6 +193,9 @@ func (b *bench) ceilingRun(ctx context.Context, n, items int, lease string) (sam
 	_, dcpu, err := m.stop(ctx)
 	if err != nil {
 		return sample{}, err
+	}
+	if b.cfg.redisStats {
+		b.printCommandStats(ctx, fmt.Sprintf("ceiling %s N=%d", lease, n), items)
 	}
 	return sample{pushRate: float64(items) / pd.Seconds(), drainRate: float64(items) / res.DrainSeconds,
 		bytesPerItem: float64(mem1-mem0)/float64(items) - payloadBytes, rssBytes: float64(res.PeakRSSBytes),

@@ -96,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&workers, "workers", "", "comma-separated worker counts of the workq rows (default 1,4,16; --quick 4)")
 	fs.StringVar(&asynqConc, "asynq-concurrency", "", "comma-separated asynq Server concurrencies (default 10,50,100; --quick 100)")
 	fs.BoolVar(&c.strict, "strict", false, "exit 1 when a target is missed")
-	fs.BoolVar(&c.redisStats, "redis-stats", false, "print Redis commandstats per item for every workq drain (to stderr)")
+	fs.BoolVar(&c.redisStats, "redis-stats", false, "print Redis commandstats per item for every workq and ceiling drain (to stderr)")
 	fs.IntVar(&c.ceilWorkers, "ceiling-workers", 8, "goroutines driving the ceiling queue")
 	fs.IntVar(&c.runItems, "run-items", 5000, "items of the command-per-item rows (coordinator run and xargs running `true` per item)")
 	fs.IntVar(&c.runRuns, "run-runs", 3, "runs of each command-per-item row, interleaved; the best counts (--quick 1)")
