@@ -295,17 +295,17 @@ func (rep *report) writeScheduling(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nscheduling: `coordinator run` (embedded Redis, no --batch-size) over sleeping items, against the ideal")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\twall s\tstartup s\tideal s\t(wall − startup) / ideal\ttarget\t")
+	fmt.Fprintln(tw, "case\twall s\tstartup s\tideal s\twall / ideal\t(wall − startup) / ideal\ttarget\t")
 	for _, c := range rep.Sched {
 		if c.NotRun != "" {
-			fmt.Fprintf(tw, "%s\tnot run: %s\t\t\t\t\t\n", c.Name, c.NotRun)
+			fmt.Fprintf(tw, "%s\tnot run: %s\t\t\t\t\t\t\n", c.Name, c.NotRun)
 			continue
 		}
 		target := "-"
 		if c.Limit > 0 {
 			target = fmt.Sprintf("≤ %.2f×", c.Limit)
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f (%s)\t%.2f×\t%s\t\n", c.Name, c.WallSeconds, c.StartupSeconds, c.IdealSeconds, c.Bound, c.Ratio, target)
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f (%s)\t%.2f×\t%.2f×\t%s\t\n", c.Name, c.WallSeconds, c.StartupSeconds, c.IdealSeconds, c.Bound, c.WallSeconds/c.IdealSeconds, c.Ratio, target)
 	}
 	_ = tw.Flush()
 	for _, c := range rep.Sched {
