@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -48,6 +49,7 @@ type config struct {
 	quick       bool
 	output      string
 	jsonFile    string
+	reportFile  string // print this JSON report instead of running
 	cpuProfile  string
 	only        map[string]bool
 	strict      bool
@@ -90,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.quick, "quick", false, "reduced matrix for a smoke run (< 2 minutes): 1 run, 50,000 items, fewer configs, smaller scale rows")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON report to this file")
+	fs.StringVar(&c.reportFile, "report", "", "print the table (or -o json) of a JSON report written by --json, without running anything")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the workq child process of the queue.Worker B=1000 W=4 config (first run) to this file")
 	fs.StringVar(&only, "only", "", "comma-separated sections to run: "+strings.Join(allSections, ","))
 	fs.StringVar(&batches, "batches", "", "comma-separated batch sizes of the workq and ceiling rows (default 1,10,100,1000; --quick 100,1000)")
@@ -214,6 +217,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	}
+	if cfg.reportFile != "" {
+		return printReport(cfg, stdout, stderr)
+	}
 	env, err := startRedis(ctx, cfg.redisURL, cfg.flushDB)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
@@ -270,3 +276,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // elapsed is for progress lines.
 func elapsed(t time.Time) string { return time.Since(t).Round(100 * time.Millisecond).String() }
+
+// printReport prints a saved JSON report.
+func printReport(cfg config, stdout, stderr io.Writer) int {
+	b, err := os.ReadFile(cfg.reportFile)
+	if err == nil {
+		var rep report
+		if err = json.Unmarshal(b, &rep); err == nil {
+			if cfg.output == "json" {
+				err = rep.writeJSON(stdout)
+			} else {
+				rep.writeTable(stdout)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: --report %s: %v\n", cfg.reportFile, err)
+		return 1
+	}
+	return 0
+}

@@ -611,9 +611,17 @@ func (rep *report) writeScale(w io.Writer) {
 		}
 	}
 	if len(s.SlowKinds) > 0 {
-		fmt.Fprintln(w, "  SLOWLOG by script or command (entries of 1 ms or more: count, median, max):")
+		fmt.Fprintln(w, "  SLOWLOG by script or command (entries of 1 ms or more: count, median, max); every script, then the commands seen 20 times or more or with a median over 5 ms:")
+		left := 0
 		for _, k := range s.SlowKinds {
+			if !strings.HasPrefix(k.What, "script ") && k.Count < 20 && k.Median <= 5 {
+				left++
+				continue
+			}
 			fmt.Fprintf(w, "    %6d  %8.2f ms  %8.2f ms  %s\n", k.Count, k.Median, k.Max, k.What)
+		}
+		if left > 0 {
+			fmt.Fprintf(w, "    (%d more commands in the JSON report)\n", left)
 		}
 	}
 	if s.StallMicros > 0 {
