@@ -201,7 +201,11 @@ func (b *bench) throughputChecks() {
 
 // commandChecks are the command-per-item and push targets.
 func (b *bench) commandChecks() {
-	name := fmt.Sprintf("`coordinator run -p 2 -- true` over %s items within 5%% of `xargs -P 2 -n 1 true` (best of %d runs each)", human(float64(b.cfg.runItems)), b.cfg.runRuns)
+	runs := "1 run each"
+	if b.cfg.runRuns > 1 {
+		runs = fmt.Sprintf("best of %d runs each", b.cfg.runRuns)
+	}
+	name := fmt.Sprintf("`coordinator run -p 2 -- true` over %s items within 5%% of `xargs -P 2 -n 1 true` (%s)", human(float64(b.cfg.runItems)), runs)
 	run := b.find(groupRun, runEmbedded)
 	xargs := b.find(groupRun, runXargs)
 	if run == nil || xargs == nil {

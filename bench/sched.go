@@ -58,9 +58,6 @@ const (
 	stragglerP      = 8
 )
 
-// stragglerAt are the positions of the stragglers among the items.
-var stragglerAt = []int{60, 80}
-
 // stragglerScript runs one straggler-case item: $1 the directory that
 // records runs, $2 the item ("fast-N" or "slow-N"). A slow item's first run
 // takes 20× the base; every later run of it (a backup copy) the base.
@@ -156,6 +153,7 @@ func (b *bench) schedRun(ctx context.Context, c *schedCase, argv []string) {
 // stragglers runs the speculative case: 100 items, two of which straggle
 // on their first run, without and with --speculative.
 func (b *bench) stragglers(ctx context.Context, bin string) {
+	stragglerAt := []int{60, 80} // the stragglers' positions among the items
 	slow := strconv.FormatFloat(stragglerBase*stragglerFactor, 'f', 2, 64)
 	script := filepath.Join(b.tmp, "straggle.sh")
 	if err := os.WriteFile(script, fmt.Appendf(nil, stragglerScript, slow, strconv.FormatFloat(stragglerBase, 'f', 2, 64)), 0o755); err != nil {
