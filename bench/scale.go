@@ -317,11 +317,10 @@ func (b *bench) createJobs(ctx context.Context, n int) error {
 // redisUse is what Redis did over a window: its CPU seconds and script
 // calls, and the CPU seconds of a process when one is watched.
 type redisUse struct {
-	seconds  float64
-	cpu      float64
-	scripts  float64
-	procCPU  float64
-	procPeak int64
+	seconds float64
+	cpu     float64
+	scripts float64
+	procCPU float64
 }
 
 // redisWindow measures Redis (and the process pid, unless nil) over the

@@ -77,14 +77,14 @@ func (b *bench) scheduling(ctx context.Context) {
 		return
 	}
 	type spec struct {
-		name    string
-		items   []string
-		p       int
-		args    []string // after `coordinator run -p P`; -f FILE is added when items is set
-		ideal   float64
-		bound   string
-		limit   float64
-		command string
+		name  string
+		n     int      // items (or indexes)
+		items []string // the items' lines, or nil for an Indexed Job
+		p     int
+		args  []string // after `coordinator run -p P`; -f FILE is added when items is set
+		ideal float64
+		bound string
+		limit float64
 	}
 	// The same 100 durations every run, to the millisecond sleep takes.
 	rnd := rand.New(rand.NewPCG(13, 13))
@@ -96,17 +96,17 @@ func (b *bench) scheduling(ctx context.Context) {
 		random = append(random, strconv.FormatFloat(d, 'f', 3, 64))
 	}
 	specs := []spec{
-		{name: "4 items × 2 s, 4 workers", items: slices.Repeat([]string{"2"}, 4), p: 4, args: []string{"--", "sleep", "{}"}, ideal: 2, bound: "⌈N/p⌉·d", limit: 1.15},
-		{name: "5 indexes × 1 s, 5 workers", p: 5, args: []string{"--completions", "5", "--", "sleep", "1"}, ideal: 1, bound: "⌈N/p⌉·d", limit: 1.15},
-		{name: "1 item × 3 s, 4 workers", items: []string{"3"}, p: 4, args: []string{"--", "sleep", "{}"}, ideal: 3, bound: "⌈N/p⌉·d", limit: 1.15},
-		{name: "100 items of random 0.05–0.5 s, 8 workers", items: random, p: 8, args: []string{"--", "sleep", "{}"}, ideal: lptMakespan(rd, 8),
+		{name: "4 items × 2 s, 4 workers", n: 4, items: slices.Repeat([]string{"2"}, 4), p: 4, args: []string{"--", "sleep", "{}"}, ideal: 2, bound: "⌈N/p⌉·d", limit: 1.15},
+		{name: "5 indexes × 1 s, 5 workers", n: 5, p: 5, args: []string{"--completions", "5", "--", "sleep", "1"}, ideal: 1, bound: "⌈N/p⌉·d", limit: 1.15},
+		{name: "1 item × 3 s, 4 workers", n: 1, items: []string{"3"}, p: 4, args: []string{"--", "sleep", "{}"}, ideal: 3, bound: "⌈N/p⌉·d", limit: 1.15},
+		{name: "100 items of random 0.05–0.5 s, 8 workers", n: len(random), items: random, p: 8, args: []string{"--", "sleep", "{}"}, ideal: lptMakespan(rd, 8),
 			bound: fmt.Sprintf("LPT (lower bound %.2f s)", max(sum(rd)/8, slices.Max(rd))), limit: 1.2},
 	}
 	for _, s := range specs {
 		if ctx.Err() != nil {
 			return
 		}
-		c := schedCase{Name: s.name, Items: max(len(s.items), 5), Workers: s.p, IdealSeconds: s.ideal, Bound: s.bound, Limit: s.limit}
+		c := schedCase{Name: s.name, Items: s.n, Workers: s.p, IdealSeconds: s.ideal, Bound: s.bound, Limit: s.limit}
 		argv := []string{bin, "run", "-p", strconv.Itoa(s.p)}
 		if s.items != nil {
 			f, err := writeText(b.tmp, "sched.txt", s.items)
