@@ -58,6 +58,42 @@ const (
 	stragglerP      = 8
 )
 
+// sleepScript runs one item of the scheduling cases: $1 the file that
+// logs runs (worker id, start time), $2 the seconds to sleep.
+const sleepScript = `#!/bin/sh
+echo "${WORKQ_WORKER_ID:-unknown} $(date +%s.%N)" >> "$1"
+exec sleep "$2"
+`
+
+// spreadOf says how the logged runs spread over the workers and in time.
+func spreadOf(path string, p int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "could not read the runs: " + err.Error()
+	}
+	per := map[string]int{}
+	var starts []float64
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		per[f[0]]++
+		if t, err := strconv.ParseFloat(f[1], 64); err == nil {
+			starts = append(starts, t)
+		}
+	}
+	most := 0
+	for _, n := range per {
+		most = max(most, n)
+	}
+	spread := 0.0
+	if len(starts) > 0 {
+		spread = slices.Max(starts) - slices.Min(starts)
+	}
+	return fmt.Sprintf("%d runs on %d of %d workers, at most %d on one; first to last start %.2f s", len(starts), len(per), p, most, spread)
+}
+
 // stragglerScript runs one straggler-case item: $1 the directory that
 // records runs, $2 the item ("fast-N" or "slow-N"). A slow item's first run
 // takes 20× the base; every later run of it (a backup copy) the base.
@@ -96,17 +132,24 @@ func (b *bench) scheduling(ctx context.Context) {
 		random = append(random, strconv.FormatFloat(d, 'f', 3, 64))
 	}
 	specs := []spec{
-		{name: "4 items × 2 s, 4 workers", n: 4, items: slices.Repeat([]string{"2"}, 4), p: 4, args: []string{"--", "sleep", "{}"}, ideal: 2, bound: "⌈N/p⌉·d", limit: 1.15},
-		{name: "5 indexes × 1 s, 5 workers", n: 5, p: 5, args: []string{"--completions", "5", "--", "sleep", "1"}, ideal: 1, bound: "⌈N/p⌉·d", limit: 1.15},
-		{name: "1 item × 3 s, 4 workers", n: 1, items: []string{"3"}, p: 4, args: []string{"--", "sleep", "{}"}, ideal: 3, bound: "⌈N/p⌉·d", limit: 1.15},
-		{name: "100 items of random 0.05–0.5 s, 8 workers", n: len(random), items: random, p: 8, args: []string{"--", "sleep", "{}"}, ideal: lptMakespan(rd, 8),
+		{name: "4 items × 2 s, 4 workers", n: 4, items: slices.Repeat([]string{"2"}, 4), p: 4, args: []string{"--", "{}"}, ideal: 2, bound: "⌈N/p⌉·d", limit: 1.15},
+		{name: "5 indexes × 1 s, 5 workers", n: 5, p: 5, args: []string{"--completions", "5", "--", "1"}, ideal: 1, bound: "⌈N/p⌉·d", limit: 1.15},
+		{name: "1 item × 3 s, 4 workers", n: 1, items: []string{"3"}, p: 4, args: []string{"--", "{}"}, ideal: 3, bound: "⌈N/p⌉·d", limit: 1.15},
+		{name: "100 items of random 0.05–0.5 s, 8 workers", n: len(random), items: random, p: 8, args: []string{"--", "{}"}, ideal: lptMakespan(rd, 8),
 			bound: fmt.Sprintf("LPT (lower bound %.2f s)", max(sum(rd)/8, slices.Max(rd))), limit: 1.2},
+	}
+	script := filepath.Join(b.tmp, "sched.sh")
+	if err := os.WriteFile(script, []byte(sleepScript), 0o755); err != nil {
+		b.fail("scheduling script", err)
+		return
 	}
 	for _, s := range specs {
 		if ctx.Err() != nil {
 			return
 		}
 		c := schedCase{Name: s.name, Items: s.n, Workers: s.p, IdealSeconds: s.ideal, Bound: s.bound, Limit: s.limit}
+		runs := filepath.Join(b.tmp, "sched-runs.txt")
+		_ = os.Remove(runs)
 		argv := []string{bin, "run", "-p", strconv.Itoa(s.p)}
 		if s.items != nil {
 			f, err := writeText(b.tmp, "sched.txt", s.items)
@@ -116,9 +159,17 @@ func (b *bench) scheduling(ctx context.Context) {
 			}
 			argv = append(argv, "-f", f)
 		}
-		argv = append(argv, s.args...)
+		// The command: `sh sched.sh RUNS SECONDS`, which logs the worker
+		// and start time of each run, then sleeps.
+		dash := slices.Index(s.args, "--")
+		argv = append(argv, s.args[:dash+1]...)
+		argv = append(argv, "sh", script, runs)
+		argv = append(argv, s.args[dash+1:]...)
 		c.Command = "coordinator " + strings.Join(argv[1:], " ")
 		b.schedRun(ctx, &c, argv)
+		if c.NotRun == "" {
+			c.Note = spreadOf(runs, s.p)
+		}
 		b.rep.Sched = append(b.rep.Sched, c)
 	}
 	b.stragglers(ctx, bin)
