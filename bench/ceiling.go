@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +23,16 @@ const (
 	ceilLeases  = "bench:{ceil}:leases"
 	ceilDone    = "bench:{ceil}:done"
 	ceilSeq     = "bench:{ceil}:seq"
+	ceilRecords = "bench:{ceil}:records"
+	ceilState   = "bench:{ceil}:state"
 	ceilLeaseMs = 30000
+)
+
+// The lease kinds of the ceiling.
+const (
+	leasePerItem  = "item"   // one lease entry per item
+	leasePerBatch = "batch"  // one lease entry per batch, its items in a list
+	leaseFenced   = "fenced" // one lease record per batch with a fencing token
 )
 
 // ceilLeaseItem leases up to n items with one lease entry per item.
@@ -73,6 +84,93 @@ redis.call('INCRBY', KEYS[2], ARGV[2])
 return tonumber(ARGV[2])
 `)
 
+// The fenced ceiling does the fencing work workq does per batch, and
+// nothing else: a fencing token per lease from a counter, one lease record
+// per batch ("n|fence|first-last|lens\n" then the payloads, workq's
+// format) in a hash under the token with the token's expiry in a zset, the
+// leased and succeeded counters in a state hash, and a settle that checks
+// the token is still leased, reads the count from the record and counts
+// the batch once. What workq does besides (Job incarnation and spec
+// checks, idempotent request ids, worker liveness, reclaim, retries, rate
+// and duration figures) is left out.
+
+// ceilLeaseFenced leases up to n items as one record.
+// KEYS[1] pending, KEYS[2] leases zset, KEYS[3] records hash, KEYS[4]
+// state hash; ARGV[1] n, ARGV[2] lease ms. Returns {token, record} or {}.
+var ceilLeaseFenced = redis.NewScript(`
+local items = redis.call('LPOP', KEYS[1], ARGV[1])
+if not items then return {} end
+local t = redis.call('TIME')
+local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+local fence = redis.call('HINCRBY', KEYS[4], 'fseq', 1)
+local p0 = redis.call('HINCRBY', KEYS[4], 'popped', #items) - #items
+local l = {}
+for k = 1, #items do l[k] = #items[k] end
+local token = tostring(fence)
+local rec = #items .. '|' .. token .. '|' .. p0 .. '-' .. (p0 + #items - 1) .. '|' .. table.concat(l, ',') .. '\n' .. table.concat(items)
+redis.call('HSET', KEYS[3], token, rec)
+redis.call('ZADD', KEYS[2], exp, token)
+redis.call('HINCRBY', KEYS[4], 'leased', #items)
+return {token, rec}
+`)
+
+// ceilSettleFenced counts every item of lease token once, if the lease is
+// still held. KEYS[1] leases zset, KEYS[2] records hash, KEYS[3] state
+// hash; ARGV[1] token. Returns the items counted (0: the lease is gone).
+var ceilSettleFenced = redis.NewScript(`
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if not rec then return 0 end
+local n = tonumber(string.match(rec, '^(%d+)|'))
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'succeeded', n)
+redis.call('HINCRBY', KEYS[3], 'leased', -n)
+return n
+`)
+
+// fencedItem is an item of a fenced-ceiling lease, decoded as a worker
+// decodes a workq lease record.
+type fencedItem struct {
+	id      int64
+	fence   int64
+	payload []byte
+}
+
+// decodeFenced parses a record of ceilLeaseFenced.
+func decodeFenced(rec string) ([]fencedItem, error) {
+	nl := strings.IndexByte(rec, '\n')
+	if nl < 0 {
+		return nil, errors.New("fenced ceiling: record without a header")
+	}
+	f := strings.SplitN(rec[:nl], "|", 4)
+	if len(f) != 4 {
+		return nil, fmt.Errorf("fenced ceiling: header %q", rec[:nl])
+	}
+	n, err1 := strconv.Atoi(f[0])
+	fence, err2 := strconv.ParseInt(f[1], 10, 64)
+	lo, _, _ := strings.Cut(f[2], "-")
+	first, err3 := strconv.ParseInt(lo, 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, fmt.Errorf("fenced ceiling: header %q: %w", rec[:nl], err)
+	}
+	items := make([]fencedItem, 0, n)
+	body := []byte(rec[nl+1:])
+	off := 0
+	for l := range strings.SplitSeq(f[3], ",") {
+		v, err := strconv.Atoi(l)
+		if err != nil || off+v > len(body) {
+			return nil, fmt.Errorf("fenced ceiling: lengths %q", f[3])
+		}
+		items = append(items, fencedItem{id: first + int64(len(items)), fence: fence, payload: body[off : off+v : off+v]})
+		off += v
+	}
+	if len(items) != n || off != len(body) {
+		return nil, fmt.Errorf("fenced ceiling: %d items and %d bytes for a record of %d", len(items), off, n)
+	}
+	return items, nil
+}
+
 // rawPush appends items to a list with RPUSH, 1000 items per command and 8
 // commands per round trip: what any client can do at best.
 func rawPush(ctx context.Context, rdb *redis.Client, key string, items int) error {
@@ -107,7 +205,7 @@ func ceilingDrain(ctx context.Context, req childReq) (time.Duration, int64, erro
 	opt.PoolSize = req.Workers + 2
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	for _, s := range []*redis.Script{ceilLeaseItem, ceilAckItem, ceilLeaseBatch, ceilAckBatch} {
+	for _, s := range []*redis.Script{ceilLeaseItem, ceilAckItem, ceilLeaseBatch, ceilAckBatch, ceilLeaseFenced, ceilSettleFenced} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return 0, 0, fmt.Errorf("load script: %w", err)
 		}
@@ -131,7 +229,11 @@ func ceilingDrain(ctx context.Context, req childReq) (time.Duration, int64, erro
 	if err := errors.Join(<-errs); err != nil {
 		return d, acked.Load(), err
 	}
-	done, err := rdb.Get(ctx, ceilDone).Int64()
+	counter := rdb.Get(ctx, ceilDone)
+	if req.Lease == leaseFenced {
+		counter = rdb.HGet(ctx, ceilState, "succeeded")
+	}
+	done, err := counter.Int64()
 	if err != nil {
 		return d, acked.Load(), fmt.Errorf("read done counter: %w", err)
 	}
@@ -143,7 +245,28 @@ func ceilingDrain(ctx context.Context, req childReq) (time.Duration, int64, erro
 
 func ceilingLoop(ctx context.Context, rdb *redis.Client, req childReq, acked *atomic.Int64) error {
 	for {
-		if req.PerBatch {
+		switch req.Lease {
+		case leaseFenced:
+			v, err := ceilLeaseFenced.EvalSha(ctx, rdb, []string{ceilPending, ceilLeases, ceilRecords, ceilState}, req.Batch, ceilLeaseMs).StringSlice()
+			if err != nil {
+				return fmt.Errorf("lease: %w", err)
+			}
+			if len(v) == 0 {
+				return nil
+			}
+			items, err := decodeFenced(v[1])
+			if err != nil {
+				return err
+			}
+			n, err := ceilSettleFenced.EvalSha(ctx, rdb, []string{ceilLeases, ceilRecords, ceilState}, v[0]).Int64()
+			if err != nil {
+				return fmt.Errorf("settle: %w", err)
+			}
+			if n != int64(len(items)) {
+				return fmt.Errorf("settle of lease %s counted %d items, want %d", v[0], n, len(items))
+			}
+			acked.Add(n)
+		case leasePerBatch:
 			v, err := ceilLeaseBatch.EvalSha(ctx, rdb, []string{ceilPending, ceilLeases, ceilSeq}, req.Batch, ceilLeaseMs).StringSlice()
 			if err != nil {
 				return fmt.Errorf("lease: %w", err)
@@ -156,23 +279,23 @@ func ceilingLoop(ctx context.Context, rdb *redis.Client, req childReq, acked *at
 				return fmt.Errorf("ack: %w", err)
 			}
 			acked.Add(n)
-			continue
+		default:
+			v, err := ceilLeaseItem.EvalSha(ctx, rdb, []string{ceilPending, ceilLeases}, req.Batch, ceilLeaseMs).StringSlice()
+			if err != nil {
+				return fmt.Errorf("lease: %w", err)
+			}
+			if len(v) == 0 {
+				return nil
+			}
+			args := make([]any, len(v))
+			for i, s := range v {
+				args[i] = s
+			}
+			n, err := ceilAckItem.EvalSha(ctx, rdb, []string{ceilLeases, ceilDone}, args...).Int64()
+			if err != nil {
+				return fmt.Errorf("ack: %w", err)
+			}
+			acked.Add(n)
 		}
-		v, err := ceilLeaseItem.EvalSha(ctx, rdb, []string{ceilPending, ceilLeases}, req.Batch, ceilLeaseMs).StringSlice()
-		if err != nil {
-			return fmt.Errorf("lease: %w", err)
-		}
-		if len(v) == 0 {
-			return nil
-		}
-		args := make([]any, len(v))
-		for i, s := range v {
-			args[i] = s
-		}
-		n, err := ceilAckItem.EvalSha(ctx, rdb, []string{ceilLeases, ceilDone}, args...).Int64()
-		if err != nil {
-			return fmt.Errorf("ack: %w", err)
-		}
-		acked.Add(n)
 	}
 }

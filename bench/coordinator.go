@@ -77,11 +77,16 @@ func runCoordinatorPush(ctx context.Context, e *redisEnv, bin, job, file string,
 	if runErr != nil {
 		return res, fmt.Errorf("coordinator push: %v: %s", runErr, firstLine([]byte(errb.String())))
 	}
-	n, err := e.rdb.LLen(ctx, queue.PendingKey(job)).Result()
+	c, err := queue.Open(ctx, queue.Options{URL: e.url})
 	if err != nil {
 		return res, err
 	}
-	if n != int64(lines) {
+	defer c.Close()
+	st, err := c.Inspector().Status(ctx, job)
+	if err != nil {
+		return res, err
+	}
+	if n := st.Items.Pending; n != int64(lines) {
 		return res, fmt.Errorf("coordinator push: %d items pending after pushing %d lines", n, lines)
 	}
 	return res, nil
@@ -89,4 +94,9 @@ func runCoordinatorPush(ctx context.Context, e *redisEnv, bin, job, file string,
 
 func firstLine(b []byte) string {
 	return strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)[0]
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

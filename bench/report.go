@@ -41,6 +41,8 @@ type sample struct {
 	pushCPU      float64 // Redis CPU seconds per 100k items
 	drainCPU     float64
 	clientCPU    float64 // the draining processes' CPU seconds per 100k items
+	leaseItems   float64 // workq: mean items per lease
+	leaseRTT     float64 // workq: mean lease round trip, ms
 }
 
 // row is one line of the table.
@@ -55,9 +57,13 @@ type row struct {
 	// PushRate and DrainRate are items/s.
 	PushRate  *stat `json:"pushItemsPerSec,omitempty"`
 	DrainRate *stat `json:"drainItemsPerSec,omitempty"`
-	// VsCeiling is the median drain rate over the per-item-lease ceiling's
-	// at the same batch size (N=1 for asynq).
-	VsCeiling float64 `json:"vsCeiling,omitempty"`
+	// VsItemCeiling, VsBatchCeiling and VsFencedCeiling are the median
+	// drain rate over the per-item, per-batch and fenced per-batch
+	// ceilings' at the same batch size (N=1 for asynq, the default 1000
+	// when no batch size is given).
+	VsItemCeiling   float64 `json:"vsItemCeiling,omitempty"`
+	VsBatchCeiling  float64 `json:"vsBatchCeiling,omitempty"`
+	VsFencedCeiling float64 `json:"vsFencedCeiling,omitempty"`
 	// VsAsynq is the median drain rate over asynq's best median.
 	VsAsynq float64 `json:"vsAsynqBest,omitempty"`
 	// BytesPerItem is Redis used_memory per queued item beyond its payload.
@@ -74,8 +80,12 @@ type row struct {
 	// all cores / (Redis + client CPU per item)), from the medians. It
 	// does not depend on other load, unlike the wall-clock rates.
 	Capacity float64 `json:"cpuCapacityItemsPerSec,omitempty"`
-	NotRun   string  `json:"notRun,omitempty"`
-	Note     string  `json:"note,omitempty"`
+	// LeaseItems and LeaseRTTms are the in-process workq workers' mean
+	// items per lease and mean lease round trip, medians over the runs.
+	LeaseItems *float64 `json:"meanItemsPerLease,omitempty"`
+	LeaseRTTms *float64 `json:"meanLeaseRoundTripMs,omitempty"`
+	NotRun     string   `json:"notRun,omitempty"`
+	Note       string   `json:"note,omitempty"`
 }
 
 func ptr(f float64) *float64 { return &f }
@@ -111,6 +121,8 @@ func (r *row) fill(ss []sample) {
 	r.PushCPU = med(func(s sample) float64 { return s.pushCPU })
 	r.DrainCPU = med(func(s sample) float64 { return s.drainCPU })
 	r.ClientCPU = med(func(s sample) float64 { return s.clientCPU })
+	r.LeaseItems = med(func(s sample) float64 { return s.leaseItems })
+	r.LeaseRTTms = med(func(s sample) float64 { return s.leaseRTT })
 	if r.DrainCPU != nil && r.ClientCPU != nil && *r.DrainCPU > 0 {
 		r.Capacity = min(1e5 / *r.DrainCPU, float64(runtime.NumCPU())*1e5/(*r.DrainCPU+*r.ClientCPU))
 	}
@@ -131,6 +143,9 @@ type report struct {
 	Rows     []row          `json:"rows"`
 	Latency  *latencyResult `json:"latency,omitempty"`
 	RSSFlat  []rssPoint     `json:"workerRSSByQueueSize,omitempty"`
+	Volume   *volumeResult  `json:"scaleRow,omitempty"`
+	Sched    []schedCase    `json:"scheduling,omitempty"`
+	Scale    *scaleResult   `json:"scale,omitempty"`
 	Checks   []check        `json:"checks"`
 	Notes    []string       `json:"notes"`
 	Errors   []string       `json:"errors,omitempty"`
@@ -192,23 +207,27 @@ func (rep *report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "command: %s\n", rep.Command)
 	fmt.Fprintf(w, "load average at start: %s, at end: %s (above %d, other work shared the machine)\n\n", m.LoadStart, m.LoadEnd, m.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "config\titems\truns\tpush items/s\tdrain items/s (median (min–max))\t×ceiling\t×asynq best\tRedis B/item\tpeak RSS MiB\tRedis CPU s/100k: push\tdrain\tclient CPU s/100k\tCPU capacity items/s\t")
+	fmt.Fprintln(tw, "config\titems\truns\tpush items/s\tdrain items/s (median (min–max))\t×item ceil\t×batch ceil\t×fenced ceil\t×asynq best\tRedis B/item\tpeak RSS MiB\tRedis CPU s/100k: push\tdrain\tclient CPU s/100k\tCPU capacity items/s\titems/lease\tlease RTT ms\t")
 	group := ""
+	var notRun []string
 	for _, r := range rep.Rows {
 		if r.Group != group {
 			group = r.Group
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", "["+group+"]")
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", "["+group+"]")
 		}
 		if r.NotRun != "" {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Name)
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", "  not run: "+r.NotRun)
+			fmt.Fprintf(tw, "%s\t\t\t\tnot run (below)\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Name)
+			notRun = append(notRun, fmt.Sprintf("%s %s: %s", r.Group, r.Name, r.NotRun))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, human(float64(r.Items)), r.Runs,
-			rate(r.PushRate), rate(r.DrainRate), ratio(r.VsCeiling, "%.2f"), ratio(r.VsAsynq, "%.1f×"),
-			opt(r.BytesPerItem, "%.1f"), opt(r.RSSMiB, "%.1f"), opt(r.PushCPU, "%.3f"), opt(r.DrainCPU, "%.3f"), opt(r.ClientCPU, "%.3f"), ratio(r.Capacity/1e3, "%.0fk"))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, human(float64(r.Items)), r.Runs,
+			rate(r.PushRate), rate(r.DrainRate), ratio(r.VsItemCeiling, "%.2f"), ratio(r.VsBatchCeiling, "%.2f"), ratio(r.VsFencedCeiling, "%.2f"), ratio(r.VsAsynq, "%.1f×"),
+			opt(r.BytesPerItem, "%.1f"), opt(r.RSSMiB, "%.1f"), opt(r.PushCPU, "%.3f"), opt(r.DrainCPU, "%.3f"), opt(r.ClientCPU, "%.3f"), ratio(r.Capacity/1e3, "%.0fk"), opt(r.LeaseItems, "%.0f"), opt(r.LeaseRTTms, "%.2f"))
 	}
 	_ = tw.Flush()
+	for _, n := range notRun {
+		fmt.Fprintf(w, "not run: %s\n", n)
+	}
 	if rep.Latency != nil {
 		l := rep.Latency
 		fmt.Fprintf(w, "\nlatency, push into an idle Job → handler start (%d pushes, %d waiting workers): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
@@ -221,6 +240,9 @@ func (rep *report) writeTable(w io.Writer) {
 		}
 		fmt.Fprintf(w, "worker process peak RSS by queue size (B=100, W=4): %s\n", strings.Join(parts, ", "))
 	}
+	rep.writeVolume(w)
+	rep.writeScheduling(w)
+	rep.writeScale(w)
 	fmt.Fprintln(w)
 	for _, c := range rep.Checks {
 		kind := "check "

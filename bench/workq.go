@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
@@ -62,7 +64,10 @@ func pushWorkq(ctx context.Context, e *redisEnv, c *queue.Client, job string, ba
 	if err != nil {
 		return pushed{}, err
 	}
-	p := c.NewPusher(ctx, job, queue.PushOptions{})
+	p, err := c.NewPusher(ctx, job, queue.PushOptions{})
+	if err != nil {
+		return pushed{}, err
+	}
 	buf := make([]byte, 0, payloadBytes)
 	for i := range items {
 		buf = append(buf[:0], payload(i)...)
@@ -86,7 +91,7 @@ func pushWorkq(ctx context.Context, e *redisEnv, c *queue.Client, job string, ba
 		return pushed{}, err
 	}
 	if seal {
-		if err := c.Seal(ctx, job); err != nil {
+		if _, err := c.Seal(ctx, job); err != nil {
 			return pushed{}, err
 		}
 	}
@@ -94,12 +99,50 @@ func pushWorkq(ctx context.Context, e *redisEnv, c *queue.Client, job string, ba
 		bytesPerItem: float64(mem1-mem0)/float64(items) - payloadBytes}, nil
 }
 
+// leaseStats are the workers' lease calls, from their metrics.
+type leaseStats struct {
+	Calls     uint64  `json:"calls"`     // lease calls, answered with items or not
+	Leases    uint64  `json:"leases"`    // calls that returned items
+	MeanItems float64 `json:"meanItems"` // items per lease that returned items
+	MeanRTTms float64 `json:"meanRTTms"` // round trip of a lease call
+}
+
+// leaseStatsOf reads the lease histograms of queue.NewMetrics.
+func leaseStatsOf(reg *prometheus.Registry) leaseStats {
+	var ls leaseStats
+	fams, err := reg.Gather()
+	if err != nil {
+		return ls
+	}
+	for _, f := range fams {
+		var n uint64
+		var sum float64
+		for _, m := range f.GetMetric() {
+			n += m.GetHistogram().GetSampleCount()
+			sum += m.GetHistogram().GetSampleSum()
+		}
+		if n == 0 {
+			continue
+		}
+		switch f.GetName() {
+		case "workq_worker_lease_roundtrip_seconds":
+			ls.Calls, ls.MeanRTTms = n, sum/float64(n)*1000
+		case "workq_worker_lease_batch_items":
+			ls.Leases, ls.MeanItems = n, sum/float64(n)
+		}
+	}
+	return ls
+}
+
 // workqDrain runs in a child: req.Workers queue.Workers, each with its own
 // Client and ID, drain the sealed Job with no-op handlers.
-func workqDrain(ctx context.Context, req childReq) (time.Duration, int64, error) {
+// The workers' lease figures go into resp.
+func workqDrain(ctx context.Context, req childReq, resp *childResp) (time.Duration, int64, error) {
 	clients := make([]*queue.Client, req.Workers)
 	workers := make([]*queue.Worker, req.Workers)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
+	metrics := queue.NewMetrics(reg)
 	for i := range workers {
 		c, err := queue.Open(ctx, queue.Options{URL: req.URL})
 		if err != nil {
@@ -114,6 +157,7 @@ func workqDrain(ctx context.Context, req childReq) (time.Duration, int64, error)
 			Heartbeat:   workerHeartbeat,
 			Handler:     queue.HandlerFunc(func(context.Context, queue.Item) error { return nil }),
 			Logger:      log,
+			Metrics:     metrics,
 		})
 		if err != nil {
 			return 0, 0, err
@@ -129,10 +173,12 @@ func workqDrain(ctx context.Context, req childReq) (time.Duration, int64, error)
 	}
 	wg.Wait()
 	d := time.Since(start)
+	ls := leaseStatsOf(reg)
+	resp.Lease = &ls
 	if err := errors.Join(errs...); err != nil {
 		return d, 0, err
 	}
-	st, err := clients[0].Status(ctx, req.Job)
+	st, err := clients[0].Inspector().Status(ctx, req.Job)
 	if err != nil {
 		return d, 0, err
 	}
@@ -253,7 +299,7 @@ func measureLatency(ctx context.Context, url string, pushes, workers int) (laten
 	}
 	// Wait until every worker has registered and gone idle.
 	if err := waitFor(ctx, 10*time.Second, func() (bool, error) {
-		st, err := c.Status(ctx, job)
+		st, err := c.Inspector().Status(ctx, job)
 		return err == nil && st.Active == int64(workers), err
 	}); err != nil {
 		return latencyResult{}, fmt.Errorf("workers did not register: %w", err)
@@ -274,7 +320,7 @@ func measureLatency(ctx context.Context, url string, pushes, workers int) (laten
 		// Let the ack land and the workers wait again before the next push.
 		time.Sleep(15 * time.Millisecond)
 	}
-	if err := c.Seal(ctx, job); err != nil {
+	if _, err := c.Seal(ctx, job); err != nil {
 		return latencyResult{}, err
 	}
 	done := make(chan struct{})
