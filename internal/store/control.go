@@ -242,16 +242,25 @@ func (s *Store) Apply(ctx context.Context, job string, t jobstate.Transition) (b
 	return n == 1, nil
 }
 
+// MaxCompletedRanges caps the ranges Completed reads; past it the list
+// ends with ",...". Indexes mostly succeed in runs, so this is rarely met.
+const MaxCompletedRanges = 1000
+
 // Completed returns the indexes of a fixed completion count Job that
 // succeeded, as an interval string. It reads the ranges kept as they
-// succeed, so its cost grows with the number of ranges, not of indexes.
+// succeed (at most MaxCompletedRanges), so its cost does not grow with the
+// number of indexes.
 func (s *Store) Completed(ctx context.Context, job string) (string, error) {
 	if err := s.ready(ctx); err != nil {
 		return "", err
 	}
-	m, err := s.rdb().ZRange(ctx, s.keysOf(job).Key("doneidx"), 0, -1).Result()
+	m, err := s.rdb().ZRange(ctx, s.keysOf(job).Key("doneidx"), 0, MaxCompletedRanges).Result()
 	if err != nil {
 		return "", fmt.Errorf("completed indexes of %q: %w", job, classify(err))
+	}
+	more := len(m) > MaxCompletedRanges
+	if more {
+		m = m[:MaxCompletedRanges]
 	}
 	var b strings.Builder
 	for _, r := range m {
@@ -263,6 +272,9 @@ func (s *Store) Completed(ctx context.Context, job string) (string, error) {
 		if hi != lo {
 			b.WriteString("-" + hi)
 		}
+	}
+	if more {
+		b.WriteString(",...")
 	}
 	return b.String(), nil
 }

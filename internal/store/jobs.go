@@ -159,8 +159,9 @@ func (s *Store) SetSuspended(ctx context.Context, name string, suspend bool) (bo
 	return n == 1, nil
 }
 
-// RetryDeadChunk is how many dead items one call puts back.
-const RetryDeadChunk = 1000
+// RetryDeadChunk is how many dead items one call puts back: small enough
+// that no call holds Redis for more than a few milliseconds.
+const RetryDeadChunk = 200
 
 // RetryDead puts dead items back with fresh attempts, RetryDeadChunk per
 // call so no call holds Redis long. A finished Job is reopened only with

@@ -36,7 +36,7 @@ if failing(st.phase) then return {'FAILED'} end
 if stopping(st.phase) or st.done == '1' then return {'DONE'} end
 stalled(st.seen, now, leaseMs)
 redis.call('ZADD', WORKERS, now + leaseMs, ARGV[4])
-reclaim(now, 5000, maxAtt)
+reclaim(now, 1000, maxAtt)
 local popped = num(st.popped, 0)
 local n = math.max(1, math.min(tonumber(ARGV[5]), tonumber(ARGV[6]) > 0 and tonumber(ARGV[6]) or tonumber(spec.batchSize)))
 local live, left = -1, -1

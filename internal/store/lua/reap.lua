@@ -24,6 +24,6 @@ if lost > 0 then
   redis.call('HINCRBY', STATE, 'wfailed', lost)
   redis.call('PUBLISH', EVENTS, 'worker')
 end
-local leases, items = reclaim(now, 10000, tonumber(spec[2]))
+local leases, items = reclaim(now, 1000, tonumber(spec[2]))
 redis.call('ZREMRANGEBYSCORE', LOST, '-inf', now - 600000)
 return {lost, leases, items}
