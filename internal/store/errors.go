@@ -84,9 +84,9 @@ func classify(err error) error {
 	}
 	msg := err.Error()
 	switch {
-	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
 		return fmt.Errorf("%w: authentication failed (%s)", ErrAuth, Redact(msg))
-	case strings.HasPrefix(msg, "NOPERM"):
+	case strings.Contains(msg, "NOPERM"):
 		return fmt.Errorf("%w: permission denied (%s)", ErrAuth, msg)
 	case strings.HasPrefix(msg, "OOM"):
 		return fmt.Errorf("%w: %s", ErrOutOfMemory, msg)
