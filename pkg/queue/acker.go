@@ -181,6 +181,11 @@ func (a *acker) apply(ps []pending, res store.SettleResult) {
 	if res.FailJob {
 		w.log.Warn("a failure policy rule with action FailJob matched; the Job fails")
 	}
+	if res.Dead > 0 || res.FailJob {
+		// The Job may have to fail now (max-failed-items, a FailJob rule):
+		// the policy runs at once, not at the next heartbeat.
+		signal(w.reconcile)
+	}
 }
 
 // send makes one settle call, repeating it with the same sequence number

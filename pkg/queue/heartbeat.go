@@ -32,15 +32,30 @@ func (h *heartbeater) Run(ctx context.Context) error {
 	defer t.Stop()
 	var last time.Time
 	checked := time.Now()
+	var deadline *time.Timer // the Job's active deadline, once known
+	defer func() {
+		if deadline != nil {
+			deadline.Stop()
+		}
+	}()
 	for {
 		// A Job event (failing, hungry, suspended, ...) brings a beat at
 		// once, at most one per 100ms however busy the events are.
 		gen := h.wa.Gen()
 		tick := false
+		var due <-chan time.Time
+		if deadline != nil {
+			due = deadline.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			tick = true
+		case <-w.reconcile:
+			tick = true
+		case <-due:
+			deadline = nil
 			tick = true
 		case <-gen:
 			if d := 100*time.Millisecond - time.Since(last); d > 0 {
@@ -56,8 +71,22 @@ func (h *heartbeater) Run(ctx context.Context) error {
 			return nil
 		}
 		if tick {
-			if _, err := w.rec.Reconcile(ctx, w.cfg.Job); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoJob) {
+			snap, err := w.rec.Reconcile(ctx, w.cfg.Job)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoJob) {
 				w.log.Debug("reconcile failed", "err", err)
+			}
+			if err == nil {
+				if snap.Observed.Stored.Stopping() {
+					// The policy just ended the Job: stop now.
+					if !h.beat(ctx) {
+						return nil
+					}
+				}
+				if d := w.spec.ActiveDeadline.D(); d > 0 && deadline == nil && !snap.Observed.StartTime.IsZero() && !snap.Observed.Suspended {
+					// Wake when the active deadline passes, to fail the Job
+					// then, whoever else is there.
+					deadline = time.NewTimer(max(snap.Observed.StartTime.Add(d).Sub(snap.Observed.Now), 0) + 10*time.Millisecond)
+				}
 			}
 			if time.Since(checked) > evictionCheckEvery {
 				checked = time.Now()

@@ -11,9 +11,10 @@ import (
 // leaser asks Redis for items whenever the sizer says the worker can use
 // more, and waits (blocking in Redis, not polling) when there are none.
 type leaser struct {
-	w   *Worker
-	wa  *store.Waiter
-	seq int64
+	w       *Worker
+	wa      *store.Waiter
+	seq     int64
+	started bool // a lease came: the Job has started
 }
 
 // Run leases until the Job is over for this worker or ctx ends; the reason
@@ -65,6 +66,12 @@ func (l *leaser) Run(ctx context.Context) error {
 				l.wa.Wait(ctx, gen, w.room, r.WakeIn, r.Wait == "unsealed")
 			}
 			continue
+		}
+		if l.seq == 1 || !l.started {
+			// The Job has started: the policy learns its start (for the
+			// active deadline) now, not at the next heartbeat.
+			l.started = true
+			signal(w.reconcile)
 		}
 		w.enqueue(w.newBatch(r.Lease))
 	}

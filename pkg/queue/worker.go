@@ -138,10 +138,11 @@ type Worker struct {
 	closed bool              // no more claims: executors end
 	claim  *sync.Cond        // signalled when queue gains items or closes
 
-	busy  atomic.Int32  // executors running an item
-	room  chan struct{} // the leaser may want more
-	kick  chan struct{} // the acker has work
-	ready chan *batch   // batches whose every item finished
+	busy      atomic.Int32  // executors running an item
+	room      chan struct{} // the leaser may want more
+	kick      chan struct{} // the acker has work
+	ready     chan *batch   // batches whose every item finished
+	reconcile chan struct{} // the Job may have to end now (an item died, a FailJob rule)
 
 	itemCtx  context.Context // the parent of every item's context
 	stopping atomic.Bool     // no new item starts; unclaimed ones go back
@@ -157,7 +158,7 @@ func NewWorker(c *Client, cfg WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{c: c, cfg: cfg, log: cfg.Logger.With("job", cfg.Job, "worker", cfg.ID), m: cfg.Metrics,
-		held: map[string]*batch{}, room: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+		held: map[string]*batch{}, room: make(chan struct{}, 1), kick: make(chan struct{}, 1), reconcile: make(chan struct{}, 1),
 		ready: make(chan *batch, 64)}
 	w.claim = sync.NewCond(&w.mu)
 	return w, nil
@@ -195,8 +196,7 @@ func (w *Worker) ended() endReason   { return endReason(w.end.Load()) }
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.register(ctx); err != nil {
 		if errors.Is(err, errDrainedAtStart) {
-			w.log.Info("job already drained; exiting")
-			return nil
+			return w.lateEnd()
 		}
 		return err
 	}
@@ -268,6 +268,37 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.finish(end)
 }
 
+// lateEnd is Run's answer for a worker that joined a Job already drained:
+// it touched nothing, and exits as the Job ends (0, or 1 if it fails: a
+// drained Job with dead items, say).
+func (w *Worker) lateEnd() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec := &controller.Reconciler{S: w.s, Log: w.log}
+	snap, err := rec.Reconcile(ctx, w.cfg.Job)
+	if err != nil {
+		return fmt.Errorf("job %q: read its outcome: %w", w.cfg.Job, err)
+	}
+	if ok, known := snap.Observed.Stored.Outcome(); known && !ok {
+		reason := failureOf(snap.Status)
+		w.log.Warn("job failed before this worker joined; exiting non-zero", "reason", reason)
+		return fmt.Errorf("job %q: %w: %s", w.cfg.Job, ErrJobFailed, reason)
+	}
+	w.log.Info("job already drained; exiting")
+	return nil
+}
+
+// WaitError is Run's error when Redis or the Job did not appear within
+// WorkerConfig.Wait; Err says which (ErrUnavailable, ErrNoJob).
+type WaitError struct {
+	Wait time.Duration
+	Job  string
+	Err  error
+}
+
+func (e *WaitError) Error() string { return fmt.Sprintf("waited %s for job %q: %v", e.Wait, e.Job, e.Err) }
+func (e *WaitError) Unwrap() error { return e.Err }
+
 // errDrainedAtStart: the Job was drained before this worker joined; it exits
 // 0 at once without touching an item.
 var errDrainedAtStart = errors.New("job drained before the worker started")
@@ -305,7 +336,7 @@ func (w *Worker) register(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ErrStopped
 		case time.Now().After(deadline):
-			return fmt.Errorf("waited %s for job %q: %w", w.cfg.Wait, w.cfg.Job, err)
+			return &WaitError{Wait: w.cfg.Wait, Job: w.cfg.Job, Err: err}
 		}
 		if time.Since(logged) > 30*time.Second {
 			w.log.Info("waiting for redis and the job", "reason", err.Error(), "wait", w.cfg.Wait)
@@ -365,10 +396,10 @@ func (w *Worker) finish(end endReason) error {
 	snap, err := w.rec.Reconcile(ctx, w.cfg.Job)
 	phase := snap.Observed.Stored
 	ok, known := phase.Outcome()
-	// As Kubernetes counts a Pod that exits non-zero: this worker ends
-	// failed when its Job failed (the Job is past its limits by then, so
-	// the count changes no decision).
-	outcome := store.OutcomeFailed
+	// A worker that exits non-zero because its Job failed is stopped, not
+	// failed: the Job's failure is counted once, in its condition, not
+	// again against --backoff-limit for every worker it ended.
+	outcome := store.OutcomeStopped
 	if ok {
 		outcome = store.OutcomeSucceeded
 	}
