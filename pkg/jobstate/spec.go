@@ -147,8 +147,8 @@ func (s Spec) Validate() error {
 		return bad("completion-mode (%s) needs completions; set --completions K", s.CompletionMode)
 	case s.CompletionMode != "" && s.CompletionMode != CompletionIndexed && s.CompletionMode != CompletionNonIndexed:
 		return bad("completion-mode (%s) must be Indexed or NonIndexed", s.CompletionMode)
-	case len(s.SuccessPolicy) > 0 && s.Completions == nil:
-		return bad("success-policy (%s) needs completions; it applies to fixed completion count Jobs", s.SuccessPolicy[0])
+	case len(s.SuccessPolicy) > 0 && (s.Completions == nil || s.CompletionMode == CompletionNonIndexed):
+		return bad("success-policy (%s) needs an Indexed Job; set --completions K (and not --completion-mode NonIndexed), as Kubernetes allows successPolicy only with completionMode Indexed", s.SuccessPolicy[0])
 	}
 	for _, r := range s.FailurePolicy {
 		if err := r.validate(); err != nil {
