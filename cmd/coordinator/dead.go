@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ func newRetryCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry NAME",
 		Short: "Put a Job's dead items back with fresh attempts",
-		Long: `Put every dead item back, ready now with fresh attempts, a thousand per call
+		Long: `Put every dead item back, ready now with fresh attempts, two hundred per call
 so Redis is never held for long. A Job that is still running just gets them
 back. A finished Job (Complete or Failed) is final, as in Kubernetes: it is
 reopened only with --reopen, which returns it to Running with a Reopened
@@ -91,6 +92,9 @@ reopened Job within 10 seconds.`,
 		Args: cobra.ExactArgs(1),
 		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
 			n, err := c.RetryDead(cmd.Context(), name, reopen)
+			if errors.Is(err, store.ErrFinished) {
+				return cli.WithHint(err, fmt.Sprintf("`coordinator retry %s --reopen` reopens it and runs its dead items again", name))
+			}
 			if err != nil {
 				return err
 			}

@@ -48,19 +48,21 @@ func suggest(ctx context.Context, c *store.Store, name string, err error) error 
 	if lerr != nil {
 		return err
 	}
-	best, bestD := "", 4
+	// A name a typo away: up to two edits, fewer than the name has letters.
+	best, bestD := "", min(3, len(name))
 	for _, n := range names {
 		if d := distance(name, n); d < bestD {
 			best, bestD = n, d
 		}
 	}
-	if best != "" {
-		return fmt.Errorf("%w: %q; did you mean %q?", store.ErrNoJob, name, best)
+	switch {
+	case best != "":
+		return cli.WithHint(fmt.Errorf("%w: %q; did you mean %q?", store.ErrNoJob, name, best), "")
+	case len(names) == 0:
+		return cli.WithHint(fmt.Errorf("%w: %q, and no Jobs exist", store.ErrNoJob, name), "`coordinator create NAME` makes one")
 	}
-	if len(names) == 0 {
-		return fmt.Errorf("%w: %q, and no Jobs exist; create one with `coordinator create %s`", store.ErrNoJob, name, name)
-	}
-	return fmt.Errorf("%w: %q; `coordinator list` shows the %d that exist", store.ErrNoJob, name, len(names))
+	return cli.WithHint(fmt.Errorf("%w: %q", store.ErrNoJob, name),
+		fmt.Sprintf("`coordinator list` shows the %d that exist", len(names)))
 }
 
 // distance is the Levenshtein distance of a and b.

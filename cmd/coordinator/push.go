@@ -331,9 +331,9 @@ The pending list holds the raw item bytes, so any Redis client can load a Job:
 			}
 			switch {
 			case st.Phase.Stopping():
-				return fmt.Errorf("%w: %q is %s; create a new Job for more work", store.ErrFinished, name, st.Phase)
+				return cli.WithHint(fmt.Errorf("%w: %q is %s", store.ErrFinished, name, st.Phase), "create a new Job for more work")
 			case st.Sealed:
-				return fmt.Errorf("%w: %q takes no more items; create a new Job for more work", store.ErrSealed, name)
+				return fmt.Errorf("%w: %q takes no more items", store.ErrSealed, name)
 			}
 			src, err := pf.source(cmd.Context(), d, args[1:])
 			if err != nil {

@@ -86,14 +86,34 @@ var hints = []struct {
 	{queue.ErrNoJob, "`coordinator list` shows the Jobs that exist; `coordinator create NAME` makes one"},
 	{queue.ErrExists, "pick another name, or `coordinator delete NAME` first"},
 	{queue.ErrSealed, "create a new Job for more work"},
-	{queue.ErrFinished, "create a new Job, or `coordinator retry NAME --reopen` to run its dead items again"},
+	{queue.ErrFinished, "a finished Job is final; create a new Job for more work"},
 	{queue.ErrStateLost, "the Job fails with reason StateLost; set `maxmemory-policy noeviction` and create it again"},
 }
+
+// hinted is an error that says itself what to do, more precisely than the
+// hint of its sentinel: Message adds its hint instead of the generic one.
+type hinted struct {
+	error
+	hint string
+}
+
+func (h hinted) Unwrap() error { return h.error }
+
+// WithHint returns err with hint as what to do about it, in place of the
+// generic hint of its sentinel error; an empty hint means err says enough.
+func WithHint(err error, hint string) error { return hinted{err, hint} }
 
 // Message renders an error as the one line a user sees: what went wrong,
 // then what to do.
 func Message(err error) string {
 	msg := err.Error()
+	var own hinted
+	if errors.As(err, &own) {
+		if own.hint == "" {
+			return msg
+		}
+		return msg + "; " + own.hint
+	}
 	for _, h := range hints {
 		if errors.Is(err, h.err) {
 			if strings.Contains(msg, "x509:") {

@@ -56,7 +56,7 @@ func TestMessageSaysWhatToDo(t *testing.T) {
 	}{
 		{fmt.Errorf("status of %q: %w", "x", queue.ErrNoJob), "coordinator list"},
 		{fmt.Errorf("push: %w", queue.ErrSealed), "create a new Job"},
-		{fmt.Errorf("retry: %w", queue.ErrFinished), "--reopen"},
+		{fmt.Errorf("push: %w", queue.ErrFinished), "create a new Job"},
 		{fmt.Errorf("create: %w", queue.ErrExists), "coordinator delete NAME"},
 		{fmt.Errorf("connect: %w: dial tcp: connection refused", queue.ErrUnavailable), "--redis (WORKQ_REDIS_URL)"},
 		{fmt.Errorf("connect: %w: WRONGPASS", queue.ErrAuth), "WORKQ_REDIS_PASSWORD"},

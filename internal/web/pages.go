@@ -196,7 +196,7 @@ var funcs = template.FuncMap{
 		return strconv.Itoa(int(math.Floor(f))) + "%"
 	},
 	"rate": formatRate,
-	"eta": func(st jobstate.Status) string { return jobstate.FormatETA(jobstate.EstimateETA(st)) },
+	"eta":  func(st jobstate.Status) string { return jobstate.FormatETA(jobstate.EstimateETA(st)) },
 	"secs": func(s float64) string { return formatDuration(time.Duration(s * float64(time.Second))) },
 	"ago": func(t, now time.Time) string {
 		if t.IsZero() {

@@ -301,9 +301,16 @@ func run(ctx context.Context, o Options, args []string, stdout, stderr io.Writer
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	var waited *queue.WaitError
 	switch {
 	case runErr == nil:
 		return nil
+	case errors.As(runErr, &waited):
+		err := fmt.Errorf("waited %s (--wait) for job %q: %w", waited.Wait, waited.Job, waited.Err)
+		if errors.Is(err, queue.ErrNoJob) {
+			return cli.WithHint(err, fmt.Sprintf("`coordinator create %s` makes it, or check the name (`coordinator list`)", waited.Job))
+		}
+		return err
 	case errors.Is(runErr, queue.ErrStopped):
 		return fmt.Errorf("stopped by signal before job %q ended; unfinished items were handed back", o.Job)
 	case errors.Is(runErr, queue.ErrJobFailed):
