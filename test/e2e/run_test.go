@@ -174,7 +174,6 @@ func TestRunJobKinds(t *testing.T) {
 		require.Equal(t, 1, s.Spec.Parallelism)
 		require.Equal(t, "0", s.CompletedIndexes)
 		require.EqualValues(t, 1, s.Succeeded, "one worker, succeeded")
-		t.Skip("BUG: run starts new workers after one exited 0 (runController.run does not re-read the Job after an exit 0, so canStart uses a stale status until the next tick); the last of them is stopped before it registers and is recorded as a worker failure: status.failed is sometimes 1 for this Job; see TestRunController/NoWorkerStartsOnceOneExitedZero")
 		require.Zero(t, s.Failed, "no worker failed: %s\n%s", brief(s), r)
 	})
 
@@ -247,7 +246,6 @@ func TestRunJobKinds(t *testing.T) {
 		require.Equal(t, jobstate.ReasonBackoffLimitExceeded, c.Reason)
 		require.Contains(t, c.Message, "3 worker failures exceed the backoff limit of 2")
 		require.Contains(t, r.Stderr, "coordinator: job crash failed: BackoffLimitExceeded: 3 worker failures exceed the backoff limit of 2")
-		t.Skip("BUG: run never reports the failure that exceeds --backoff-limit: after it records the failure, its reconcile finds the Job Failing/Failed and runController.run `continue`s before printing, so `worker crash-w3 failed (...); 3 worker failures of backoff limit 2; the Job fails; no more workers start` is never written (its branch is unreachable); see TestRunController/StopsStartingWorkersPastTheBackoffLimit/TheFailurePastTheLimitIsReported")
 		require.Contains(t, r.Stderr, "3 worker failures of backoff limit 2; the Job fails; no more workers start")
 	})
 
@@ -374,15 +372,19 @@ func TestRunJobKinds(t *testing.T) {
 func TestSuspendResume(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	starts, ends := filepath.Join(e.dir, "starts"), filepath.Join(e.dir, "ends")
+	starts, ends, gate := filepath.Join(e.dir, "starts"), filepath.Join(e.dir, "ends"), filepath.Join(e.dir, "gate")
 	e.ok("create", "pause", "--lease", "1s", "--batch-size", "1", "-p", "2")
 	e.ok("push", "pause", "--seal", "-f", writeItems(t, e.dir, "items.txt", numbered("s-", 12)))
-	args := []string{"--job", "pause", "--", "sh", "-c", `echo "$WORKQ_ITEM_ID" >> "$0"; sleep 0.3; echo "$WORKQ_ITEM_ID" >> "$1"`, starts, ends}
+	// Items wait at the gate, so that the Job cannot end before the test
+	// has suspended it, however slowly the machine runs the CLI.
+	args := []string{"--job", "pause", "--", "sh", "-c",
+		`echo "$WORKQ_ITEM_ID" >> "$0"; while [ ! -e "$2" ]; do sleep 0.02; done; sleep 0.1; echo "$WORKQ_ITEM_ID" >> "$1"`, starts, ends, gate}
 	w1, w2 := e.startWorker(args...), e.startWorker(args...)
-	require.Eventually(t, func() bool { return countLines(ends) >= 2 }, 30*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return countLines(starts) >= 2 }, 30*time.Second, 5*time.Millisecond)
 
 	require.Equal(t, "suspended pause\n", e.ok("suspend", "pause"))
 	require.Equal(t, "pause was suspended already; nothing changed\n", e.ok("suspend", "pause"))
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
 	// What was leased before the suspend runs to its end; then nothing.
 	s := e.waitStatus("pause", 30*time.Second, "held items finished", func(s jobstate.Status) bool { return s.Items.Leased == 0 })
 	require.Eventually(t, func() bool { return countLines(starts) == countLines(ends) }, 10*time.Second, 5*time.Millisecond, "running items finish")
@@ -404,7 +406,10 @@ func TestSuspendResume(t *testing.T) {
 	require.Contains(t, e.ok("status", "pause"), "Suspended: yes")
 
 	require.Equal(t, "resumed pause\n", e.ok("resume", "pause"))
-	require.Equal(t, "pause was not suspended; nothing changed\n", e.ok("resume", "pause"))
+	// Resuming a Job that runs changes nothing; a Job without workers
+	// shows it without a race against the Job's end.
+	e.ok("create", "idle")
+	require.Equal(t, "idle was not suspended; nothing changed\n", e.ok("resume", "idle"))
 	require.Equal(t, 0, w1.Wait(t, time.Minute), w1)
 	require.Equal(t, 0, w2.Wait(t, time.Minute), w2)
 	require.Equal(t, 0, e.coord("watch", "pause", "--interval", "50ms").Code)
