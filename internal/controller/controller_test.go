@@ -33,11 +33,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	m := miniredis.RunT(t)
-	m.SetTime(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
-	s := store.New(redis.NewClient(&redis.Options{Addr: m.Addr()}))
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Ping(t.Context()))
+	s, m := testkit.MiniStore(t, time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	rs := store.New(rdb)
 	t.Cleanup(func() { _ = rs.Close() })
@@ -50,17 +46,8 @@ func setup(t *testing.T) *env {
 // create creates job, loads items and seals it.
 func (e *env) create(t *testing.T, job string, spec jobstate.Spec, items ...string) string {
 	t.Helper()
-	ctx := t.Context()
-	uid, err := e.s.Create(ctx, job, spec)
-	require.NoError(t, err)
-	bs := make([][]byte, len(items))
-	for i, it := range items {
-		bs[i] = []byte(it)
-	}
-	n, err := e.s.Push(ctx, job, "", bs, store.PushOptions{})
-	require.NoError(t, err)
-	require.EqualValues(t, len(items), n)
-	sealed, err := e.s.Seal(ctx, job, "")
+	uid := testkit.CreateJob(t, e.s, job, spec, items...)
+	sealed, err := e.s.Seal(t.Context(), job, "")
 	require.NoError(t, err)
 	require.True(t, sealed)
 	return uid
@@ -432,24 +419,6 @@ func (c *competitor) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	return next
 }
 
-// clock is the Loop's clock, moved by the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 func TestLoop(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -462,7 +431,7 @@ func TestLoop(t *testing.T) {
 		w := e.worker(t, "job", "w1")
 		w.run(t, "a")
 		w.finish(t, store.OutcomeStopped)
-		c := &clock{t: t0}
+		c := testkit.NewClock(t0)
 		loop := &controller.Loop{R: e.r, Now: c.Now}
 		require.NoError(t, loop.Sweep(ctx))
 		require.Equal(t, jobstate.PhaseFailed, e.snapshot(t, "job").Status.Phase)
@@ -497,7 +466,7 @@ func TestLoop(t *testing.T) {
 		w := e.worker(t, "job", "w1")
 		w.run(t)
 		w.finish(t, store.OutcomeSucceeded)
-		c := &clock{t: t0}
+		c := testkit.NewClock(t0)
 		loop := &controller.Loop{R: e.r, Now: c.Now}
 		require.NoError(t, loop.Sweep(ctx))
 		require.Equal(t, jobstate.PhaseComplete, e.snapshot(t, "job").Status.Phase)

@@ -14,11 +14,11 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/jobmetrics"
 	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 )
 
@@ -35,29 +35,12 @@ func TestMain(m *testing.M) {
 
 func setup(t *testing.T) (*store.Store, *miniredis.Miniredis) {
 	t.Helper()
-	m := miniredis.RunT(t)
-	m.SetTime(t0)
-	s := store.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}))
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Ping(context.Background()))
-	return s, m
+	return testkit.MiniStore(t, t0)
 }
 
 func create(t *testing.T, s *store.Store, job string, spec jobstate.Spec, items ...string) {
 	t.Helper()
-	ctx := context.Background()
-	_, err := s.Create(ctx, job, spec)
-	require.NoError(t, err)
-	if len(items) == 0 {
-		return
-	}
-	bs := make([][]byte, len(items))
-	for i, it := range items {
-		bs[i] = []byte(it)
-	}
-	n, err := s.Push(ctx, job, "", bs, store.PushOptions{})
-	require.NoError(t, err)
-	require.EqualValues(t, len(items), n)
+	testkit.CreateJob(t, s, job, spec, items...)
 }
 
 // fakeSource answers from a table, to test what Redis cannot easily show.

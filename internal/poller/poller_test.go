@@ -35,24 +35,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// clock is the poller's clock, moved by the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // counter is a Redis hook that counts the commands on workq's keys that
 // the poller sends, and can hold the next one.
 type counter struct {
@@ -149,7 +131,7 @@ type env struct {
 	s     *store.Store
 	p     *poller.Poller
 	cnt   *counter
-	clock *clock
+	clock *testkit.Clock
 }
 
 const every = time.Second
@@ -157,39 +139,25 @@ const every = time.Second
 func setup(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	m := miniredis.RunT(t)
-	s := store.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}))
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Ping(ctx))
+	s, m := testkit.MiniStore(t, time.Time{})
 	cnt := &counter{}
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
 	rdb.AddHook(cnt)
 	ps := store.New(rdb)
 	t.Cleanup(func() { _ = ps.Close() })
 	require.NoError(t, ps.Ping(ctx))
-	c := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := testkit.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	return &env{m: m, s: s, p: &poller.Poller{S: ps, Every: every, Now: c.Now}, cnt: cnt, clock: c}
 }
 
 func (e *env) create(t *testing.T, job string, spec jobstate.Spec, items ...string) {
 	t.Helper()
-	_, err := e.s.Create(context.Background(), job, spec)
-	require.NoError(t, err)
-	e.push(t, job, items...)
+	testkit.CreateJob(t, e.s, job, spec, items...)
 }
 
 func (e *env) push(t *testing.T, job string, items ...string) {
 	t.Helper()
-	if len(items) == 0 {
-		return
-	}
-	bs := make([][]byte, len(items))
-	for i, it := range items {
-		bs[i] = []byte(it)
-	}
-	n, err := e.s.Push(context.Background(), job, "", bs, store.PushOptions{})
-	require.NoError(t, err)
-	require.EqualValues(t, len(items), n)
+	testkit.Push(t, e.s, job, items...)
 }
 
 // kill makes the first item of job dead (MaxAttempts 1) with worker wid,

@@ -11,14 +11,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/workq/workq/internal/testkit"
 )
 
 // setup returns a Bar drawing as on a terminal of the given width (or plain
 // lines when width is 0), the transcript it writes and its clock.
-func setup(t *testing.T, width int) (*Bar, *lockedBuffer, *clock) {
+func setup(t *testing.T, width int) (*Bar, *testkit.Buffer, *testkit.Clock) {
 	t.Helper()
-	out, c := &lockedBuffer{}, newClock()
-	b := newBar(out, -1, "job", config{terminal: width > 0, width: func() int { return width }, now: c.now})
+	out, c := &testkit.Buffer{}, newClock()
+	b := newBar(out, -1, "job", config{terminal: width > 0, width: func() int { return width }, now: c.Now})
 	return b, out, c
 }
 
@@ -117,7 +118,7 @@ func TestBarRedrawsInPlaceWithOutputAbove(t *testing.T) {
 			var printed []string
 			seen := 0
 			for i := range 40 {
-				c.advance(150 * time.Millisecond)
+				c.Add(150 * time.Millisecond)
 				desc := fmt.Sprintf("render-thumbnails Running (%d failed attempts, %d dead)", i*7, i)
 				if i == 0 {
 					desc = "render-thumbnails Pending"
@@ -133,7 +134,7 @@ func TestBarRedrawsInPlaceWithOutputAbove(t *testing.T) {
 					// Output in two writes: the bar waits for the line's end.
 					_, err := b.Write([]byte(fmt.Sprintf("item %d: ", i)))
 					require.NoError(t, err)
-					c.advance(time.Second)
+					c.Add(time.Second)
 					b.Set(int64(i*10 + 1))
 					_, err = b.Write([]byte("failed\n"))
 					require.NoError(t, err)
@@ -165,10 +166,10 @@ func TestFirstFrameHasNoRate(t *testing.T) {
 		b.SetTotal(100)
 		b.Set(0)
 		require.Equal(t, []string{"job  0% |░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░| 0/100"}, frames(out.String()))
-		c.advance(500 * time.Millisecond)
+		c.Add(500 * time.Millisecond)
 		b.Set(5)
 		require.NotContains(t, out.String(), "items/", "no rate before a second has passed")
-		c.advance(500 * time.Millisecond)
+		c.Add(500 * time.Millisecond)
 		b.Set(10)
 		all := frames(out.String())
 		require.Contains(t, all[len(all)-1], "  10.0 items/s")
@@ -178,10 +179,10 @@ func TestFirstFrameHasNoRate(t *testing.T) {
 		b, out, c := setup(t, 80)
 		b.SetTotal(10000)
 		b.Set(5000)
-		c.advance(2 * time.Second)
+		c.Add(2 * time.Second)
 		b.Set(5000)
 		require.NotContains(t, out.String(), "items/", "no rate before an item is done")
-		c.advance(time.Second)
+		c.Add(time.Second)
 		b.Set(5015)
 		all := frames(out.String())
 		require.Contains(t, all[len(all)-1], "  5.00 items/s", "the rate counts from the first count seen, not from zero")
@@ -191,7 +192,7 @@ func TestFirstFrameHasNoRate(t *testing.T) {
 func TestRateIsOverTheLastMinute(t *testing.T) {
 	t.Parallel()
 	var m rateMeter
-	t0 := newClock().now()
+	t0 := newClock().Now()
 	var n int64
 	for s := range 121 { // 10 items/s for two minutes
 		n = int64(s * 10)
@@ -230,7 +231,7 @@ func TestPlainModeWritesLinesOnly(t *testing.T) {
 	b.Describe("job", "Running")
 	b.SetETA("ETA 7s")
 	for i := 1; i <= 6; i++ {
-		c.advance(time.Second)
+		c.Add(time.Second)
 		b.Set(int64(i))
 		b.Println("item", i)
 	}
@@ -255,11 +256,11 @@ func TestPlainModeWaitsForAPartialLine(t *testing.T) {
 	b, out, c := setup(t, 0)
 	_, err := b.Write([]byte("half"))
 	require.NoError(t, err)
-	c.advance(5 * time.Second)
+	c.Add(5 * time.Second)
 	b.Set(1)
 	_, err = b.Write([]byte(" done\n"))
 	require.NoError(t, err)
-	c.advance(5 * time.Second)
+	c.Add(5 * time.Second)
 	b.Set(2)
 	require.Equal(t, "half done\njob: 2, 0.20 items/s\n", out.String())
 }
@@ -271,7 +272,7 @@ func TestWriteHoldsTheBarBackUntilTheLineEnds(t *testing.T) {
 	b.Set(1)
 	_, err := b.Write([]byte("partial"))
 	require.NoError(t, err)
-	c.advance(time.Second)
+	c.Add(time.Second)
 	b.Set(2)
 	scr.feed(out.String())
 	require.Equal(t, []string{"partial"}, scr.lines(), "the bar never overwrites a partial line")
@@ -307,7 +308,7 @@ func TestClearRemovesTheBarUntilTheNextSet(t *testing.T) {
 	scr := newScreen(t, 80)
 	scr.feed(out.String())
 	require.Equal(t, []string{"raw"}, scr.lines())
-	c.advance(time.Millisecond)
+	c.Add(time.Millisecond)
 	b.Set(2)
 	scr = newScreen(t, 80)
 	scr.feed(out.String())
@@ -319,10 +320,10 @@ func TestSetIsThrottled(t *testing.T) {
 	b, out, c := setup(t, 80)
 	b.Set(1)
 	before := out.Len()
-	c.advance(50 * time.Millisecond)
+	c.Add(50 * time.Millisecond)
 	b.Set(2)
 	require.Equal(t, before, out.Len(), "no redraw within 100ms")
-	c.advance(50 * time.Millisecond)
+	c.Add(50 * time.Millisecond)
 	b.Set(3)
 	all := frames(out.String())
 	require.Equal(t, "job  3", all[len(all)-1])
@@ -330,7 +331,7 @@ func TestSetIsThrottled(t *testing.T) {
 	idle, idleOut, idleClock := setup(t, 80)
 	idle.Set(0)
 	before = idleOut.Len()
-	idleClock.advance(time.Second)
+	idleClock.Add(time.Second)
 	idle.Describe("job")
 	idle.Set(0)
 	require.Equal(t, before, idleOut.Len(), "an unchanged line is not written again")
@@ -354,7 +355,7 @@ func TestConcurrentOutputAndSet(t *testing.T) {
 	}
 	wg.Go(func() {
 		for i := range 200 {
-			c.advance(100 * time.Millisecond)
+			c.Add(100 * time.Millisecond)
 			b.Set(int64(i + 1))
 		}
 	})
@@ -373,8 +374,8 @@ func TestConcurrentOutputAndSet(t *testing.T) {
 
 func TestColorStaysOutOfTheWidth(t *testing.T) {
 	t.Parallel()
-	out, c := &lockedBuffer{}, newClock()
-	b := newBar(out, 100, "job", config{terminal: true, color: true, width: func() int { return 40 }, now: c.now})
+	out, c := &testkit.Buffer{}, newClock()
+	b := newBar(out, 100, "job", config{terminal: true, color: true, width: func() int { return 40 }, now: c.Now})
 	b.Set(50)
 	// "job  50% " and " 50/100" leave 23 columns: a bar of 21 cells.
 	require.Contains(t, out.String(), "|"+colorFill+strings.Repeat(cellFilled, 10)+colorReset+strings.Repeat(cellEmpty, 11)+"|")

@@ -3,12 +3,12 @@ package progress
 import (
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+	"github.com/workq/workq/internal/testkit"
 )
 
 // screen is a tiny virtual terminal: it prints runes, moves to column 0 on
@@ -148,44 +148,7 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// clock is a test clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// lockedBuffer collects what a Bar writes; Bar serialises its writes, the
-// lock only lets the test read while writers may run.
-type lockedBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
+func newClock() *testkit.Clock { return testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func TestScreenHelper(t *testing.T) {
 	t.Parallel()
@@ -196,10 +159,4 @@ func TestScreenHelper(t *testing.T) {
 	require.Equal(t, []string{"HEx", "  cd", "last"}, s.lines())
 	require.Equal(t, []string{"abc", "█ d"}, frames("\rabc\x1b[K\r\x1b[K\r\x1b[32m█\x1b[0m d\x1b[K"))
 	requireWholeWords(t, "job Running…  |██░░| 1/2  ETA 5s", []string{"job Running (1 dead)"}, "ETA 5s")
-}
-
-func (b *lockedBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Len()
 }

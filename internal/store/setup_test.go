@@ -2,10 +2,6 @@ package store_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,25 +11,11 @@ import (
 
 	"github.com/workq/workq/internal/redistest"
 	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 )
 
-// shared is one real redis-server for the package; tests use Jobs of their
-// own names on it.
-var (
-	shared     *redistest.Server
-	sharedErr  error
-	sharedOnce sync.Once
-	jobSeq     atomic.Int64
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared != nil {
-		shared.Stop()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.Main(m, testkit.BuildOptions{}) }
 
 // env is one test's Redis and Job: a miniredis of its own, or the shared
 // real one.
@@ -60,25 +42,14 @@ func (e *env) advance(t *testing.T, d time.Duration) {
 
 func miniEnv(t *testing.T) *env {
 	t.Helper()
-	m := miniredis.RunT(t)
-	m.SetTime(time.UnixMilli(time.Now().UnixMilli()))
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	s := store.New(rdb)
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Ping(context.Background()))
-	return &env{s: s, rdb: rdb, mini: m, job: "job"}
+	s, m := testkit.MiniStore(t, time.UnixMilli(time.Now().UnixMilli()))
+	return &env{s: s, rdb: s.Redis(), mini: m, job: "job"}
 }
 
 func realEnv(t *testing.T) *env {
 	t.Helper()
-	redistest.Available(t)
-	sharedOnce.Do(func() { shared, sharedErr = redistest.Start("") })
-	require.NoError(t, sharedErr)
-	rdb := redis.NewClient(&redis.Options{Addr: shared.Addr})
-	s := store.New(rdb)
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Ping(context.Background()))
-	return &env{s: s, rdb: rdb, job: fmt.Sprintf("t%d-%d", os.Getpid(), jobSeq.Add(1))}
+	s := testkit.RealStore(t)
+	return &env{s: s, rdb: s.Redis(), job: testkit.UniqueName("t")}
 }
 
 // both runs f on miniredis and on a real redis-server.
@@ -112,13 +83,7 @@ func (e *env) create(t *testing.T, spec jobstate.Spec) string {
 
 func (e *env) push(t *testing.T, items ...string) {
 	t.Helper()
-	b := make([][]byte, len(items))
-	for i, it := range items {
-		b[i] = []byte(it)
-	}
-	n, err := e.s.Push(context.Background(), e.job, "", b, store.PushOptions{})
-	require.NoError(t, err)
-	require.EqualValues(t, len(items), n)
+	testkit.Push(t, e.s, e.job, items...)
 }
 
 func (e *env) worker(t *testing.T, wid string) *session {

@@ -26,6 +26,13 @@ func (b *Buffer) String() string {
 	return b.buf.String()
 }
 
+// Len returns how many bytes were written so far.
+func (b *Buffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
 // Tail returns the last n bytes written (all of them when fewer).
 func (b *Buffer) Tail(n int) string { return tail(b.String(), n) }
 

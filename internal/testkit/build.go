@@ -38,12 +38,14 @@ var suite struct {
 }
 
 // Main is a suite's TestMain body: it runs the tests (Build uses opts),
-// removes the binaries that Build made and exits with the tests' code.
+// stops the server that SharedRedis started, removes the binaries that
+// Build made and exits with the tests' code.
 func Main(m *testing.M, opts BuildOptions) {
 	suite.mu.Lock()
 	suite.main, suite.opts = true, opts
 	suite.mu.Unlock()
 	code := m.Run()
+	stopShared()
 	suite.mu.Lock()
 	if suite.dir != "" {
 		if err := os.RemoveAll(suite.dir); err != nil {

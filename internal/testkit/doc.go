@@ -3,7 +3,10 @@
 // builds the real binaries once per test binary, starts them as processes
 // with their output captured, waits for them with a timeout, snapshots the
 // keys of a Job in Redis for "bad input changes nothing" checks, and counts
-// the executions that item commands recorded.
+// the executions that item commands recorded. The in-process suites get
+// their Redis here too: a miniredis store of the test's own (MiniStore) or
+// the suite's one real redis-server (SharedRedis, RealStore), and a Clock
+// that the test moves.
 //
 // A suite that runs the binaries makes Main its TestMain body and calls
 // Build in the tests that need them:

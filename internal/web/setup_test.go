@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/internal/web"
 	"github.com/workq/workq/pkg/jobstate"
 )
@@ -44,10 +44,7 @@ type env struct {
 // options returns for its store (nil: read-only).
 func setup(t *testing.T, options func(s *store.Store) web.Options) *env {
 	t.Helper()
-	m := miniredis.RunT(t)
-	s := store.New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}))
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Ping(context.Background()))
+	s, m := testkit.MiniStore(t, time.Time{})
 	var opts web.Options
 	if options != nil {
 		opts = options(s)
@@ -120,18 +117,7 @@ func bearer(tok string) []string { return []string{"Authorization", "Bearer " + 
 // job creates a Job with items and returns its name.
 func (e *env) job(t *testing.T, name string, spec jobstate.Spec, items ...string) string {
 	t.Helper()
-	ctx := context.Background()
-	_, err := e.s.Create(ctx, name, spec)
-	require.NoError(t, err)
-	if len(items) > 0 {
-		bs := make([][]byte, len(items))
-		for i, it := range items {
-			bs[i] = []byte(it)
-		}
-		n, err := e.s.Push(ctx, name, "", bs, store.PushOptions{})
-		require.NoError(t, err)
-		require.EqualValues(t, len(items), n)
-	}
+	testkit.CreateJob(t, e.s, name, spec, items...)
 	return name
 }
 

@@ -4,34 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/require"
 
-	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
 
-var (
-	shared     *redistest.Server
-	sharedErr  error
-	sharedOnce sync.Once
-	jobSeq     atomic.Int64
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared != nil {
-		shared.Stop()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.Main(m, testkit.BuildOptions{}) }
 
 // env is one test's Redis and Job.
 type env struct {
@@ -55,13 +40,11 @@ func realEnv(t *testing.T) *env { return realEnvB(t) }
 
 func realEnvB(t testing.TB) *env {
 	t.Helper()
-	redistest.Available(t)
-	sharedOnce.Do(func() { shared, sharedErr = redistest.Start("") })
-	require.NoError(t, sharedErr)
-	c, err := queue.Open(context.Background(), queue.Options{URL: shared.URL()})
+	url := testkit.SharedRedis(t).URL()
+	c, err := queue.Open(context.Background(), queue.Options{URL: url})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	return &env{c: c, url: shared.URL(), job: fmt.Sprintf("q%d-%d", os.Getpid(), jobSeq.Add(1))}
+	return &env{c: c, url: url, job: testkit.UniqueName("q")}
 }
 
 // both runs f on miniredis and on a real redis-server.
