@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +37,7 @@ type Registration struct {
 // WorkerInfo. It returns ErrDrained (the worker exits 0 at once, uncounted),
 // ErrJobFailed, ErrNoJob, ErrReplaced or ErrStateLost.
 func (s *Store) Register(ctx context.Context, job, uid, wid string, info []byte) (Registration, error) {
-	v, err := s.run(ctx, s.sc.register, job, uid, wid, string(info))
+	v, err := s.run(ctx, s.sc.register, job, uid, wid, string(info), newSession())
 	if err != nil {
 		return Registration{}, err
 	}
@@ -55,12 +57,19 @@ func (s *Store) Register(ctx context.Context, job, uid, wid string, info []byte)
 	if len(r) != 4 {
 		return Registration{}, replyErr("register", v)
 	}
-	reg := Registration{UID: str(r[1]), Session: strconv.FormatInt(toInt(r[2]), 10)}
+	reg := Registration{UID: str(r[1]), Session: str(r[2])}
 	if err := json.Unmarshal([]byte(str(r[3])), &reg.Spec); err != nil {
 		return Registration{}, fmt.Errorf("%w: spec: %v", ErrReply, err)
 	}
 	reg.Spec = reg.Spec.WithDefaults()
 	return reg, nil
+}
+
+// newSession returns a random session id: 64 bits, in base 36.
+func newSession() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return strconv.FormatUint(binary.LittleEndian.Uint64(b[:]), 36)
 }
 
 // Item is one unit of work as a lease holds it.

@@ -129,7 +129,7 @@ if got == 0 then
   end
   return {'WAIT', reason, wake, avg, live}
 end
-local fence = int(redis.call('HINCRBY', STATE, 'fseq', 1))
+local fence = next_fence(now)
 local rec
 if #ids == 0 and not comp then
   -- The common case: a run of fresh items; nothing is done per item in

@@ -385,6 +385,17 @@ local function unlink_backup(a, b)
   redis.call('HDEL', BACKUP, a, b)
 end
 
+-- next_fence returns the fence of a new lease: larger than every fence
+-- given before, and at least the server clock in µs, so that fences go on
+-- growing after Redis comes back with an older state (a restart from a
+-- snapshot, a failover to a lagging replica): the clock moved on while the
+-- counter went back.
+local function next_fence(now)
+  local f = math.max(num(redis.call('HGET', STATE, 'fseq'), 0) + 1, now * 1000)
+  redis.call('HSET', STATE, 'fseq', int(f))
+  return int(f)
+end
+
 -- speculate makes token a backup copy of the one item of another worker's
 -- lease (not this session's) that has run longest, if it has run far
 -- longer than items usually take (three times the Job's average, and a
@@ -408,7 +419,7 @@ local function speculate(now, sess, token, avgUs, leaseMs, indexed)
   local rec = redis.call('HGET', BATCHES, best)
   if not rec or head(rec) ~= 1 then return nil end
   local ids, atts, pays = decode(rec)
-  local fence = int(redis.call('HINCRBY', STATE, 'fseq', 1))
+  local fence = next_fence(now)
   local b = encode(fence, ids, atts, pays, indexed)
   redis.call('HSET', BATCHES, token, b)
   redis.call('ZADD', LEASES, now + leaseMs, token)
