@@ -11,12 +11,17 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
 )
 
-func TestMain(m *testing.M) { testkit.Main(m, testkit.BuildOptions{}) }
+func TestMain(m *testing.M) {
+	// Some tests stop their Redis on purpose: the driver's retries are noise.
+	store.SetDriverLogger(slog.New(slog.DiscardHandler))
+	testkit.Main(m, testkit.BuildOptions{})
+}
 
 // env is one test's Redis and Job.
 type env struct {

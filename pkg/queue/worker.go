@@ -196,7 +196,7 @@ func (w *Worker) ended() endReason   { return endReason(w.end.Load()) }
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.register(ctx); err != nil {
 		if errors.Is(err, errDrainedAtStart) {
-			return w.lateEnd()
+			return w.lateEnd(ctx)
 		}
 		return err
 	}
@@ -265,17 +265,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	// register the worker again, alive until its heartbeat expired.
 	cancelRun()
 	bg.Wait()
-	return w.finish(end)
+	return w.finish(ctx, end)
 }
 
 // lateEnd is Run's answer for a worker that joined a Job already drained:
 // it touched nothing, and exits as the Job ends (0, or 1 if it fails: a
 // drained Job with dead items, say).
-func (w *Worker) lateEnd() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func (w *Worker) lateEnd(ctx context.Context) error {
 	rec := &controller.Reconciler{S: w.s, Log: w.log}
-	snap, err := rec.Reconcile(ctx, w.cfg.Job)
+	var snap store.Snapshot
+	err := w.whileUnreachable(ctx, "read the job's outcome", func(ctx context.Context) (err error) {
+		snap, err = rec.Reconcile(ctx, w.cfg.Job)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("job %q: read its outcome: %w", w.cfg.Job, err)
 	}
@@ -321,7 +323,7 @@ func (w *Worker) register(ctx context.Context) error {
 			w.s = s
 			w.reg, err = s.Register(ctx, w.cfg.Job, "", w.cfg.ID, info)
 			if err == nil {
-				return w.bind()
+				return w.bind(ctx)
 			}
 		}
 		switch {
@@ -351,12 +353,12 @@ func (w *Worker) register(ctx context.Context) error {
 }
 
 // bind takes the settings of the incarnation the worker registered with.
-func (w *Worker) bind() error {
+func (w *Worker) bind(ctx context.Context) error {
 	w.spec = w.reg.Spec
 	lease := w.spec.Lease.D()
 	w.heartbeat = cmp.Or(w.cfg.Heartbeat, lease/3)
 	if err := CheckHeartbeat(w.heartbeat, lease); err != nil {
-		w.recordEnd(store.OutcomeStopped)
+		w.recordEnd(ctx, store.OutcomeStopped)
 		return fmt.Errorf("worker: %w", err)
 	}
 	w.maxBatch = w.spec.BatchSize
@@ -372,30 +374,42 @@ func (w *Worker) bind() error {
 
 // finish records how the worker ended, lets the Job's lifecycle policy
 // mark the Job if this was its last worker, and returns Run's error.
-func (w *Worker) finish(end endReason) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func (w *Worker) finish(ctx context.Context, end endReason) error {
 	switch end {
 	case endVanished:
 		w.log.Error("job vanished while it ran (deleted, flushed, expired, or lost in a Redis restart); stopping")
 		return fmt.Errorf("job %q: %w: it was deleted, flushed, expired or lost in a Redis restart while this worker ran", w.cfg.Job, ErrJobVanished)
 	case endReplaced:
-		w.log.Error("job was replaced by a new job of the same name; stopping")
-		return fmt.Errorf("job %q: %w; this worker's items were stopped and its results dropped", w.cfg.Job, ErrReplaced)
+		return w.replaced()
 	case endEviction:
-		w.recordEnd(store.OutcomeStopped)
+		w.recordEnd(ctx, store.OutcomeStopped)
 		return fmt.Errorf("job %q: %w; set maxmemory-policy noeviction", w.cfg.Job, ErrEviction)
 	case endStopped:
-		w.recordEnd(store.OutcomeStopped)
+		w.recordEnd(ctx, store.OutcomeStopped)
 		return ErrStopped
 	}
 	// The Job is over for this worker: the one policy decides how, from
 	// what Redis holds. The worker is still registered, so the Job moves
 	// to Succeeding or Failing; the last worker's second pass makes it
 	// Complete or Failed.
-	snap, err := w.rec.Reconcile(ctx, w.cfg.Job)
+	var snap store.Snapshot
+	err := w.whileUnreachable(ctx, "read the job's outcome", func(ctx context.Context) (err error) {
+		snap, err = w.rec.Reconcile(ctx, w.cfg.Job)
+		return err
+	})
+	switch {
+	case err == nil && snap.Status.UID != w.reg.UID,
+		errors.Is(err, ErrNoJob):
+		// The incarnation this worker ran for ended and its name was
+		// deleted or taken by a new Job meanwhile: its outcome is not
+		// known here, and the new Job's is not this worker's.
+		w.log.Error("job ended and was deleted or replaced before its outcome could be read", "now", snap.Status.UID)
+		return fmt.Errorf("job %q: %w before this worker could read how it ended", w.cfg.Job, ErrReplaced)
+	case err != nil:
+		return fmt.Errorf("job %q: read its outcome: %w", w.cfg.Job, err)
+	}
 	phase := snap.Observed.Stored
-	ok, known := phase.Outcome()
+	ok, _ := phase.Outcome()
 	// A worker that exits non-zero because its Job failed is stopped, not
 	// failed: the Job's failure is counted once, in its condition, not
 	// again against --backoff-limit for every worker it ended.
@@ -403,20 +417,52 @@ func (w *Worker) finish(end endReason) error {
 	if ok {
 		outcome = store.OutcomeSucceeded
 	}
-	w.recordEnd(outcome)
-	if _, err2 := w.rec.Reconcile(ctx, w.cfg.Job); err2 == nil {
+	w.recordEnd(ctx, outcome)
+	if _, err := w.rec.Reconcile(ctx, w.cfg.Job); err == nil {
 		w.log.Debug("job reconciled at the worker's end")
 	}
-	switch {
-	case err != nil && !known:
-		return fmt.Errorf("job %q: read its outcome: %w", w.cfg.Job, err)
-	case end == endStateLost || phase.Failed() || !ok:
+	if end == endStateLost || phase.Failed() || !ok {
 		reason := failureOf(snap.Status)
 		w.log.Warn("job failed; exiting non-zero", "reason", reason)
 		return fmt.Errorf("job %q: %w: %s", w.cfg.Job, ErrJobFailed, reason)
 	}
 	w.log.Info("job succeeded; exiting", "phase", phase)
 	return nil
+}
+
+func (w *Worker) replaced() error {
+	w.log.Error("job was replaced by a new job of the same name; stopping")
+	return fmt.Errorf("job %q: %w; this worker's items were stopped and its results dropped", w.cfg.Job, ErrReplaced)
+}
+
+// endBudget bounds how long a worker that is done keeps trying to reach
+// Redis to read and record how its Job ended.
+const endBudget = 2 * time.Minute
+
+// whileUnreachable calls f until it returns anything but ErrUnavailable,
+// with a backoff, for at most endBudget and until ctx (the worker's run:
+// its stop signal) is done. Each call gets 10 seconds. It is for the
+// worker's last calls, after its items: a Redis restarting at that moment
+// must not turn a Job that succeeded into a failed worker.
+func (w *Worker) whileUnreachable(ctx context.Context, what string, f func(context.Context) error) error {
+	deadline := time.Now().Add(endBudget)
+	backoff := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := f(cctx)
+		cancel()
+		if !errors.Is(err, ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		w.m.redisError(w.cfg.Job)
+		w.log.Warn("redis unreachable; retrying", "to", what, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 func failureOf(s jobstate.Status) string {
@@ -431,13 +477,14 @@ func failureOf(s jobstate.Status) string {
 	return string(s.Phase)
 }
 
-// recordEnd records the worker's end; it uses its own deadline since the
-// caller's context may be over.
-func (w *Worker) recordEnd(outcome string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := w.s.Finish(ctx, w.cfg.Job, w.reg.UID, w.cfg.ID, w.reg.Session, outcome); err != nil &&
-		!errors.Is(err, ErrNoJob) && !errors.Is(err, ErrReplaced) {
+// recordEnd records the worker's end, retrying while Redis is unreachable:
+// a worker whose end is not recorded is taken for lost, a failure.
+func (w *Worker) recordEnd(ctx context.Context, outcome string) {
+	err := w.whileUnreachable(ctx, "record the worker's end", func(ctx context.Context) error {
+		_, err := w.s.Finish(ctx, w.cfg.Job, w.reg.UID, w.cfg.ID, w.reg.Session, outcome)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrNoJob) && !errors.Is(err, ErrReplaced) {
 		w.log.Warn("could not record the worker's end", "err", err)
 	}
 }
