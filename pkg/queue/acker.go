@@ -133,6 +133,7 @@ func (a *acker) apply(ps []pending, res store.SettleResult) {
 		gone[t] = true
 	}
 	var finished []*batch
+	newlyLost := 0
 	for _, p := range ps {
 		b := p.b
 		b.mu.Lock()
@@ -152,6 +153,7 @@ func (a *acker) apply(ps []pending, res store.SettleResult) {
 		}
 		if gone[b.token] && !b.lost {
 			b.lost = true
+			newlyLost++
 			b.cancel() // its running items are refused anyway: stop them
 		}
 		end := b.sent == len(b.items) || (b.lost && b.done == len(b.items))
@@ -173,6 +175,11 @@ func (a *acker) apply(ps []pending, res store.SettleResult) {
 	w.m.item(w.cfg.Job, outcomeSucceeded, res.Acked)
 	w.m.item(w.cfg.Job, outcomeFailed, res.Failed)
 	w.m.item(w.cfg.Job, outcomeReleased, res.Released)
+	if newlyLost > 0 {
+		// The settle learnt it before a heartbeat did: the same news.
+		w.m.lost(w.cfg.Job, newlyLost)
+		w.log.Warn("leases were taken over (they expired, or a speculative copy finished first); their items were stopped and their results refused", "leases", newlyLost)
+	}
 	w.m.item(w.cfg.Job, outcomeRefused, res.Refused)
 	w.m.stale(w.cfg.Job, res.Refused)
 	if res.Refused > 0 {
