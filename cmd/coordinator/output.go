@@ -202,6 +202,14 @@ func plural[N int | int64](n N, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// wasWere writes n items with its verb: "1 item was", "2 items were".
+func wasWere[N int | int64](n N) string {
+	if n == 1 {
+		return "1 item was"
+	}
+	return fmt.Sprintf("%d items were", n)
+}
+
 func timeAgo(now time.Time, t *time.Time) string {
 	if t == nil {
 		return "-"

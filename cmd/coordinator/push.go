@@ -262,7 +262,7 @@ func (f *pushFlags) push(cmd *cobra.Command, d deps, c *store.Store, job string,
 	}
 	if err != nil {
 		if written > 0 {
-			return fmt.Errorf("%w (%s pushed before it and stay in the Job)", err, plural(written, "item was"))
+			return fmt.Errorf("%w (%s pushed before it and stay in the Job)", err, wasWere(written))
 		}
 		return err
 	}
