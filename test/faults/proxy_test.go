@@ -3,109 +3,111 @@
 package faults_test
 
 import (
-	"io"
-	"net"
+	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
 
-// proxy is a TCP proxy on loopback between one worker and Redis that the
-// test can cut (every connection dropped, new ones closed at once) and
-// restore.
+// proxy is a toxiproxy, run in this process, on loopback between clients
+// (workers, push) and Redis. The test cuts it (every connection dropped,
+// new ones refused until Restore), drops every connection at once (Drop),
+// and delays what Redis sends back (Delay). Safe for concurrent use.
 type proxy struct {
-	ln     net.Listener
-	target string
+	t  *testing.T
+	px *toxiproxy.Proxy
 
 	mu      sync.Mutex
 	cut     bool
-	conns   map[net.Conn]struct{}
-	dropped int
-	wg      sync.WaitGroup
+	cuts    int // Cut and Drop calls that dropped connections
+	delayed time.Duration
 }
 
 func newProxy(t *testing.T, target string) *proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	px := toxiproxy.NewProxy(srv, "redis", "127.0.0.1:0", target)
+	require.NoError(t, px.Start())
+	p := &proxy{t: t, px: px}
+	t.Cleanup(px.Stop)
 	return p
 }
 
-// Addr is where clients connect.
-func (p *proxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.dropped++
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
+// Addr is where clients connect (the port stays the same across Cut and
+// Restore).
+func (p *proxy) Addr() string {
+	p.px.Lock()
+	defer p.px.Unlock()
+	return p.px.Listen
 }
 
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
+// URL is the redis:// URL of db 0 through the proxy.
+func (p *proxy) URL() string { return "redis://" + p.Addr() + "/0" }
 
 // Cut drops every connection and refuses new ones until Restore.
 func (p *proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = true
-	for c := range p.conns {
-		c.Close()
-		p.dropped++
+	if p.cut {
+		return
 	}
+	p.px.Stop()
+	p.cut = true
+	p.cuts++
 }
 
-// Restore lets connections through again.
+// Restore lets connections through again, on the same port.
 func (p *proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = false
+	if !p.cut {
+		return
+	}
+	// The port was free a moment ago; a start can still race another
+	// process's bind, so it is tried a few times.
+	var err error
+	for range 50 {
+		if err = p.px.Start(); err == nil {
+			p.cut = false
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the listener's port is released asynchronously
+	}
+	p.t.Errorf("restore the proxy on %s: %v", p.px.Listen, err)
 }
 
-// Dropped counts the connections the proxy dropped or refused.
-func (p *proxy) Dropped() int {
+// Drop drops every connection at once; new ones are let in again at once.
+func (p *proxy) Drop() {
+	p.Cut()
+	p.Restore()
+}
+
+// Cuts counts the Cut and Drop calls.
+func (p *proxy) Cuts() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.dropped
+	return p.cuts
 }
 
-func (p *proxy) close() {
-	p.ln.Close()
-	p.Cut()
-	p.wg.Wait()
+// Delay delays every reply of Redis by d (0 removes the delay).
+func (p *proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.delayed > 0 {
+		require.NoError(p.t, p.px.Toxics.RemoveToxic(context.Background(), "delay"))
+		p.delayed = 0
+	}
+	if d <= 0 {
+		return
+	}
+	spec := fmt.Sprintf(`{"name":"delay","type":"latency","stream":"downstream","attributes":{"latency":%d}}`, d.Milliseconds())
+	_, err := p.px.Toxics.AddToxicJson(strings.NewReader(spec))
+	require.NoError(p.t, err)
+	p.delayed = d
 }
