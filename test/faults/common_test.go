@@ -4,6 +4,7 @@ package faults_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,10 @@ func newEnvOn(t *testing.T, url string, srv *redistest.Server) *env {
 	t.Helper()
 	opts, err := redis.ParseURL(url)
 	require.NoError(t, err)
+	// Each call is bounded by its context (callTimeout), longer than any
+	// pause a scenario puts Redis in.
+	opts.ContextTimeoutEnabled = true
+	opts.ReadTimeout = 2 * callTimeout
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &env{t: t, bins: testkit.Build(t), srv: srv, url: url, rdb: rdb, s: store.New(rdb), out: t.TempDir()}
@@ -112,6 +117,7 @@ var batchCmd = []string{"--batch-exec", "--", "sh", "-c",
 // write to a file opened for appending, so lines of concurrent items never
 // mix.
 func itemCmd(extra string) []string {
+	extra = cmp.Or(extra, ":")
 	return []string{"--", "sh", "-c",
 		`f="$OUT/out.$WORKQ_WORKER_ID"; r="$1 $WORKQ_WORKER_ID $WORKQ_ATTEMPT $WORKQ_FENCE"; echo "B $r" >> "$f"; ` +
 			`while [ -e "$OUT/hold.$WORKQ_WORKER_ID" ]; do sleep 0.05; done; ` + extra + `; echo "E $r" >> "$f"`,
@@ -223,8 +229,8 @@ func (e *env) waitComplete(job string, timeout time.Duration) time.Time {
 }
 
 // waitLog waits until the execution log holds a line for which ok holds,
-// and returns it.
-func (e *env) waitLog(what string, timeout time.Duration, ok func(run) bool) run {
+// and returns it. A failure shows the output of the processes in show.
+func (e *env) waitLog(what string, timeout time.Duration, ok func(run) bool, show ...*testkit.Proc) run {
 	e.t.Helper()
 	var found run
 	testkit.Eventually(e.t, timeout, what, func() (bool, string) {
@@ -234,7 +240,12 @@ func (e *env) waitLog(what string, timeout time.Duration, ok func(run) bool) run
 				return true, ""
 			}
 		}
-		return false, "no such line in the execution log yet"
+		var b strings.Builder
+		b.WriteString("no such line in the execution log yet")
+		for _, p := range show {
+			b.WriteString("\n" + p.String())
+		}
+		return false, b.String()
 	})
 	return found
 }

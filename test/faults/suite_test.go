@@ -24,7 +24,9 @@ type scenario struct {
 	run  func(t *testing.T) []row
 }
 
-// scenarios are every scenario of the suite, in the table's order.
+// scenarios are every scenario of the suite, in the table's order: the
+// faults of the first round (1-8), then one per case of "Reliability II"
+// (II.1-II.8) and the randomized schedule.
 var scenarios = []scenario{
 	{"WorkersKilledEvery300msLoseNothing", scenarioKill9},
 	{"FrozenWorkerLateAcksAreRefused", scenarioSIGSTOP},
