@@ -38,6 +38,7 @@ var scenarios = []scenario{
 	{"RedisAtMaxmemoryRefusesPushAndWorkersFinish", scenarioMaxmemory},
 	{"WorkerClocksOffByAnHourChangeNothing", scenarioClocks},
 	{"HundredJobsMillionItemsBoundedWorkerMemory", scenarioManyJobs},
+	{"ReplacedJobRefusesTheOldWorker", scenarioReplaced},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
