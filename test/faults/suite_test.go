@@ -39,6 +39,7 @@ var scenarios = []scenario{
 	{"WorkerClocksOffByAnHourChangeNothing", scenarioClocks},
 	{"HundredJobsMillionItemsBoundedWorkerMemory", scenarioManyJobs},
 	{"ReplacedJobRefusesTheOldWorker", scenarioReplaced},
+	{"ClientRetriesThroughDroppedConnectionsChargeNothing", scenarioRetries},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
