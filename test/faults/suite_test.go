@@ -40,6 +40,7 @@ var scenarios = []scenario{
 	{"HundredJobsMillionItemsBoundedWorkerMemory", scenarioManyJobs},
 	{"ReplacedJobRefusesTheOldWorker", scenarioReplaced},
 	{"ClientRetriesThroughDroppedConnectionsChargeNothing", scenarioRetries},
+	{"RedisPausedLongerThanALeaseChargesNothing", scenarioPause},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
