@@ -41,6 +41,7 @@ var scenarios = []scenario{
 	{"ReplacedJobRefusesTheOldWorker", scenarioReplaced},
 	{"ClientRetriesThroughDroppedConnectionsChargeNothing", scenarioRetries},
 	{"RedisPausedLongerThanALeaseChargesNothing", scenarioPause},
+	{"EvictionIsRefusedAndLostStateFails", scenarioEviction},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
