@@ -42,6 +42,7 @@ var scenarios = []scenario{
 	{"ClientRetriesThroughDroppedConnectionsChargeNothing", scenarioRetries},
 	{"RedisPausedLongerThanALeaseChargesNothing", scenarioPause},
 	{"EvictionIsRefusedAndLostStateFails", scenarioEviction},
+	{"KilledWorkerIsChargedOnlyForWhatStarted", scenarioStarted},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
