@@ -43,6 +43,7 @@ var scenarios = []scenario{
 	{"RedisPausedLongerThanALeaseChargesNothing", scenarioPause},
 	{"EvictionIsRefusedAndLostStateFails", scenarioEviction},
 	{"KilledWorkerIsChargedOnlyForWhatStarted", scenarioStarted},
+	{"HugeOutputAndBackgroundChildren", scenarioOutput},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
