@@ -44,6 +44,7 @@ var scenarios = []scenario{
 	{"EvictionIsRefusedAndLostStateFails", scenarioEviction},
 	{"KilledWorkerIsChargedOnlyForWhatStarted", scenarioStarted},
 	{"HugeOutputAndBackgroundChildren", scenarioOutput},
+	{"NoFalseAlarmsAndVanishedStateExits1", scenarioAlarms},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
