@@ -45,6 +45,7 @@ var scenarios = []scenario{
 	{"KilledWorkerIsChargedOnlyForWhatStarted", scenarioStarted},
 	{"HugeOutputAndBackgroundChildren", scenarioOutput},
 	{"NoFalseAlarmsAndVanishedStateExits1", scenarioAlarms},
+	{"ItemsGetNoCredentials", scenarioCredentials},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
