@@ -46,6 +46,7 @@ var scenarios = []scenario{
 	{"HugeOutputAndBackgroundChildren", scenarioOutput},
 	{"NoFalseAlarmsAndVanishedStateExits1", scenarioAlarms},
 	{"ItemsGetNoCredentials", scenarioCredentials},
+	{"RedisBackWithAnOlderStateCountsNothingThatDidNotRun", scenarioRollback},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
