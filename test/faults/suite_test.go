@@ -47,6 +47,7 @@ var scenarios = []scenario{
 	{"NoFalseAlarmsAndVanishedStateExits1", scenarioAlarms},
 	{"ItemsGetNoCredentials", scenarioCredentials},
 	{"RedisBackWithAnOlderStateCountsNothingThatDidNotRun", scenarioRollback},
+	{"RandomFaultSchedule", scenarioChaos},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
