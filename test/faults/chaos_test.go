@@ -65,7 +65,8 @@ type chaosInc struct {
 	created  time.Time
 	finished bool // seen Complete or Failed (then checked)
 	ended    time.Time
-	replaced bool // deleted while it ran
+	last     jobstate.Status // the last status read
+	replaced bool            // deleted while it ran
 	st       jobstate.Status
 	verdict  verdict
 }
@@ -131,7 +132,7 @@ func scenarioChaos(t *testing.T) []row {
 	for time.Now().Before(start.Add(dur)) {
 		c.heal(false)
 		c.follow()
-		c.replenish()
+		c.replenish(true)
 		if time.Now().After(next) {
 			c.inject()
 			next = time.Now().Add(c.interval())
@@ -146,11 +147,11 @@ func scenarioChaos(t *testing.T) []row {
 	for !c.cur().finished {
 		require.Less(t, time.Since(settle), chaosSettle, "seed %d: the last incarnation did not finish within %s of the faults' end: %+v", seed, chaosSettle, c.status())
 		c.follow()
-		c.replenish()
+		c.replenish(false)
 		<-tick.C
 	}
 	tail := time.Since(settle)
-	exits := c.checkWorkers()
+	exits, ends := c.checkWorkers()
 
 	var violations []string
 	r := row{Bound: -1, TimeToComplete: tail}
@@ -179,8 +180,8 @@ func scenarioChaos(t *testing.T) []row {
 		r.Faults += n
 	}
 	r.Scenario = fmt.Sprintf("II.chaos. randomized fault schedule for %s (seed %d)", dur.Round(time.Second), seed)
-	r.Note = fmt.Sprintf("%d incarnations finished and checked (%d Failed with dead items, as allowed), %d replaced mid-run; %d workers started, %d killed; faults: %s; 0 invariant violations; time to end: after the last fault, until the last incarnation finished",
-		finished, failed, replaced, c.wseq, c.count(func(w *chaosWorker) bool { return w.killed }), c.faultList())
+	r.Note = fmt.Sprintf("%d incarnations finished and checked (%d Failed with dead items, as allowed), %d replaced mid-run; %d workers started, %d killed, the others: %s; faults: %s; 0 invariant violations; time to end: after the last fault, until the last incarnation finished",
+		finished, failed, replaced, c.wseq, c.count(func(w *chaosWorker) bool { return w.killed }), countList(ends), countList(c.faults))
 	if os.Getenv("WORKQ_WRITE_DOCS") == "1" && os.Getenv(chaosDurationEnv) != "" {
 		require.NoError(t, writeDocBlock("chaos-long", fmt.Sprintf("Produced by `%s=%s WORKQ_REQUIRE_REDIS=1 WORKQ_WRITE_DOCS=1 go test -tags faults -count=1 -timeout 60m ./test/faults/ -run TestFaultSuite/RandomFaultSchedule -v`\non %s (%d CPUs, %s/%s), %s:\n\n%s",
 			chaosDurationEnv, os.Getenv(chaosDurationEnv), time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, redisVersion(), renderTable([]row{r}))))
@@ -223,8 +224,12 @@ func (c *chaos) follow() {
 		return
 	}
 	st, err := c.e.tryStatus(chaosJob)
-	if err != nil || st.UID != inc.UID || !st.Phase.Finished() {
+	if err != nil || st.UID != inc.UID {
 		return // Redis restarting or paused: the next tick sees
+	}
+	inc.last = st
+	if !st.Phase.Finished() {
+		return
 	}
 	// Complete and Failed are final: the status and dead items read now
 	// are the incarnation's last.
@@ -235,9 +240,13 @@ func (c *chaos) follow() {
 }
 
 // replenish keeps chaosWorkers workers running for the current
-// incarnation, and starts the next incarnation once it has finished.
-func (c *chaos) replenish() {
+// incarnation, and with next starts the next incarnation once it has
+// finished.
+func (c *chaos) replenish(next bool) {
 	if inc := c.cur(); inc.finished {
+		if !next {
+			return
+		}
 		// Its workers end by themselves; the name is reused once they
 		// have, or after 10s (a straggler then finds its Job replaced).
 		idle := c.count(func(w *chaosWorker) bool { return !w.killed && !w.p.Exited() && !w.stopped }) == 0
@@ -245,6 +254,9 @@ func (c *chaos) replenish() {
 			c.newIncarnation()
 		}
 		return
+	}
+	if st := c.cur().last; st.Done || st.Phase.Stopping() {
+		return // drained: its workers are ending; a new one would exit at once
 	}
 	running := c.count(func(w *chaosWorker) bool { return !w.killed && !w.stopped && !w.p.Exited() })
 	alive := c.count(func(w *chaosWorker) bool { return !w.killed && !w.p.Exited() })
@@ -369,8 +381,8 @@ var uidRE = regexp.MustCompile(`uid=([0-9a-f]+)`)
 // exit against its incarnation: 0 only if that one did not fail, 1 with
 // a reason (replaced, vanished, failed), and failed only if it failed or
 // was replaced; never anything else.
-func (c *chaos) checkWorkers() []string {
-	var out []string
+func (c *chaos) checkWorkers() (out []string, ends map[string]int) {
+	ends = map[string]int{}
 	for _, w := range c.workers {
 		if w.killed {
 			continue
@@ -383,6 +395,7 @@ func (c *chaos) checkWorkers() []string {
 			inc = c.byUID[m[len(m)-1][1]]
 		}
 		bad := func(why string) { out = append(out, fmt.Sprintf("worker %s: %s: exit %d: %s", w.id, why, code, last)) }
+		ends[endOf(code, last)]++
 		switch {
 		case code == 0 && inc == nil:
 			if !strings.Contains(w.p.Stderr(), "job already drained") {
@@ -409,12 +422,30 @@ func (c *chaos) checkWorkers() []string {
 			bad("unexpected exit code")
 		}
 	}
-	return out
+	return out, ends
 }
 
-func (c *chaos) faultList() string {
+// endOf names how a worker ended, for the schedule's summary.
+func endOf(code int, last string) string {
+	switch {
+	case code == 0 && strings.Contains(last, "already drained"):
+		return "exit 0 (joined a drained Job)"
+	case code == 0:
+		return "exit 0"
+	case strings.Contains(last, replaceMsg):
+		return "exit 1 (replaced)"
+	case strings.Contains(last, "job vanished"):
+		return "exit 1 (vanished)"
+	case strings.Contains(last, "job failed"):
+		return "exit 1 (failed)"
+	}
+	return fmt.Sprintf("exit %d", code)
+}
+
+// countList renders counts by kind, sorted by kind.
+func countList(m map[string]int) string {
 	var parts []string
-	for k, n := range c.faults {
+	for k, n := range m {
 		parts = append(parts, fmt.Sprintf("%d × %s", n, k))
 	}
 	sort.Strings(parts)

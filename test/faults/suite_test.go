@@ -77,7 +77,7 @@ func TestFaultSuite(t *testing.T) {
 		case !ok:
 			got = append(got, row{Scenario: sc.name + " (FAILED, see log)", Bound: -1})
 		case skipped != "":
-			got = append(got, row{Scenario: sc.name + " (SKIPPED, see log)", Bound: -1})
+			got = append(got, row{Scenario: sc.name + " (SKIPPED: the reason is in the test's log)", Bound: -1})
 		}
 		rows = append(rows, got...)
 	}
@@ -102,8 +102,11 @@ func renderTable(rows []row) string {
 			bound = fmt.Sprintf("≤ %d", r.Bound)
 		}
 		ttc := "-"
-		if r.TimeToComplete > 0 {
+		switch {
+		case r.TimeToComplete >= time.Second:
 			ttc = r.TimeToComplete.Round(100 * time.Millisecond).String()
+		case r.TimeToComplete > 0:
+			ttc = r.TimeToComplete.Round(10 * time.Millisecond).String()
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d (%s) | %d | %d | %s | %s |\n",
 			r.Scenario, r.Items, r.Succeeded, r.Lost, r.CountedTwice, r.ExecutedTwice, bound, r.Dead, r.Faults, ttc, r.Note)
