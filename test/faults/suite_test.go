@@ -3,6 +3,7 @@
 package faults_test
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,32 +23,36 @@ const docCommand = "WORKQ_REQUIRE_REDIS=1 WORKQ_WRITE_DOCS=1 go test -tags fault
 type scenario struct {
 	name string
 	run  func(t *testing.T) []row
+	// label names the scenario in the table when it fails or is skipped
+	// (it returns no rows then). Default: name.
+	label string
 }
 
 // scenarios are every scenario of the suite, in the table's order: the
 // faults of the first round (1-8), then one per case of "Reliability II"
-// (II.1-II.8) and the randomized schedule.
+// (II.1-II.8, II.R) and the randomized schedule.
 var scenarios = []scenario{
-	{"WorkersKilledEvery300msLoseNothing", scenarioKill9},
-	{"FrozenWorkerLateAcksAreRefused", scenarioSIGSTOP},
-	{"RedisKilledWithAOFAlwaysKeepsEveryReportedItem", scenarioRedisAlways},
-	{"RedisKilledWithAOFEverysecIsMeasured", scenarioRedisEverysec},
-	{"PartitionedWorkerLateAcksAreRefused", scenarioPartition},
-	{"PushThroughDroppedConnectionsAppendsEachItemOnce", scenarioPushCut},
-	{"CoordinatorKilledAndRestartedJobCompletes", scenarioServeKill},
-	{"RedisAtMaxmemoryRefusesPushAndWorkersFinish", scenarioMaxmemory},
-	{"WorkerClocksOffByAnHourChangeNothing", scenarioClocks},
-	{"HundredJobsMillionItemsBoundedWorkerMemory", scenarioManyJobs},
-	{"ReplacedJobRefusesTheOldWorker", scenarioReplaced},
-	{"ClientRetriesThroughDroppedConnectionsChargeNothing", scenarioRetries},
-	{"RedisPausedLongerThanALeaseChargesNothing", scenarioPause},
-	{"EvictionIsRefusedAndLostStateFails", scenarioEviction},
-	{"KilledWorkerIsChargedOnlyForWhatStarted", scenarioStarted},
-	{"HugeOutputAndBackgroundChildren", scenarioOutput},
-	{"NoFalseAlarmsAndVanishedStateExits1", scenarioAlarms},
-	{"ItemsGetNoCredentials", scenarioCredentials},
-	{"RedisBackWithAnOlderStateCountsNothingThatDidNotRun", scenarioRollback},
-	{"RandomFaultSchedule", scenarioChaos},
+	{name: "WorkersKilledEvery300msLoseNothing", run: scenarioKill9},
+	{name: "FrozenWorkerLateAcksAreRefused", run: scenarioSIGSTOP},
+	{name: "RedisKilledWithAOFAlwaysKeepsEveryReportedItem", run: scenarioRedisAlways},
+	{name: "RedisKilledWithAOFEverysecIsMeasured", run: scenarioRedisEverysec},
+	{name: "PartitionedWorkerLateAcksAreRefused", run: scenarioPartition},
+	{name: "PushThroughDroppedConnectionsAppendsEachItemOnce", run: scenarioPushCut},
+	{name: "CoordinatorKilledAndRestartedJobCompletes", run: scenarioServeKill},
+	{name: "RedisAtMaxmemoryRefusesPushAndWorkersFinish", run: scenarioMaxmemory},
+	{name: "WorkerClocksOffByAnHourChangeNothing", run: scenarioClocks},
+	{name: "HundredJobsMillionItemsBoundedWorkerMemory", run: scenarioManyJobs},
+	{name: "ReplacedJobRefusesTheOldWorker", run: scenarioReplaced},
+	{name: "ClientRetriesThroughDroppedConnectionsChargeNothing", run: scenarioRetries},
+	{name: "RedisPausedLongerThanALeaseChargesNothing", run: scenarioPause},
+	{name: "EvictionIsRefusedAndLostStateFails", run: scenarioEviction},
+	{name: "KilledWorkerIsChargedOnlyForWhatStarted", run: scenarioStarted},
+	{name: "HugeOutputAndBackgroundChildren", run: scenarioOutput},
+	{name: "NoFalseAlarmsAndVanishedStateExits1", run: scenarioAlarms},
+	{name: "ItemsGetNoCredentials", run: scenarioCredentials},
+	{name: "RedisBackWithAnOlderStateCountsNothingThatDidNotRun", run: scenarioRollback,
+		label: "II.R. Redis back with an older state (restart from an RDB snapshot)"},
+	{name: "RandomFaultSchedule", run: scenarioChaos},
 }
 
 // TestFaultSuite runs every fault scenario one after another (they share
@@ -73,11 +78,12 @@ func TestFaultSuite(t *testing.T) {
 			continue // not selected by -run
 		}
 		ran++
+		label := cmp.Or(sc.label, sc.name)
 		switch {
 		case !ok:
-			got = append(got, row{Scenario: sc.name + " (FAILED, see log)", Bound: -1})
+			got = append(got, row{Scenario: label + " (FAILED, see log)", Bound: -1})
 		case skipped != "":
-			got = append(got, row{Scenario: sc.name + " (SKIPPED: the reason is in the test's log)", Bound: -1})
+			got = append(got, row{Scenario: label + " (SKIPPED: it finds a bug; the reason is in the test's log)", Bound: -1})
 		}
 		rows = append(rows, got...)
 	}
