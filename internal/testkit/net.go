@@ -1,9 +1,14 @@
 package testkit
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,4 +73,53 @@ func waitHealthy(t testing.TB, addr string, serve *Proc, timeout time.Duration) 
 		b.WriteString("\n" + serve.String())
 		return false, b.String()
 	})
+}
+
+// ListenPorts returns the TCP ports (IPv4 and IPv6) that process pid
+// listens on, from /proc (Linux only): the listening sockets of
+// /proc/net/tcp{,6} whose inode is one of the process's file descriptors.
+// It finds the port of a server a process started for itself, such as the
+// embedded Redis of `coordinator run`.
+func ListenPorts(pid int) ([]int, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, fmt.Errorf("listen ports of %d: %w", pid, err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	var ports []int
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no IPv6
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listen ports of %d: %w", pid, err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st ... uid timeout inode
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] {
+				continue
+			}
+			_, hexPort, ok := strings.Cut(f[1], ":")
+			if !ok {
+				continue
+			}
+			p, err := strconv.ParseUint(hexPort, 16, 16)
+			if err != nil {
+				return nil, fmt.Errorf("listen ports of %d: bad line %q", pid, line)
+			}
+			ports = append(ports, int(p))
+		}
+	}
+	return ports, nil
 }

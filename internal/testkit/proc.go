@@ -175,6 +175,16 @@ func (p *Proc) Signal(t testing.TB, sig syscall.Signal) {
 	}
 }
 
+// TrySignal sends sig to the process and returns the error instead of
+// failing the test: for a process that may have ended by itself meanwhile.
+// It never signals another process that reused the pid.
+func (p *Proc) TrySignal(sig syscall.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("send %s to %s: %w", sig, p.name, err)
+	}
+	return nil
+}
+
 // Kill kills the process with SIGKILL, if it still runs, and returns once
 // it has ended.
 func (p *Proc) Kill() {

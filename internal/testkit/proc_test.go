@@ -166,6 +166,15 @@ func TestProc(t *testing.T) {
 		require.Contains(t, msg, "send terminated to sh -c true: os: process already finished")
 	})
 
+	t.Run("TrySignalSaysWhenTheProcessEnded", func(t *testing.T) {
+		t.Parallel()
+		p := Start(t, sh("exec sleep 1000"))
+		require.NoError(t, p.TrySignal(syscall.SIGSTOP))
+		require.NoError(t, p.TrySignal(syscall.SIGCONT))
+		p.Kill()
+		require.ErrorContains(t, p.TrySignal(syscall.SIGCONT), "os: process already finished")
+	})
+
 	t.Run("UnstartableCommandFails", func(t *testing.T) {
 		t.Parallel()
 		msg := failureOf(t, func(tb testing.TB) { Start(tb, Command{Bin: "/no/such/binary"}) })

@@ -182,6 +182,27 @@ func TestRepeat(t *testing.T) {
 	require.Equal(t, after, calls.Load(), "no call after stop returned")
 }
 
+func TestListenPorts(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err, "a connection: its socket is not a listening one")
+	defer c.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	ports, err := ListenPorts(os.Getpid())
+	require.NoError(t, err)
+	require.Contains(t, ports, port)
+	require.NotContains(t, ports, c.LocalAddr().(*net.TCPAddr).Port)
+	p := Start(t, sh("exec sleep 1000"))
+	ports, err = ListenPorts(p.Pid())
+	require.NoError(t, err)
+	require.Empty(t, ports, "a process that listens on nothing")
+	_, err = ListenPorts(-1)
+	require.Error(t, err)
+}
+
 func TestHTTP(t *testing.T) {
 	t.Parallel()
 	var healthy atomic.Bool

@@ -13,47 +13,84 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// storeDir is the package whose scripts and Go code this test reads.
+var storeDir = filepath.Join("..", "..", "internal", "store")
+
 // TestLeaseTimeIsTheServers proves by inspection what scenario 7 of the
 // fault suite shows by running: every time a script compares comes from
 // the Redis server (TIME), never from a worker. It fails when a script
-// stops reading TIME, when a script is documented to take a time argument,
-// or when Go code that runs a script reads the local clock.
+// reads the time other than through now_ms(), when a script is documented
+// to take a time argument or does arithmetic of an argument with the time,
+// or when Go code of the store that runs a script reads the local clock.
 func TestLeaseTimeIsTheServers(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join("..", "..", "pkg", "queue")
-	src, err := os.ReadFile(filepath.Join(dir, "scripts.go"))
+	files, err := filepath.Glob(filepath.Join(storeDir, "lua", "*.lua"))
 	require.NoError(t, err)
-	lua := string(src)
+	require.GreaterOrEqual(t, len(files), 10, "the scripts were found")
+	lua := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		lua[filepath.Base(f)] = string(b)
+	}
+	lib, ok := lua["lib.lua"]
+	require.True(t, ok, "lib.lua holds the shared helpers")
 
 	t.Run("ScriptsReadTheServerClock", func(t *testing.T) {
-		require.Equal(t, 1, strings.Count(lua, "redis.call('TIME')"), "one now_ms() reads TIME")
-		for _, s := range []string{"leaseScript", "settleScript", "heartbeatScript", "reapScript", "transitionScript", "pushScript"} {
-			body := scriptBody(t, lua, s)
-			require.Contains(t, body, "now_ms()", "%s takes its time from TIME", s)
+		t.Parallel()
+		require.Equal(t, 1, strings.Count(lib, "redis.call('TIME')"), "one now_ms() in lib.lua reads TIME")
+		require.Regexp(t, `(?s)local function now_ms\(\)\s*local t = redis.call\('TIME'\)`, lib)
+		// Anything named now, or a time field, takes its value from now_ms().
+		assign := regexp.MustCompile(`(?m)\b(now|t0|at|ts)\s*=\s*([^=\n][^\n]*)$`)
+		users := 0
+		for name, src := range lua {
+			if name != "lib.lua" {
+				require.NotContains(t, src, "'TIME'", "%s reads TIME itself instead of now_ms()", name)
+				require.NotContains(t, src, `"TIME"`, "%s reads TIME itself", name)
+			}
+			for _, m := range assign.FindAllStringSubmatch(src, -1) {
+				if m[1] == "now" {
+					require.Equal(t, "now_ms()", strings.TrimSpace(m[2]), "%s: now comes from the server's clock: %s", name, m[0])
+				}
+			}
+			if strings.Contains(src, "now_ms()") {
+				users++
+			}
 		}
+		for _, s := range []string{"lease.lua", "settle.lua", "heartbeat.lua", "reap.lua", "transition.lua", "register.lua", "push.lua", "snapshot.lua"} {
+			require.Contains(t, lua[s], "now_ms()", "%s takes its time from TIME", s)
+		}
+		require.GreaterOrEqual(t, users, 8)
 	})
 
 	t.Run("NoScriptTakesAClientTime", func(t *testing.T) {
-		argv := regexp.MustCompile(`(?m)^//.*ARGV(\[\d+\]|:).*$`)
-		lines := argv.FindAllString(lua, -1)
-		require.GreaterOrEqual(t, len(lines), 8, "the ARGV documentation lines were found")
-		for _, line := range lines {
-			l := strings.ToLower(line)
-			for _, bad := range []string{"time", "now", "clock", "deadline", "expir"} {
-				require.NotContains(t, l, bad, "a script argument that is a time: %s", line)
+		t.Parallel()
+		bad := regexp.MustCompile(`(?i)\b(time|times|now|clock|deadline|deadlines|expiry|expires|expiring|timestamp|when|ms)\b`)
+		documented := 0
+		for name, src := range lua {
+			if name == "lib.lua" {
+				continue
 			}
+			doc := argvDoc(src)
+			require.NotEmpty(t, doc, "%s documents its ARGV in its header", name)
+			documented++
+			require.NotRegexp(t, bad, doc, "%s takes an argument that is a time: %s", name, doc)
 		}
-		// ARGV values are never compared with times inside the scripts.
-		require.NotRegexp(t, `now\s*[<>]=?\s*(tonumber\()?ARGV`, lua)
-		require.NotRegexp(t, `ARGV\[\d+\]\)?\s*[<>]=?\s*now`, lua)
+		require.GreaterOrEqual(t, documented, 10)
+		all := strings.Join(mapValues(lua), "\n")
+		// Arguments are never compared with, added to or taken from times.
+		require.NotRegexp(t, `\bnow\s*[-+<>]=?\s*(tonumber\()?ARGV`, all)
+		require.NotRegexp(t, `ARGV\[\d+\]\)?\s*[-+<>]=?\s*now\b`, all)
+		require.NotRegexp(t, `'TIME'[^\n]*ARGV`, all)
 	})
 
 	t.Run("GoCodeThatRunsScriptsDoesNotReadTheLocalClock", func(t *testing.T) {
+		t.Parallel()
 		fset := token.NewFileSet()
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		gofiles, err := filepath.Glob(filepath.Join(storeDir, "*.go"))
 		require.NoError(t, err)
 		checked := 0
-		for _, f := range files {
+		for _, f := range gofiles {
 			if strings.HasSuffix(f, "_test.go") {
 				continue
 			}
@@ -75,22 +112,40 @@ func TestLeaseTimeIsTheServers(t *testing.T) {
 				})
 			}
 		}
-		require.GreaterOrEqual(t, checked, 10, "the functions that run scripts were found")
+		require.GreaterOrEqual(t, checked, 12, "the functions that run scripts were found")
 	})
 }
 
-// scriptBody returns the Lua of one script variable in scripts.go.
-func scriptBody(t *testing.T, src, name string) string {
-	t.Helper()
-	i := strings.Index(src, "var "+name+" = redis.NewScript(")
-	require.GreaterOrEqual(t, i, 0, "script %s", name)
-	j := strings.Index(src[i:], "\n`)")
-	require.Greater(t, j, 0)
-	return src[i : i+j]
+// argvDoc returns a script's ARGV documentation: the header lines from
+// "-- ARGV:" up to the next header field ("-- Reply:", "-- KEYS:") or the
+// first line of code.
+func argvDoc(src string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(src, "\n") {
+		switch {
+		case strings.HasPrefix(line, "-- ARGV:"):
+			in = true
+		case !in:
+			continue
+		case !strings.HasPrefix(line, "--"), strings.HasPrefix(line, "-- Reply:"), strings.HasPrefix(line, "-- KEYS:"):
+			return b.String()
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
 }
 
-// runsScript reports whether a function body runs a workq script: c.run(...)
-// or xxxScript.Run/EvalSha(...).
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// runsScript reports whether a function body runs a store script:
+// s.run(...), or Run/EvalSha on a script (sc, sc.push, xxxScript).
 func runsScript(body *ast.BlockStmt) bool {
 	found := false
 	ast.Inspect(body, func(n ast.Node) bool {
@@ -106,8 +161,13 @@ func runsScript(body *ast.BlockStmt) bool {
 		case "run":
 			found = true
 		case "Run", "EvalSha":
-			if id, ok := sel.X.(*ast.Ident); ok && strings.HasSuffix(id.Name, "Script") {
-				found = true
+			switch x := sel.X.(type) {
+			case *ast.Ident:
+				found = found || x.Name == "sc" || strings.HasSuffix(x.Name, "Script")
+			case *ast.SelectorExpr:
+				if inner, ok := x.X.(*ast.SelectorExpr); ok && inner.Sel.Name == "sc" {
+					found = true // p.s.sc.push.Run
+				}
 			}
 		}
 		return true

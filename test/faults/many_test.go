@@ -107,7 +107,7 @@ func scenarioManyJobs(t *testing.T) []row {
 	}
 	stopSampling()
 
-	counts := testkit.Executions(t, e.out, "out.", nil)
+	counts := readRuns(t, e.out).ended()
 	var takeovers, failed int64
 	total := row{Scenario: fmt.Sprintf("8. %d Jobs at once, %d items in total, one worker each", jobs, jobs*per), Bound: 0}
 	for _, name := range names {

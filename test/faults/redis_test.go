@@ -13,22 +13,27 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/store"
 	"github.com/workq/workq/internal/testkit"
-	"github.com/workq/workq/pkg/queue"
 )
 
 // pushedBefore parses "(N items were pushed before it" from push's error.
-var pushedBefore = regexp.MustCompile(`\((\d+) items were pushed before it`)
+// It reads the count whatever the words between; pushWording checks them.
+var pushedBefore = regexp.MustCompile(`\((\d+) item\S* \S+ pushed before it`)
+
+// pushWording is how push's error says how many items went in before it.
+var pushWording = regexp.MustCompile(`\((\d+) items were pushed before it and stay in the Job\)`)
+
+// hintOOM is what the CLI says to do about a Redis out of memory.
+const hintOOM = "raise Redis's maxmemory or drain the queue, then try again"
 
 // inFlightPush is the most items one push round trip carries (8 chunks of
 // 1000): what Redis may hold beyond what the push could report.
-const inFlightPush = queue.DefaultPipelineChunks * queue.DefaultChunkItems
+const inFlightPush = store.DefaultPipelineChunks * store.DefaultChunkItems
 
 func (e *env) llen(job string) int64 {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := e.c.Redis().LLen(ctx, queue.PendingKey(job)).Result()
+	n, err := call(func(ctx context.Context) (int64, error) { return e.rdb.LLen(ctx, store.PendingKey(job)).Result() })
 	require.NoError(e.t, err)
 	return n
 }
@@ -37,10 +42,11 @@ func (e *env) llen(job string) int64 {
 // item whole, in order, nothing else.
 func (e *env) requireWhole(job string, items []string, n int64) {
 	e.t.Helper()
-	ctx := context.Background()
-	key := queue.PendingKey(job)
+	key := store.PendingKey(job)
 	for from := int64(0); from < n; from += 10_000 {
-		got, err := e.c.Redis().LRange(ctx, key, from, min(from+10_000, n)-1).Result()
+		got, err := call(func(ctx context.Context) ([]string, error) {
+			return e.rdb.LRange(ctx, key, from, min(from+10_000, n)-1).Result()
+		})
 		require.NoError(e.t, err)
 		for i, g := range got {
 			if g != items[from+int64(i)] {
@@ -179,23 +185,29 @@ func scenarioMaxmemory(t *testing.T) []row {
 	msg := strings.TrimSpace(res.Stderr)
 	require.NotContains(t, msg, "\n", "one line: %s", msg)
 	require.Contains(t, msg, "out of memory")
-	require.Contains(t, msg, "raise maxmemory or drain the queue")
+	require.Contains(t, msg, hintOOM)
 	m := pushedBefore.FindStringSubmatch(msg)
 	require.NotNil(t, m, "says how many items were pushed before: %s", msg)
 	reported, _ := strconv.ParseInt(m[1], 10, 64)
 	require.Positive(t, reported)
 	require.Equal(t, reported, e.llen(job), "exactly the reported items are in the Job")
 	e.requireWhole(job, items, reported)
+	s := e.status(job)
+	require.Equal(t, reported, s.Items.Total, "the Job counts exactly the items Redis holds: %+v", s.Items)
+	require.Empty(t, s.StateLost, "its books add up")
+	t.Run("PushErrorSaysHowManyItemsWerePushed", func(t *testing.T) {
+		require.Regexp(t, pushWording, msg)
+	})
 
 	// Hold Redis firmly over its limit, so that no write that may grow
 	// memory is allowed, whatever it frees meanwhile.
 	ctx := context.Background()
-	info, err := e.c.Redis().Info(ctx, "memory").Result()
+	info, err := e.rdb.Info(ctx, "memory").Result()
 	require.NoError(t, err)
 	used := regexp.MustCompile(`used_memory:(\d+)`).FindStringSubmatch(info)
 	require.NotNil(t, used)
 	u, _ := strconv.ParseInt(used[1], 10, 64)
-	require.NoError(t, e.c.Redis().ConfigSet(ctx, "maxmemory", strconv.FormatInt(u-2<<20, 10)).Err())
+	require.NoError(t, e.rdb.ConfigSet(ctx, "maxmemory", strconv.FormatInt(u-2<<20, 10)).Err())
 	again := e.runCoord(time.Minute, "push", job, "one-more")
 	require.Equal(t, 1, again.Code, "still refused: %s", again)
 	require.Contains(t, again.Stderr, "out of memory")
@@ -213,6 +225,6 @@ func scenarioMaxmemory(t *testing.T) []row {
 	r.Scenario = "6. Redis at `maxmemory 20mb`, `noeviction`: push refused, workers drain what is there"
 	r.Faults = 1
 	r.TimeToComplete = done.Sub(start)
-	r.Note = fmt.Sprintf("push exit 1, one line ending %q; exactly those %d items in Redis, all whole; seal, workers and controller ran with Redis held over its limit", msg[strings.Index(msg, "raise maxmemory"):], reported)
+	r.Note = fmt.Sprintf("push exit 1, one line: %q; exactly those %d items in Redis, all whole, and `status` counts exactly them; seal, workers and controller ran with Redis held over its limit", msg, reported)
 	return []row{r}
 }
