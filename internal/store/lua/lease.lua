@@ -4,7 +4,7 @@
 -- the worker's wish, capped by its maximum and by a fair share of what is
 -- left (left / live workers), so the tail of a Job spreads over every
 -- worker.
--- KEYS: spec state pending returned leases batches bstart backup retry dead workers reqs lost pushlog events
+-- KEYS: spec state pending returned leases batches bstart backup retry dead workers reqs lost events
 -- ARGV: 1 uid, 2 session, 3 seq (per session, increasing: the token is
 --   "session.seq"; a repeated call returns the lease the first one made, an
 --   older one is refused), 4 worker id, 5 n wanted, 6 max (0: the spec's
@@ -14,7 +14,7 @@
 --   (-1: none known), avgUs, live}; {'DONE'}; {'FAILED'}; errors NOJOB,
 --   REPLACED, LOST, STALE.
 local spec, st, e = load(ARGV[1], {'batchSize', 'leaseMs', 'maxAttempts', 'completions', 'speculative'},
-  {'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded', 'seen'})
+  {'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded', 'seen', 'fseq'})
 if e then return err(e) end
 allow_oom()
 local sess, seq = ARGV[2], tonumber(ARGV[3])
@@ -40,16 +40,23 @@ reclaim(now, 1000, maxAtt)
 local popped = num(st.popped, 0)
 local n = math.max(1, math.min(tonumber(ARGV[5]), tonumber(ARGV[6]) > 0 and tonumber(ARGV[6]) or tonumber(spec.batchSize)))
 local live, left = -1, -1
-if n > 1 or st.suspended == '1' then
-  -- The fair share: a lease never takes more than left / live workers,
-  -- so the tail of a Job spreads over every worker.
+if st.suspended == '1' then
   live = redis.call('ZCOUNT', WORKERS, now, '+inf')
-  if st.suspended == '1' then
-    redis.call('HSET', STATE, 'seen', now)
-    return {'WAIT', 'suspended', next_wake(now), avg, live}
+  redis.call('HSET', STATE, 'seen', now)
+  return {'WAIT', 'suspended', next_wake(now), avg, live}
+end
+if n > 1 then
+  -- The fair share: a lease never takes more than left / live workers,
+  -- so the tail of a Job spreads over every worker. While the pending
+  -- items alone give every registered worker (live or not) n, it cannot
+  -- bind, and two O(1) reads tell so.
+  local lower = redis.call('LLEN', PENDING)
+  if comp then lower = lower + math.max(comp - popped, 0) end
+  if lower < n * redis.call('ZCARD', WORKERS) then
+    live = redis.call('ZCOUNT', WORKERS, now, '+inf')
+    left = remaining(now, popped, comp)
+    n = math.max(1, math.min(n, math.ceil(left / math.max(live, 1))))
   end
-  left = remaining(now, popped, comp)
-  n = math.max(1, math.min(n, math.ceil(left / math.max(live, 1))))
 end
 
 local ids, atts, pays = {}, {}, {}
@@ -129,7 +136,7 @@ if got == 0 then
   end
   return {'WAIT', reason, wake, avg, live}
 end
-local fence = next_fence(now)
+local fence = fence_after(st.fseq, now)
 local rec
 if #ids == 0 and not comp then
   -- The common case: a run of fresh items; nothing is done per item in
@@ -148,14 +155,11 @@ else
   end
   rec = encode(fence, ids, atts, pays, comp ~= nil)
 end
-if popped ~= p0 then
-  redis.call('HSET', STATE, 'popped', popped, 'seen', now)
-  redis.call('ZREMRANGEBYSCORE', PUSHLOG, '-inf', popped)
-else
-  redis.call('HSET', STATE, 'seen', now)
-end
+local w = {'fseq', fence, 'seen', now}
+if popped ~= p0 then w[#w + 1] = 'popped'; w[#w + 1] = popped end
+if not st.start then w[#w + 1] = 'start'; w[#w + 1] = now end
+redis.call('HSET', STATE, unpack(w))
 redis.call('HSET', BATCHES, token, rec)
 redis.call('ZADD', LEASES, now + leaseMs, token)
 redis.call('HINCRBY', STATE, 'leased', got)
-if not st.start then redis.call('HSET', STATE, 'start', now) end
 return {'LEASE', token, now + leaseMs, rec, avg, live, math.max(left - got, -1)}

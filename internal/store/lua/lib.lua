@@ -385,15 +385,22 @@ local function unlink_backup(a, b)
   redis.call('HDEL', BACKUP, a, b)
 end
 
--- next_fence returns the fence of a new lease: larger than every fence
--- given before, and at least the server clock in µs, so that fences go on
--- growing after Redis comes back with an older state (a restart from a
--- snapshot, a failover to a lagging replica): the clock moved on while the
--- counter went back.
+-- fence_after returns the fence of a new lease, given the last one (cur,
+-- the state's fseq): larger than every fence given before, and at least
+-- the server clock in µs, so that fences go on growing after Redis comes
+-- back with an older state (a restart from a snapshot, a failover to a
+-- lagging replica): the clock moved on while the counter went back. The
+-- caller stores it as fseq.
+local function fence_after(cur, now)
+  return int(math.max(num(cur, 0) + 1, now * 1000))
+end
+
+-- next_fence is fence_after for a script that has not read fseq; it
+-- stores the new fence.
 local function next_fence(now)
-  local f = math.max(num(redis.call('HGET', STATE, 'fseq'), 0) + 1, now * 1000)
-  redis.call('HSET', STATE, 'fseq', int(f))
-  return int(f)
+  local f = fence_after(redis.call('HGET', STATE, 'fseq'), now)
+  redis.call('HSET', STATE, 'fseq', f)
+  return f
 end
 
 -- speculate makes token a backup copy of the one item of another worker's

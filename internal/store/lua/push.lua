@@ -30,6 +30,10 @@ end
 if n > 0 then
   redis.call('HINCRBY', STATE, 'pushed', n)
   local pos = num(st[3], 0) + redis.call('LLEN', PENDING)
+  -- Entries of items already leased are of no more use (snapshot reads
+  -- the first beyond popped); they go here, once per push, rather than
+  -- on every lease.
+  redis.call('ZREMRANGEBYSCORE', PUSHLOG, '-inf', num(st[3], 0))
   redis.call('ZADD', PUSHLOG, pos, pos .. ':' .. now_ms())
   redis.call('HSET', CHUNKS, ARGV[3], n)
   redis.call('PEXPIRE', CHUNKS, 300000)

@@ -21,7 +21,7 @@
 --   item is dead at once (FailIndex); 'j' dead at once and the Job fails.
 -- Reply: "acked,failed,released,refused,dead,failjob|token,token..." (the
 --   tokens whose lease was gone); errors NOJOB, REPLACED, LOST, STALE.
-local spec, st, e = load(ARGV[1], {'maxAttempts', 'completions', 'speculative'}, {'avgus', 'sealed'})
+local spec, st, e = load(ARGV[1], {'maxAttempts', 'completions', 'speculative'}, {'avgus', 'sealed', 'succeeded', 'failed', 'leased'})
 if e then return err(e) end
 allow_oom()
 local slot = 's' .. ARGV[2]
@@ -172,8 +172,11 @@ while i <= #ARGV do
     end
   end
 end
+-- The counters change in one write: nothing else in this script moves
+-- them, so what load read plus this call's counts is their new value.
+local w = {}
 if acked > 0 then
-  redis.call('HINCRBY', STATE, 'succeeded', acked)
+  w[#w + 1] = 'succeeded'; w[#w + 1] = num(st.succeeded, 0) + acked
   local sec = math.floor(now / 1000)
   -- A new second's first count makes a field: only then may old ones go.
   if redis.call('HINCRBY', RATE, sec, acked) == acked and redis.call('HLEN', RATE) > 90 then
@@ -182,16 +185,17 @@ if acked > 0 then
     end
   end
 end
-if failed > 0 then redis.call('HINCRBY', STATE, 'failed', failed) end
+if failed > 0 then w[#w + 1] = 'failed'; w[#w + 1] = num(st.failed, 0) + failed end
 local handled = acked + failed + released
-if handled > 0 then redis.call('HINCRBY', STATE, 'leased', -handled) end
+if handled > 0 then w[#w + 1] = 'leased'; w[#w + 1] = num(st.leased, 0) - handled end
 local timed = tonumber(ARGV[4])
 if timed > 0 then
   local sample = tonumber(ARGV[5]) / timed
   local old = tonumber(st.avgus)
   if old then sample = old * 0.7 + sample * 0.3 end
-  redis.call('HSET', STATE, 'avgus', int(math.floor(sample)))
+  w[#w + 1] = 'avgus'; w[#w + 1] = int(math.floor(sample))
 end
+if #w > 0 then redis.call('HSET', STATE, unpack(w)) end
 if released > 0 then redis.call('PUBLISH', EVENTS, 'released') end
 if dead > 0 or failjob > 0 then redis.call('PUBLISH', EVENTS, 'dead') end
 if acked > 0 and st.sealed == '1' and redis.call('ZCARD', LEASES) == 0 then
