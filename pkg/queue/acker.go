@@ -178,7 +178,7 @@ func (a *acker) apply(ps []pending, res store.SettleResult) {
 	if newlyLost > 0 {
 		// The settle learnt it before a heartbeat did: the same news.
 		w.m.lost(w.cfg.Job, newlyLost)
-		w.log.Warn("leases were taken over (they expired, or a speculative copy finished first); their items were stopped and their results refused", "leases", newlyLost)
+		w.log.Warn(leasesLostMsg, "leases", newlyLost)
 	}
 	w.m.item(w.cfg.Job, outcomeRefused, res.Refused)
 	w.m.stale(w.cfg.Job, res.Refused)

@@ -25,6 +25,10 @@ type heartbeater struct {
 	killItems   context.CancelFunc
 }
 
+// leasesLostMsg is what a worker logs when it learns that leases of its
+// were taken over, from a heartbeat or a settle.
+const leasesLostMsg = "leases expired and were taken over (or a speculative copy finished first); their items were stopped and their results will be refused"
+
 // Run beats until ctx ends; it returns nil.
 func (h *heartbeater) Run(ctx context.Context) error {
 	w := h.w
@@ -128,7 +132,7 @@ func (h *heartbeater) beat(ctx context.Context) bool {
 	}
 	if n := w.markLost(hb.Lost); n > 0 {
 		w.m.lost(w.cfg.Job, n)
-		w.log.Warn("leases were taken over (they expired, or a speculative copy finished first); their items were stopped and their results will be refused", "leases", n)
+		w.log.Warn(leasesLostMsg, "leases", n)
 	}
 	switch hb.Phase {
 	case jobstate.PhaseFailing, jobstate.PhaseFailed:

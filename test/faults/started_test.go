@@ -89,7 +89,8 @@ func scenarioStarted(t *testing.T) []row {
 		for tok, v := range bstart {
 			rec := batches[tok]
 			_, payloads, _ := strings.Cut(rec, "\n")
-			if v != "1" || !strings.HasPrefix(payloads, blocked) {
+			// bstart holds "started:since-ms".
+			if n, _, _ := strings.Cut(v, ":"); n != "1" || !strings.HasPrefix(payloads, blocked) {
 				return false, detail
 			}
 		}

@@ -2,7 +2,7 @@
 -- first lease, and opens a session for its fencing tokens.
 -- KEYS: spec state leases workers winfo reqs events
 -- ARGV: 1 uid ('' the current incarnation), 2 worker id, 3 JSON WorkerInfo,
---   4 session: random, chosen by the worker, so that it stays unique when
+--   4 session: random, chosen by the worker, so that it stays unique if
 --   Redis comes back with an older state (a counter here would hand the
 --   same session, and so the same lease tokens, to the next worker)
 -- Reply: {'OK', uid, session, spec JSON}; {'DONE'} (drained or complete:
