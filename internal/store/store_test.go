@@ -565,8 +565,12 @@ func TestSpeculativeCopiesOfStragglers(t *testing.T) {
 		require.Greater(t, copyL.Fence, slow.Fence)
 		st := e.status(t)
 		require.EqualValues(t, 1, st.Items.Leased, "a copy is not counted")
+		// The copy reports that it started, as every lease does: it goes on.
+		res, err := a.settle(t, store.Settlement{Token: copyL.Token, Started: 1})
+		require.NoError(t, err)
+		require.Empty(t, res.Gone, "a copy's start report does not end it")
 		// The copy finishes first: it counts, the original is taken away.
-		res, err := a.settle(t, ackAll(copyL))
+		res, err = a.settle(t, ackAll(copyL))
 		require.NoError(t, err)
 		require.Equal(t, 1, res.Acked)
 		hb, err := e.s.Heartbeat(ctx, e.job, b.reg.UID, b.wid, []string{slow.Token})

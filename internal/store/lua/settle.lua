@@ -58,6 +58,9 @@ while i <= #ARGV do
   if not rec then
     refused = refused + nA + nF + nR
     gone[#gone + 1] = token
+  elseif kind == 'b' and mode == 's' and nA + nF + nR == 0 then
+    -- A backup copy reports that it started: nothing to record (a copy
+    -- is not charged an attempt if its worker dies), and it goes on.
   elseif kind == 'b' then
     -- A backup copy: acked first, it counts for its primary's item and
     -- the primary is taken away; failed or handed back, it just ends.
