@@ -92,11 +92,15 @@ func TestSentinelFailover(t *testing.T) {
 				for k, m := range modes {
 					t.Run(m.name, func(t *testing.T) {
 						var g sentinelGroup
+						var servers []*redistest.Server
 						if l.lag > 0 {
-							g = redistest.StartLaggedSentinel(t, l.lag)
+							lg := redistest.StartLaggedSentinel(t, l.lag)
+							g, servers = lg, append(lg.Data, lg.Sentinels...)
 						} else {
-							g = redistest.StartSentinel(t)
+							st := redistest.StartSentinel(t)
+							g, servers = st, append(st.Data, st.Sentinels...)
 						}
+						logsOnFailure(t, servers...)
 						r := failover(t, g, m.flags)
 						r.Replication, r.Acks = l.what, m.acks
 						rows[i*len(modes)+k] = r
@@ -171,7 +175,9 @@ func failover(t *testing.T, g sentinelGroup, workerFlags []string) failoverRow {
 	done := slices.IndexFunc(s.Conditions, func(c jobstate.Condition) bool { return c.Type == jobstate.ConditionComplete })
 	require.GreaterOrEqual(t, done, 0, "%+v", s.Conditions)
 	toComplete := s.Conditions[done].LastTransitionTime.Sub(killedAt)
-	primary, err := g.WaitReplica(ctx, old.Addr)
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer rcancel()
+	primary, err := g.WaitReplica(rctx, old.Addr)
 	require.NoError(t, err)
 	require.Equal(t, promoted, primary, "the old primary replicates from the promoted one")
 
@@ -189,6 +195,22 @@ func failover(t *testing.T, g sentinelGroup, workerFlags []string) failoverRow {
 	}
 	t.Logf("%+v", r)
 	return r
+}
+
+// logsOnFailure logs the end of each server's log when the test fails.
+func logsOnFailure(t *testing.T, servers ...*redistest.Server) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, s := range servers {
+			b, err := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("log of %s (%v):\n%s", s.Addr, err, b)
+		}
+	})
 }
 
 // refusedLine is a worker's warning about acks refused as stale.
