@@ -29,8 +29,8 @@ func TestComposeRedisProfiles(t *testing.T) {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, svc := range []string{"redis-cluster-init", "redis-node-1", "redis-1", "redis-2", "sentinel-1"} {
-				out, err := s.run(time.Minute, nil, "--profile", "cluster", "--profile", "sentinel", "logs", "--no-color", "--tail", "40", svc)
+			for _, svc := range []string{"redis-cluster-init", "redis-node-1", "redis-1", "redis-2", "sentinel-1", "sentinel-2", "sentinel-3"} {
+				out, err := s.run(time.Minute, nil, "--profile", "cluster", "--profile", "sentinel", "logs", "--no-color", "--tail", "300", svc)
 				t.Logf("logs of %s (err %v):\n%s", svc, err, out)
 			}
 		}
