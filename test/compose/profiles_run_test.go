@@ -92,6 +92,10 @@ func TestComposeRedisProfiles(t *testing.T) {
 		require.Less(t, mid.Items.Succeeded, n, "the primary dies mid-Job: %s", mid)
 		s.must(t, time.Minute, nil, "--profile", "sentinel", "kill", "redis-1")
 		t.Logf("killed redis-1 at %s", mid)
+		waitFor(t, 2*time.Minute, "the Sentinels promote redis-2", func() (bool, string) {
+			out, err := s.exec("sentinel-1", "redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "workq")
+			return err == nil && strings.Contains(out, "redis-2"), fmt.Sprint(out, err)
+		})
 
 		st = s.waitComplete(t, job, 5*time.Minute)
 		require.Equal(t, n, st.Items.Total, st.String())
@@ -100,9 +104,6 @@ func TestComposeRedisProfiles(t *testing.T) {
 		for _, w := range s.waitExited(t, "worker", 3, 2*time.Minute) {
 			require.Equal(t, 0, w.ExitCode, "worker %s", w.Name)
 		}
-		out, err := s.exec("sentinel-1", "redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "workq")
-		require.NoError(t, err)
-		require.Contains(t, out, "redis-2", "the Sentinels promoted the replica")
 
 		// The old primary comes back as a replica of the new one, for good:
 		// Sentinel rewrote its config file on its volume.
