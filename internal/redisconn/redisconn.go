@@ -101,9 +101,9 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, Info, error) {
 			// A Sentinel that answers nil to GET-MASTER-ADDR-BY-NAME does not
 			// monitor that name; go-redis calls that "unreachable".
 			return nil, info, fmt.Errorf("%w %s: no Sentinel that answered knows a master named %q (%v); use the name of their `sentinel monitor NAME ...` line",
-				ErrBadURL, info.URL, t.failover.MasterName, err)
+				ErrBadURL, info.URL, t.failover.MasterName, oneLine{err})
 		}
-		return nil, info, fmt.Errorf("connect to Redis %s %s: %w", info.Kind, info.URL, err)
+		return nil, info, fmt.Errorf("connect to Redis %s %s: %w", info.Kind, info.URL, oneLine{err})
 	}
 	return rdb, info, nil
 }
@@ -184,3 +184,10 @@ func Validate(o Options) error {
 	_, err := parse(o)
 	return err
 }
+
+// oneLine is an error whose text is on one line: go-redis joins the answers
+// of several Sentinels with newlines, and a CLI error is one line.
+type oneLine struct{ err error }
+
+func (e oneLine) Error() string { return strings.ReplaceAll(strings.TrimSpace(e.err.Error()), "\n", "; ") }
+func (e oneLine) Unwrap() error { return e.err }

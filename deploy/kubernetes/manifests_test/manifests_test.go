@@ -1,5 +1,6 @@
 // Package manifests_test checks the Kubernetes manifests in deploy/kubernetes
-// and the kustomizations keda/ and ../kubernetes-local: every document
+// and the kustomizations keda/, ../kubernetes-local, ../kubernetes-cluster and
+// ../kubernetes-sentinel (overlays_test.go): every document
 // decodes strictly into the real Kubernetes API types, or for KEDA's
 // ScaledJob and ScaledObject into local mirrors of KEDA's types (an unknown
 // or misspelt field is an error); each kustomization.yaml lists every
@@ -53,6 +54,7 @@ const (
 
 // objects is every decoded manifest of one rendering, by kind.
 type objects struct {
+	configMaps    []*corev1.ConfigMap
 	secrets       []*corev1.Secret
 	services      []*corev1.Service
 	statefulSets  []*appsv1.StatefulSet
@@ -65,6 +67,7 @@ type objects struct {
 // merge adds every object of o to objs: the renderings of dir and kedaDir
 // are applied together.
 func (objs *objects) merge(o *objects) {
+	objs.configMaps = append(objs.configMaps, o.configMaps...)
 	objs.secrets = append(objs.secrets, o.secrets...)
 	objs.services = append(objs.services, o.services...)
 	objs.statefulSets = append(objs.statefulSets, o.statefulSets...)
@@ -213,6 +216,9 @@ func (objs *objects) decodeManifests(data []byte) error {
 		}
 		var obj any
 		switch tm.APIVersion + " " + tm.Kind {
+		case "v1 ConfigMap":
+			c := &corev1.ConfigMap{}
+			objs.configMaps, obj = append(objs.configMaps, c), c
 		case "v1 Secret":
 			s := &corev1.Secret{}
 			objs.secrets, obj = append(objs.secrets, s), s
@@ -436,6 +442,9 @@ func (objs *objects) names() []string {
 		for _, m := range metas {
 			out = append(out, kind+"/"+m.Name)
 		}
+	}
+	for _, o := range objs.configMaps {
+		add("ConfigMap", o.ObjectMeta)
 	}
 	for _, o := range objs.secrets {
 		add("Secret", o.ObjectMeta)
@@ -749,9 +758,20 @@ func all(t *testing.T) *objects {
 	return objs
 }
 
+// everyRendering is every set of objects that is applied: deploy/kubernetes
+// with keda/, and each Redis overlay.
+func everyRendering(t *testing.T) *objects {
+	t.Helper()
+	objs := all(t)
+	for _, d := range redisOverlays {
+		objs.merge(build(t, d))
+	}
+	return objs
+}
+
 func TestPodsRunAsNonRoot(t *testing.T) {
 	t.Parallel()
-	specs := all(t).podSpecs()
+	specs := everyRendering(t).podSpecs()
 	require.NotEmpty(t, specs)
 	for _, p := range specs {
 		spec := p.spec
@@ -770,7 +790,7 @@ func TestPodsRunAsNonRoot(t *testing.T) {
 
 func TestEveryContainerRequestsResources(t *testing.T) {
 	t.Parallel()
-	for _, p := range all(t).podSpecs() {
+	for _, p := range everyRendering(t).podSpecs() {
 		for _, c := range append(slices.Clone(p.spec.InitContainers), p.spec.Containers...) {
 			req := c.Resources.Requests
 			require.False(t, req.Cpu().IsZero(), "%s: container %s requests CPU, so the scheduler counts it", p.owner, c.Name)
@@ -784,7 +804,7 @@ func TestEveryContainerRequestsResources(t *testing.T) {
 
 func TestJobsAreDeletedAfterTheyFinish(t *testing.T) {
 	t.Parallel()
-	objs := all(t)
+	objs := everyRendering(t)
 	specs := map[string]batchv1.JobSpec{}
 	for _, j := range objs.jobs {
 		specs["Job "+j.Name] = j.Spec
