@@ -118,6 +118,7 @@ type Loop struct {
 	Now func() time.Time
 
 	finished map[string]finishedJob // by name; owned by Run
+	since    time.Time              // Redis's clock at the first sweep; owned by Run
 }
 
 type finishedJob struct {
@@ -152,6 +153,20 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 }
 
+// announce logs a Job that finished since the Loop started, whoever ended
+// it: workers end their Job themselves, and the log of serve should still
+// say how each Job ended. Jobs that were finished before are not repeated.
+func (l *Loop) announce(st jobstate.Status) {
+	if len(st.Conditions) == 0 {
+		return
+	}
+	last := st.Conditions[len(st.Conditions)-1]
+	if last.LastTransitionTime.Before(l.since.Add(-time.Second)) {
+		return
+	}
+	l.R.Log.Info("job finished", "job", st.Name, "phase", st.Phase, "reason", last.Reason, "message", last.Message)
+}
+
 // Sweep reconciles every Job once, skipping Jobs it saw finished less than
 // recheckFinished ago (unless they are another incarnation now).
 func (l *Loop) Sweep(ctx context.Context) error {
@@ -164,6 +179,10 @@ func (l *Loop) Sweep(ctx context.Context) error {
 		return err
 	}
 	if l.finished == nil {
+		// Conditions carry Redis's clock, so the Loop's start does too.
+		if l.since, err = l.R.S.Now(ctx); err != nil {
+			return err
+		}
 		l.finished = map[string]finishedJob{}
 	}
 	seen := make(map[string]finishedJob, len(l.finished))
@@ -197,6 +216,9 @@ func (l *Loop) Sweep(ctx context.Context) error {
 			}
 		}
 		if snap.Observed.Stored.Finished() {
+			if f, ok := l.finished[n]; !ok || f.uid != snap.Status.UID {
+				l.announce(snap.Status)
+			}
 			seen[n] = finishedJob{uid: snap.Status.UID, at: now()}
 		}
 	}

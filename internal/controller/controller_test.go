@@ -489,6 +489,42 @@ func TestLoop(t *testing.T) {
 			"the new incarnation is reconciled although its name was seen finished 1s ago")
 	})
 
+	t.Run("SweepLogsHowAJobEndedWhoeverEndedIt", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		ctx := t.Context()
+		// Finished before the Loop started: not repeated in its log.
+		e.create(t, "old", jobstate.Spec{}, "a")
+		w := e.worker(t, "old", "w0")
+		w.run(t)
+		w.finish(t, store.OutcomeSucceeded)
+		e.reconcile(t, "old")
+		e.create(t, "job", jobstate.Spec{}, "a")
+		e.advance(t, time.Minute)
+
+		log := &testkit.Buffer{}
+		loop := &controller.Loop{R: &controller.Reconciler{S: e.r.S, Log: slog.New(slog.NewTextHandler(log, nil))}}
+		require.NoError(t, loop.Sweep(ctx))
+		require.NotContains(t, log.String(), "job finished")
+
+		// The Job's workers end it through their own reconciler, as
+		// workers do: the Loop's log still says how it ended, once.
+		w = e.worker(t, "job", "w1")
+		w.run(t)
+		w.finish(t, store.OutcomeSucceeded)
+		require.Equal(t, jobstate.PhaseComplete, e.reconcile(t, "job").Status.Phase)
+		require.NoError(t, loop.Sweep(ctx))
+		require.NoError(t, loop.Sweep(ctx))
+		var lines []string
+		for _, l := range strings.Split(log.String(), "\n") {
+			if strings.Contains(l, "job finished") {
+				lines = append(lines, l)
+			}
+		}
+		require.Len(t, lines, 1, log.String())
+		require.Contains(t, lines[0], "job=job phase=Complete reason=")
+	})
+
 	t.Run("SweepGoesOnWhenAJobIsDeleted", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
