@@ -189,5 +189,7 @@ func Validate(o Options) error {
 // of several Sentinels with newlines, and a CLI error is one line.
 type oneLine struct{ err error }
 
-func (e oneLine) Error() string { return strings.ReplaceAll(strings.TrimSpace(e.err.Error()), "\n", "; ") }
+func (e oneLine) Error() string {
+	return strings.ReplaceAll(strings.TrimSpace(e.err.Error()), "\n", "; ")
+}
 func (e oneLine) Unwrap() error { return e.err }
