@@ -55,14 +55,7 @@ func realEnv(t *testing.T) *env {
 // both runs f on miniredis and on a real redis-server.
 func both(t *testing.T, f func(t *testing.T, e *env)) {
 	t.Helper()
-	t.Run("miniredis", func(t *testing.T) {
-		t.Parallel()
-		f(t, miniEnv(t))
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		f(t, realEnv(t))
-	})
+	testkit.Both(t, miniEnv, realEnv, f)
 }
 
 // session is a registered worker.

@@ -150,3 +150,17 @@ var names atomic.Int64
 func UniqueName(prefix string) string {
 	return fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), names.Add(1))
 }
+
+// Both runs f twice, in parallel subtests: on the environment mini makes
+// (miniredis) and on the one real makes (a real redis-server).
+func Both[E any](t *testing.T, mini, real func(*testing.T) E, f func(*testing.T, E)) {
+	t.Helper()
+	t.Run("miniredis", func(t *testing.T) {
+		t.Parallel()
+		f(t, mini(t))
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		f(t, real(t))
+	})
+}

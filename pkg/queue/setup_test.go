@@ -55,14 +55,7 @@ func realEnvB(t testing.TB) *env {
 // both runs f on miniredis and on a real redis-server.
 func both(t *testing.T, f func(t *testing.T, e *env)) {
 	t.Helper()
-	t.Run("miniredis", func(t *testing.T) {
-		t.Parallel()
-		f(t, miniEnv(t))
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		f(t, realEnv(t))
-	})
+	testkit.Both(t, miniEnv, realEnv, f)
 }
 
 func (e *env) create(t *testing.T, spec jobstate.Spec) {
