@@ -38,7 +38,7 @@ func pushAsynq(ctx context.Context, e *redisEnv, items int) (pushed, error) {
 	if err := client.Ping(); err != nil {
 		return pushed{}, err
 	}
-	mem0, err := e.usedMemory(ctx)
+	mem0, err := e.dataMemory(ctx)
 	if err != nil {
 		return pushed{}, err
 	}
@@ -75,7 +75,7 @@ func pushAsynq(ctx context.Context, e *redisEnv, items int) (pushed, error) {
 	if err != nil {
 		return pushed{}, err
 	}
-	mem1, err := e.usedMemory(ctx)
+	mem1, err := e.dataMemory(ctx)
 	if err != nil {
 		return pushed{}, err
 	}

@@ -161,7 +161,7 @@ func (b *bench) ceilingRun(ctx context.Context, n, items int, lease string) (sam
 	if err := b.env.reset(ctx); err != nil {
 		return sample{}, err
 	}
-	mem0, err := b.env.usedMemory(ctx)
+	mem0, err := b.env.dataMemory(ctx)
 	if err != nil {
 		return sample{}, err
 	}
@@ -176,7 +176,7 @@ func (b *bench) ceilingRun(ctx context.Context, n, items int, lease string) (sam
 	if err != nil {
 		return sample{}, err
 	}
-	mem1, err := b.env.usedMemory(ctx)
+	mem1, err := b.env.dataMemory(ctx)
 	if err != nil {
 		return sample{}, err
 	}
@@ -444,7 +444,7 @@ func (b *bench) coordinatorRun(ctx context.Context, bin string, lines int) (samp
 		return sample{}, err
 	}
 	defer os.Remove(file)
-	mem0, err := b.env.usedMemory(ctx)
+	mem0, err := b.env.dataMemory(ctx)
 	if err != nil {
 		return sample{}, err
 	}
@@ -452,7 +452,7 @@ func (b *bench) coordinatorRun(ctx context.Context, bin string, lines int) (samp
 	if err != nil {
 		return sample{}, err
 	}
-	mem1, err := b.env.usedMemory(ctx)
+	mem1, err := b.env.dataMemory(ctx)
 	if err != nil {
 		return sample{}, err
 	}

@@ -324,7 +324,7 @@ func (b *bench) notes() {
 		"worker binary rows: `worker --redis URL --job NAME --batch-exec -- true` processes, each execs `true` once per leased batch; their CPU includes those execs",
 		fmt.Sprintf("one command per item: every row runs `true` once per item, 2 at a time, over the same %d items; the wall time runs from starting the command to its exit (coordinator run: create, push, seal, 2 workers, the end); client CPU is the command's with every process it waited for; the best run counts, runs interleaved", b.cfg.runItems),
 		"peak RSS is VmHWM (/proc/PID/status) of the process that drained: for in-process rows the child reports its own at the end of the drain (all W workers of a row share that process, whose binary also holds the ceiling and asynq code); worker and coordinator processes are polled every 5 ms",
-		"Redis B/item is the growth of INFO used_memory over the push divided by the items, minus the payload; Redis CPU is used_cpu_user+used_cpu_sys over the phase, per 100k items; CPU capacity is min(1 core / Redis CPU per item, all cores / (Redis + client CPU per item)), what the drain's CPU cost allows with nothing else running",
+		"Redis B/item is the growth of INFO used_memory less the clients' buffers (mem_clients_normal) over the last nine tenths of the push (workq rows; asynq: the whole push), divided by those items, minus the payload; Redis CPU is used_cpu_user+used_cpu_sys over the phase, per 100k items; CPU capacity is min(1 core / Redis CPU per item, all cores / (Redis + client CPU per item)), what the drain's CPU cost allows with nothing else running",
 		fmt.Sprintf("asynq: enqueued by %d goroutines with Client.Enqueue (one Lua call per task; asynq has no batch enqueue), drained by one Server", asynqEnqueuers),
 	}
 }

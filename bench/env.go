@@ -110,6 +110,26 @@ func (e *redisEnv) usedMemory(ctx context.Context) (int64, error) {
 	return strconv.ParseInt(m["used_memory"], 10, 64)
 }
 
+// dataMemory is INFO memory used_memory less mem_clients_normal: what
+// Redis holds for its data, without the clients' query and output
+// buffers, which a pipelined push leaves large for a while (a few hundred
+// KiB over a few connections, as much as 14 B an item over 20 000 items).
+func (e *redisEnv) dataMemory(ctx context.Context) (int64, error) {
+	m, err := e.info(ctx, "memory")
+	if err != nil {
+		return 0, err
+	}
+	used, err := strconv.ParseInt(m["used_memory"], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("info memory: used_memory %q: %w", m["used_memory"], err)
+	}
+	clients, err := strconv.ParseInt(m["mem_clients_normal"], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("info memory: mem_clients_normal %q: %w", m["mem_clients_normal"], err)
+	}
+	return used - clients, nil
+}
+
 // cpuSeconds is the Redis process's CPU time so far: used_cpu_sys +
 // used_cpu_user of INFO cpu.
 func (e *redisEnv) cpuSeconds(ctx context.Context) (float64, error) {
