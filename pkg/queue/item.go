@@ -85,12 +85,5 @@ func SetOutput(ctx context.Context, output []byte) {
 	}
 }
 
-func indexOf(spec jobstate.Spec, id int64) int {
-	if spec.Kind() == jobstate.KindIndexed {
-		return int(id)
-	}
-	return -1
-}
-
 // FormatIndex is an item's index as its command's environment carries it.
 func (it Item) FormatIndex() string { return strconv.Itoa(it.Index) }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/pkg/jobstate"
 )
 
 // leaser asks Redis for items whenever the sizer says the worker can use
@@ -117,8 +118,12 @@ func (l *leaser) lease(ctx context.Context, n int) (store.LeaseReply, error) {
 // newBatch turns a lease into the worker's batch.
 func (w *Worker) newBatch(l *store.Lease) *batch {
 	items := make([]Item, len(l.Items))
+	indexed := w.spec.Kind() == jobstate.KindIndexed
 	for i, it := range l.Items {
-		items[i] = Item{ID: it.ID, Attempt: it.Attempt, Payload: it.Payload, Fence: l.Fence, Index: indexOf(w.spec, it.ID)}
+		items[i] = Item{ID: it.ID, Attempt: it.Attempt, Payload: it.Payload, Fence: l.Fence, Index: -1}
+		if indexed {
+			items[i].Index = int(it.ID)
+		}
 	}
 	b := &batch{token: l.Token, items: items}
 	// Its items stop when the worker kills its items, or when this lease

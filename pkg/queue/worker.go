@@ -298,7 +298,9 @@ type WaitError struct {
 	Err  error
 }
 
-func (e *WaitError) Error() string { return fmt.Sprintf("waited %s for job %q: %v", e.Wait, e.Job, e.Err) }
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("waited %s for job %q: %v", e.Wait, e.Job, e.Err)
+}
 func (e *WaitError) Unwrap() error { return e.Err }
 
 // errDrainedAtStart: the Job was drained before this worker joined; it exits
