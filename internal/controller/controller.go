@@ -116,6 +116,9 @@ type Loop struct {
 	Interval time.Duration
 	// Now is the clock of the finished-Job cache. Default time.Now.
 	Now func() time.Time
+	// Cache reads the Jobs' counters each sweep, reading again only the
+	// Jobs that changed. Default: one of the Loop's own over R.S.
+	Cache *store.SnapshotCache
 
 	finished map[string]finishedJob // by name; owned by Run
 	since    time.Time              // Redis's clock at the first sweep; owned by Run
@@ -194,9 +197,13 @@ func (l *Loop) Sweep(ctx context.Context) error {
 		}
 		todo = append(todo, n)
 	}
-	// One pipelined read of the counters of every Job left; only those
-	// with workers, leases or a transition due are reconciled one by one.
-	snaps, serrs := l.R.S.Snapshots(ctx, todo)
+	// One pipelined read of the counters of every Job left (a cheaper
+	// check for idle Jobs read before); only those with workers, leases or
+	// a transition due are reconciled one by one.
+	if l.Cache == nil {
+		l.Cache = &store.SnapshotCache{S: l.R.S}
+	}
+	snaps, serrs := l.Cache.Snapshots(ctx, todo)
 	var errs []error
 	for i, n := range todo {
 		if err := serrs[i]; err != nil {

@@ -26,6 +26,9 @@ type Poller struct {
 	Every time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Cache reads every Job's counters for Jobs, reading again only the
+	// Jobs that changed. Default: one of the Poller's own over S.
+	Cache *store.SnapshotCache
 
 	mu    sync.Mutex
 	cache map[string]entry
@@ -99,7 +102,13 @@ func (p *Poller) Forget(job string) {
 
 // Jobs reads every Job's counters (see store.Store.Jobs).
 func (p *Poller) Jobs(ctx context.Context) ([]store.JobStatus, error) {
-	v, err := p.get(ctx, "jobs", func(ctx context.Context) (any, error) { return p.S.Jobs(ctx) })
+	p.mu.Lock()
+	if p.Cache == nil {
+		p.Cache = &store.SnapshotCache{S: p.S}
+	}
+	c := p.Cache
+	p.mu.Unlock()
+	v, err := p.get(ctx, "jobs", func(ctx context.Context) (any, error) { return c.Jobs(ctx) })
 	js, _ := v.([]store.JobStatus)
 	return js, err
 }

@@ -40,6 +40,13 @@ func (s *Store) Reap(ctx context.Context, job string) (ReapResult, error) {
 type Snapshot struct {
 	Status   jobstate.Status
 	Observed jobstate.Observed
+	// Ver is the Job's change counter when the snapshot was read: every
+	// script that changes what a snapshot shows moves it (see
+	// SnapshotCache).
+	Ver int64
+
+	listed int64 // LLEN of the pending list when read
+	rated  bool  // items succeeded within the throughput window (or this second)
 }
 
 // Snapshot reads a Job's status and the facts the controller decides on in
@@ -186,12 +193,14 @@ func decodeSnapshot(job string, v any) (Snapshot, error) {
 	jobstate.SortConditions(s.Conditions)
 	rate, _ := r[11].([]any)
 	var sum int64
+	var rated bool
 	sec := now.Unix()
 	for i := 0; i+1 < len(rate); i += 2 {
 		t := toInt(rate[i])
 		if t < sec && t >= sec-60 {
 			sum += toInt(rate[i+1])
 		}
+		rated = rated || t >= sec-60
 	}
 	s.Throughput = float64(sum) / 60
 	if o := str(r[12]); o != "" && s.Items.Pending > 0 {
@@ -227,7 +236,7 @@ func decodeSnapshot(job string, v any) (Snapshot, error) {
 		StartTime:      start,
 		Now:            now,
 	}
-	return Snapshot{Status: s, Observed: obs}, nil
+	return Snapshot{Status: s, Observed: obs, Ver: n("ver"), listed: toInt(r[3]), rated: rated}, nil
 }
 
 // Apply applies a transition if its guard still holds in Redis. It returns

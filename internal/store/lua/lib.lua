@@ -27,6 +27,12 @@ end
 -- nothing. Create and push do not call it.
 local function allow_oom() redis.call('HDEL', STATE, '-') end
 
+-- changed counts a change of the Job's state in the field ver: a reader
+-- that kept a snapshot learns from one HMGET whether it still holds (see
+-- store.SnapshotCache). Every script that changes what a snapshot shows
+-- calls it.
+local function changed() redis.call('HINCRBY', STATE, 'ver', 1) end
+
 local function num(v, d)
   local n = tonumber(v)
   if n == nil then return d end
