@@ -471,19 +471,30 @@ func (s *Store) Status(ctx context.Context, job string) (jobstate.Status, error)
 	}
 	st := snap.Status
 	if st.Spec.Counted() {
-		if st.CompletedIndexes, err = s.Completed(ctx, job); err != nil {
+		if st.CompletedIndexes, st.FailedIndexes, err = s.Indexes(ctx, job, st.Items.Dead); err != nil {
 			return jobstate.Status{}, err
-		}
-		if st.Items.Dead > 0 {
-			if st.FailedIndexes, err = s.DeadIndexes(ctx, job, MaxFailedIndexes); err != nil {
-				return jobstate.Status{}, err
-			}
-			if st.Items.Dead > MaxFailedIndexes {
-				st.FailedIndexes += ",..."
-			}
 		}
 	}
 	return st, nil
+}
+
+// Indexes returns the completed and failed indexes of a fixed completion
+// count Job, as Status shows them (each list bounded: MaxCompletedRanges,
+// MaxFailedIndexes); dead is the Job's count of dead items (none read when
+// 0).
+func (s *Store) Indexes(ctx context.Context, job string, dead int64) (completed, failed string, err error) {
+	if completed, err = s.Completed(ctx, job); err != nil {
+		return "", "", err
+	}
+	if dead > 0 {
+		if failed, err = s.DeadIndexes(ctx, job, MaxFailedIndexes); err != nil {
+			return "", "", err
+		}
+		if dead > MaxFailedIndexes {
+			failed += ",..."
+		}
+	}
+	return completed, failed, nil
 }
 
 // JobStatus is one Job's status, or why it could not be read.
