@@ -297,25 +297,39 @@ type DeadItem struct {
 	Item      string `json:"item"` // Payload as text, for JSON output
 }
 
+// DeadPage is how many dead items one read of Dead takes: a Job with a
+// million dead items is listed in many short reads, never one long one.
+const DeadPage = 1000
+
 // Dead lists up to limit dead items (0: all), ordered by id, reading only
-// those.
+// those, DeadPage per command (a list read while dead items are retried
+// may miss some of them).
 func (s *Store) Dead(ctx context.Context, job string, limit int) ([]DeadItem, error) {
 	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
-	stop := int64(limit) - 1
-	if limit <= 0 {
-		stop = -1
-	}
-	m, err := s.rdb().ZRange(ctx, s.keysOf(job).Key("dead"), 0, stop).Result()
-	if err != nil {
-		return nil, fmt.Errorf("dead items of %q: %w", job, classify(err))
-	}
-	out := make([]DeadItem, 0, len(m))
-	for _, v := range m {
-		if d, ok := ParseDead(v); ok {
-			out = append(out, d)
+	key := s.keysOf(job).Key("dead")
+	var out []DeadItem
+	for start := 0; limit <= 0 || start < limit; start += DeadPage {
+		n := DeadPage
+		if limit > 0 {
+			n = min(n, limit-start)
 		}
+		m, err := s.rdb().ZRange(ctx, key, int64(start), int64(start+n-1)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("dead items of %q: %w", job, classify(err))
+		}
+		for _, v := range m {
+			if d, ok := ParseDead(v); ok {
+				out = append(out, d)
+			}
+		}
+		if len(m) < n {
+			break
+		}
+	}
+	if out == nil {
+		out = []DeadItem{}
 	}
 	return out, nil
 }
