@@ -37,3 +37,42 @@ func TestDeadIsReadInPages(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, none)
 }
+
+func TestNamesReadsTheRegistryInPages(t *testing.T) {
+	t.Parallel()
+	// Each on a Redis of its own: the registry is shared by every Job.
+	check := func(t *testing.T, e *env) {
+		ctx := context.Background()
+		n := store.RegistryPage*2 + 3
+		pipe := e.rdb.Pipeline()
+		want := make([]string, n)
+		for i := range n {
+			name := fmt.Sprintf("%s-%05d", e.job, i)
+			want[i] = name
+			pipe.HSet(ctx, store.KeysFor(name).Key("spec"), "uid", "u"+name)
+			pipe.HSet(ctx, store.RegistryKey, name, "u"+name)
+		}
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
+		names, uids, err := e.s.Names(ctx)
+		require.NoError(t, err)
+		var mine []string
+		for _, name := range names {
+			if uid, ok := uids[name]; ok && uid == "u"+name {
+				mine = append(mine, name)
+			}
+		}
+		require.Equal(t, want, mine)
+	}
+	t.Run("miniredis", func(t *testing.T) {
+		t.Parallel()
+		check(t, miniEnv(t))
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		s, err := store.Open(context.Background(), store.DialOptions{URL: startRedis(t)})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		check(t, &env{s: s, rdb: s.Redis(), job: "job"})
+	})
+}

@@ -212,7 +212,7 @@ func (s *Store) Names(ctx context.Context) ([]string, map[string]string, error) 
 	if err := s.ready(ctx); err != nil {
 		return nil, nil, err
 	}
-	reg, err := s.rdb().HGetAll(ctx, RegistryKey).Result()
+	reg, err := s.registry(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}
@@ -248,6 +248,29 @@ func (s *Store) Names(ctx context.Context) ([]string, map[string]string, error) 
 		}
 	}
 	return out, uids, nil
+}
+
+// RegistryPage is how many names one read of the registry asks for: with
+// 10,000 Jobs, no one command walks them all.
+const RegistryPage = 1000
+
+// registry reads the registry of Job names with HSCAN, RegistryPage
+// names per command.
+func (s *Store) registry(ctx context.Context) (map[string]string, error) {
+	reg := map[string]string{}
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb().HScan(ctx, RegistryKey, cursor, "", RegistryPage).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			reg[kv[i]] = kv[i+1]
+		}
+		if cursor = next; cursor == 0 {
+			return reg, nil
+		}
+	}
 }
 
 // unregisterScript drops a registry entry only if it still holds uid.
