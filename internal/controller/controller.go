@@ -119,6 +119,8 @@ type Loop struct {
 	// Cache reads the Jobs' counters each sweep, reading again only the
 	// Jobs that changed. Default: one of the Loop's own over R.S.
 	Cache *store.SnapshotCache
+	// Metrics records each sweep. Default: none.
+	Metrics *Metrics
 
 	finished map[string]finishedJob // by name; owned by Run
 	since    time.Time              // Redis's clock at the first sweep; owned by Run
@@ -140,7 +142,10 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer t.Stop()
 	var lastErr string
 	for {
-		if err := l.Sweep(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := l.Sweep(ctx)
+		l.Metrics.sweep(time.Since(start))
+		if err != nil && ctx.Err() == nil {
 			if err.Error() != lastErr {
 				l.R.Log.Warn("controller sweep failed; retrying", "err", err)
 			}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -539,6 +541,38 @@ func TestLoop(t *testing.T) {
 		require.NoError(t, e.s.Delete(ctx, "gone"))
 		require.NoError(t, loop.Sweep(ctx))
 		require.Equal(t, jobstate.PhaseComplete, e.snapshot(t, "job").Status.Phase)
+	})
+
+	t.Run("IdleJobsAreCheckedNotReadAndSweepsAreCounted", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		for _, j := range []string{"a", "b", "c"} {
+			e.create(t, j, jobstate.Spec{}, "x")
+		}
+		reg := prometheus.NewRegistry()
+		cache := &store.SnapshotCache{S: e.s}
+		loop := &controller.Loop{R: e.r, Cache: cache, Metrics: controller.NewMetrics(reg, cache)}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- loop.Run(ctx) }()
+		// The first sweep reads the three idle Jobs; later ones only check
+		// them (the Loop ticks every 500ms).
+		testkit.Eventually(t, 30*time.Second, "three sweeps", func() (bool, string) {
+			n := testutil.ToFloat64(loop.Metrics.Sweeps())
+			return n >= 3, fmt.Sprint(n, " sweeps")
+		})
+		cancel()
+		require.NoError(t, <-done)
+		st := cache.Stats()
+		require.EqualValues(t, 3, st.Read, "each idle Job is read once")
+		require.GreaterOrEqual(t, st.Reused, int64(6))
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		var names []string
+		for _, mf := range mfs {
+			names = append(names, mf.GetName())
+		}
+		require.Subset(t, names, []string{"workq_controller_sweeps_total", "workq_controller_sweep_duration_seconds", "workq_snapshots_total"})
 	})
 
 	t.Run("RunReturnsNilWhenItsContextEnds", func(t *testing.T) {
