@@ -182,7 +182,8 @@ func (l *Loop) Sweep(ctx context.Context) error {
 	if l.Now != nil {
 		now = l.Now
 	}
-	names, uids, err := l.R.S.Names(ctx)
+	// The registry, unchecked: the reads below tell which Jobs are gone.
+	names, uids, err := l.R.S.Registered(ctx)
 	if err != nil {
 		return err
 	}
@@ -212,7 +213,9 @@ func (l *Loop) Sweep(ctx context.Context) error {
 	var errs []error
 	for i, n := range todo {
 		if err := serrs[i]; err != nil {
-			if !errors.Is(err, store.ErrNoJob) {
+			if errors.Is(err, store.ErrNoJob) {
+				l.R.S.Unregister(ctx, n, uids[n])
+			} else {
 				errs = append(errs, fmt.Errorf("job %q: %w", n, err))
 			}
 			continue

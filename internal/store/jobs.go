@@ -205,6 +205,30 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
+// Registered lists the names in the registry, sorted, with the uid each
+// was registered with, without checking that their Jobs still exist: a
+// reader that reads every Job anyway learns that from its reads, and
+// drops a gone Job's name with Unregister.
+func (s *Store) Registered(ctx context.Context) ([]string, map[string]string, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, nil, err
+	}
+	reg, err := s.registry(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
+	}
+	names := make([]string, 0, len(reg))
+	for n := range reg {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, reg, nil
+}
+
+// Unregister drops name from the registry if it still stands for uid: its
+// Job is gone (deleted, expired), and no new Job took the name meanwhile.
+func (s *Store) Unregister(ctx context.Context, name, uid string) { s.unregister(ctx, name, uid) }
+
 // Names lists the Jobs that exist, sorted, with their uids. One pipelined
 // round trip checks them all (on a Cluster, one per node); names whose Job
 // is gone (deleted, expired) are dropped from the registry on the way.

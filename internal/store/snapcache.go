@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 // pipelined check finds the same incarnation, the same change counter
 // (Snapshot.Ver, moved by every script that changes what a snapshot shows)
 // and the same number of pending items (a plain RPUSH loads a Job without a
-// script). A Job is read in full at least every MaxAge all the same, so a
-// change no script made (keys evicted) shows within that.
+// script). A Job is read in full at least every MaxAge all the same (each
+// after between half of MaxAge and MaxAge, so that the full reads of many
+// Jobs spread out), so a change no script made (keys evicted) shows within
+// that.
 //
 // With 10,000 idle Jobs, a sweep of the controller or a dashboard read then
 // costs Redis one HMGET and one LLEN per Job instead of a script each.
@@ -36,6 +39,15 @@ type SnapshotCache struct {
 	kept   map[string]keptSnapshot
 	read   int64
 	reused int64
+}
+
+// keepFor is how long the snapshot of Job name is kept: between half of
+// maxAge and maxAge, fixed per name, so that the full reads of many idle
+// Jobs spread over the sweeps instead of all falling in one.
+func keepFor(name string, maxAge time.Duration) time.Duration {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return maxAge - time.Duration(h.Sum32()%1024)*maxAge/2048
 }
 
 type keptSnapshot struct {
@@ -74,17 +86,26 @@ func quiet(s Snapshot) bool {
 }
 
 // Jobs reads the counters of every Job, sorted by name, as Store.Jobs
-// does, reading again only the Jobs that changed. It fails only when the
-// Jobs cannot be listed.
+// does, reading again only the Jobs that changed. The registry is read
+// without a check per name (Store.Registered): the reads tell which Jobs
+// are gone, and their names are dropped. It fails only when the Jobs
+// cannot be listed.
 func (c *SnapshotCache) Jobs(ctx context.Context) ([]JobStatus, error) {
-	names, _, err := c.S.Names(ctx)
+	names, reg, err := c.S.Registered(ctx)
 	if err != nil {
 		return nil, err
 	}
 	snaps, errs := c.Snapshots(ctx, names)
-	out := make([]JobStatus, len(names))
+	out := make([]JobStatus, 0, len(names))
 	for i, n := range names {
-		out[i] = JobStatus{Name: n, Status: snaps[i].Status, Err: errs[i]}
+		if errors.Is(errs[i], ErrNoJob) {
+			c.S.Unregister(ctx, n, reg[n])
+			continue
+		}
+		if errs[i] == nil && snaps[i].Status.UID != reg[n] {
+			_ = c.S.register(ctx, n, snaps[i].Status.UID)
+		}
+		out = append(out, JobStatus{Name: n, Status: snaps[i].Status, Err: errs[i]})
 	}
 	return out, nil
 }
@@ -103,7 +124,7 @@ func (c *SnapshotCache) Snapshots(ctx context.Context, jobs []string) ([]Snapsho
 		c.kept = map[string]keptSnapshot{}
 	}
 	for n, k := range c.kept {
-		if now.Sub(k.at) >= maxAge {
+		if now.Sub(k.at) >= keepFor(n, maxAge) {
 			delete(c.kept, n)
 		}
 	}

@@ -105,16 +105,16 @@ func TestSnapshotCache(t *testing.T) {
 		})
 	})
 
-	t.Run("AKeptSnapshotIsReadAgainAfterMaxAge", func(t *testing.T) {
+	t.Run("AKeptSnapshotIsReadAgainWithinMaxAge", func(t *testing.T) {
 		t.Parallel()
 		e := miniEnv(t)
 		e.create(t, jobstate.Spec{})
 		clock := testkit.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 		c := &store.SnapshotCache{S: e.s, MaxAge: 10 * time.Second, Now: clock.Now}
 		read(t, e, c, 1, 0)
-		clock.Add(9 * time.Second)
+		clock.Add(5*time.Second - time.Millisecond)
 		read(t, e, c, 0, 1)
-		clock.Add(time.Second)
+		clock.Add(5*time.Second + time.Millisecond)
 		read(t, e, c, 1, 0)
 	})
 
@@ -135,5 +135,16 @@ func TestSnapshotCache(t *testing.T) {
 			require.NoError(t, js[0].Err)
 		}
 		require.Equal(t, store.CacheStats{Read: 2, Reused: 2}, c.Stats())
+
+		// b's keys expire (its registry entry stays): Jobs leaves it out
+		// and drops its name.
+		for _, k := range store.KeysFor("b") {
+			require.NoError(t, e.rdb.Del(ctx, k).Err())
+		}
+		js, err := c.Jobs(ctx)
+		require.NoError(t, err)
+		require.Len(t, js, 1)
+		require.Equal(t, "a", js[0].Name)
+		require.False(t, e.rdb.HExists(ctx, store.RegistryKey, "b").Val(), "the gone Job's name is dropped")
 	})
 }
