@@ -77,14 +77,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, job string) (store.Snapshot,
 }
 
 // observe reads a Job's snapshot, with its completed indexes when a
-// success policy needs them.
+// success policy needs them (only those within the policy's indexes).
 func (r *Reconciler) observe(ctx context.Context, job string) (store.Snapshot, error) {
 	snap, err := r.S.Snapshot(ctx, job)
 	if err != nil {
 		return snap, err
 	}
-	if len(snap.Status.Spec.SuccessPolicy) > 0 && snap.Observed.Stored == "" {
-		if snap.Observed.Completed, err = r.S.Completed(ctx, job); err != nil {
+	if snap.Observed.Stored == "" {
+		if err := r.S.ObserveSuccess(ctx, job, &snap); err != nil {
 			return snap, err
 		}
 	}

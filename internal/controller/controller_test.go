@@ -421,6 +421,48 @@ func (c *competitor) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	return next
 }
 
+// TestSuccessPolicyOverManyRanges: a success policy is judged on every
+// completed index it names, and on the count of all, however many ranges
+// the completed indexes make (here every other index of 3000: 1500).
+func TestSuccessPolicyOverManyRanges(t *testing.T) {
+	t.Parallel()
+	for _, rule := range []jobstate.SuccessRule{
+		{SucceededIndexes: "2998"},
+		{SucceededIndexes: "2000-2999", SucceededCount: jobstate.Ptr(500)},
+		{SucceededCount: jobstate.Ptr(1200)},
+	} {
+		t.Run(rule.String(), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			ctx := t.Context()
+			spec := jobstate.Spec{Completions: jobstate.Ptr(3000), SuccessPolicy: []jobstate.SuccessRule{rule}}
+			testkit.CreateJob(t, e.s, "job", spec)
+			k := store.KeysFor("job")
+			for i := 0; i < 3000; i += 2 {
+				require.NoError(t, e.rdb.ZAdd(ctx, k.Key("doneidx"), redis.Z{Score: float64(i), Member: fmt.Sprintf("%d-%d", i, i)}).Err())
+			}
+			// The books add up: 1500 indexes handed out, all succeeded.
+			require.NoError(t, e.rdb.HSet(ctx, k.Key("state"), "popped", 1500, "succeeded", 1500).Err())
+			st := e.reconcile(t, "job").Status
+			require.Equal(t, jobstate.PhaseComplete, st.Phase)
+			require.Equal(t, jobstate.ReasonSuccessPolicy, st.Conditions[len(st.Conditions)-1].Reason)
+		})
+	}
+	t.Run("NotMetWhileAnIndexItNamesIsMissing", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		ctx := t.Context()
+		spec := jobstate.Spec{Completions: jobstate.Ptr(3000), SuccessPolicy: []jobstate.SuccessRule{{SucceededIndexes: "2997-2998"}}}
+		testkit.CreateJob(t, e.s, "job", spec)
+		k := store.KeysFor("job")
+		for i := 0; i < 3000; i += 2 {
+			require.NoError(t, e.rdb.ZAdd(ctx, k.Key("doneidx"), redis.Z{Score: float64(i), Member: fmt.Sprintf("%d-%d", i, i)}).Err())
+		}
+		require.NoError(t, e.rdb.HSet(ctx, k.Key("state"), "popped", 1500, "succeeded", 1500).Err())
+		require.Empty(t, e.reconcile(t, "job").Observed.Stored, "no transition")
+	})
+}
+
 func TestLoop(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)

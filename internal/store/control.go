@@ -288,6 +288,67 @@ func (s *Store) Completed(ctx context.Context, job string) (string, error) {
 	return b.String(), nil
 }
 
+// ObserveSuccess fills what a Job's success policy is judged on into
+// snap.Observed: the completed indexes within the policy's indexes, read
+// CompletedPage ranges per command (the cost grows with the indexes the
+// policy names, not with the Job), and how many indexes completed in all
+// (the counter). A Job without a success policy needs nothing.
+func (s *Store) ObserveSuccess(ctx context.Context, job string, snap *Snapshot) error {
+	spec := snap.Status.Spec
+	if len(spec.SuccessPolicy) == 0 {
+		return nil
+	}
+	snap.Observed.CompletedCount = snap.Status.Items.Succeeded
+	within, err := jobstate.ParseIntervals(spec.SuccessPolicyIndexes())
+	if err != nil || len(within) == 0 {
+		return err
+	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	key := s.keysOf(job).Key("doneidx")
+	var done [][2]int
+	add := func(m string, lo, hi int) {
+		a, b, _ := strings.Cut(m, "-")
+		x, y := int(toInt(a)), int(toInt(b))
+		if x, y = max(x, lo), min(y, hi); x <= y {
+			done = append(done, [2]int{x, y})
+		}
+	}
+	for _, iv := range within {
+		lo, hi := iv[0], iv[1]
+		// The range that starts before lo may reach into it.
+		prev, err := s.rdb().ZRevRangeByScore(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: "(" + strconv.Itoa(lo), Count: 1}).Result()
+		if err != nil {
+			return fmt.Errorf("completed indexes of %q: %w", job, classify(err))
+		}
+		for _, m := range prev {
+			add(m, lo, hi)
+		}
+		from := strconv.Itoa(lo)
+		for {
+			m, err := s.rdb().ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: from, Max: strconv.Itoa(hi), Count: CompletedPage}).Result()
+			if err != nil {
+				return fmt.Errorf("completed indexes of %q: %w", job, classify(err))
+			}
+			for _, r := range m {
+				add(r, lo, hi)
+			}
+			if len(m) < CompletedPage {
+				break
+			}
+			last, _, _ := strings.Cut(m[len(m)-1], "-")
+			from = "(" + last
+		}
+	}
+	snap.Observed.Completed = jobstate.FormatIntervals(done)
+	return nil
+}
+
+// CompletedPage is how many ranges of completed indexes one command of
+// ObserveSuccess reads.
+const CompletedPage = 1000
+
 // DeadItem is an item that used all its attempts.
 type DeadItem struct {
 	ID        int64  `json:"id"`
