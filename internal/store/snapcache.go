@@ -20,8 +20,9 @@ import (
 // and the same number of pending items (a plain RPUSH loads a Job without a
 // script). A Job is read in full at least every MaxAge all the same (each
 // after between half of MaxAge and MaxAge, so that the full reads of many
-// Jobs spread out), so a change no script made (keys evicted) shows within
-// that.
+// Jobs spread out), so a change no script made shows within that: a key
+// deleted or edited by hand (a lost state hash, a flush, a restart from an
+// older file show at once: the uid or the counter differs).
 //
 // With 10,000 idle Jobs, a sweep of the controller or a dashboard read then
 // costs Redis one HMGET and one LLEN per Job instead of a script each.
@@ -29,7 +30,7 @@ import (
 type SnapshotCache struct {
 	S *Store
 	// MaxAge is how long a quiet Job's snapshot is reused at most.
-	// Default 10s.
+	// Default 1m.
 	MaxAge time.Duration
 	// Now is the clock of MaxAge and of moving kept snapshots forward.
 	// Default time.Now.
@@ -117,7 +118,7 @@ func (c *SnapshotCache) Snapshots(ctx context.Context, jobs []string) ([]Snapsho
 	defer c.mu.Unlock()
 	maxAge := c.MaxAge
 	if maxAge <= 0 {
-		maxAge = 10 * time.Second
+		maxAge = time.Minute
 	}
 	now := c.now()
 	if c.kept == nil {
