@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -18,7 +20,8 @@ import (
 
 // BenchmarkSweepIdleJobs is one sweep of the controller over 10,000 idle
 // Jobs (each with ten pending items, unsealed) on a redis-server of its
-// own: the cost serve pays every --interval whatever the Jobs do.
+// own: the cost serve pays every --interval whatever the Jobs do. It also
+// reports the Redis memory of one such Job.
 //
 //	go test -run '^$' -bench SweepIdleJobs ./internal/controller/
 func BenchmarkSweepIdleJobs(b *testing.B) {
@@ -35,6 +38,7 @@ func BenchmarkSweepIdleJobs(b *testing.B) {
 	for i := range items {
 		items[i] = fmt.Sprintf("item-%d", i)
 	}
+	mem0 := usedMemory(b, srv)
 	for i := range 10_000 {
 		name := fmt.Sprintf("idle-%05d", i)
 		if _, err := s.Create(ctx, name, jobstate.Spec{}); err != nil {
@@ -46,10 +50,32 @@ func BenchmarkSweepIdleJobs(b *testing.B) {
 	if err := loop.Sweep(ctx); err != nil { // the first sweep reads every Job
 		b.Fatal(err)
 	}
+	b.ReportMetric(float64(usedMemory(b, srv)-mem0)/10_000, "redis-bytes/job")
 	b.ResetTimer()
 	for range b.N {
 		if err := loop.Sweep(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// usedMemory is the server's INFO used_memory.
+func usedMemory(b *testing.B, srv *redistest.Server) int64 {
+	b.Helper()
+	v, err := srv.Do("INFO", "memory")
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, _ := v.(string)
+	for _, line := range strings.Split(info, "\r\n") {
+		if n, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			m, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return m
+		}
+	}
+	b.Fatal("INFO memory has no used_memory")
+	return 0
 }
