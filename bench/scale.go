@@ -50,8 +50,7 @@ type scaleResult struct {
 	DrainSeconds  float64 `json:"drainSeconds"`
 	CreateSeconds float64 `json:"createSeconds"` // creating and loading the small Jobs
 	// Serve: CPU seconds per sweep over a window with no HTTP requests;
-	// sweeps are counted by their script calls (one snapshot per Job per
-	// sweep) beyond those of an equal window before serve started.
+	// sweeps are counted by serve's workq_controller_sweeps_total.
 	ServeIntervalMs    float64 `json:"serveIntervalMs"`
 	ServeWindowSeconds float64 `json:"serveWindowSeconds"`
 	ServeSweeps        int64   `json:"serveSweeps"`
@@ -360,17 +359,23 @@ func (b *bench) redisWindow(ctx context.Context, srv *serveProc) (redisUse, erro
 }
 
 // serveCPU measures serve's CPU and Redis's over the window. Sweeps are
-// counted by their script calls: each sweep reads every Job's counters
-// with one snapshot script per Job; the held workers' own calls are taken
-// out with the baseline.
+// counted by serve's workq_controller_sweeps_total, read just before and
+// after the window (a serve without it: by their script calls, one
+// snapshot script per Job per sweep); the held workers' own calls are
+// taken out with the baseline.
 func (b *bench) serveCPU(ctx context.Context, srv *serveProc, res *scaleResult, interval time.Duration, base redisUse) error {
+	before, counted := srv.sweeps(ctx)
 	u, err := b.redisWindow(ctx, srv)
 	if err != nil {
 		return err
 	}
+	after, _ := srv.sweeps(ctx)
 	scale := u.seconds / base.seconds
 	calls := u.scripts - base.scripts*scale
 	sweeps := int64(math.Round(calls / float64(res.Jobs+1)))
+	if counted {
+		sweeps = int64(after - before)
+	}
 	if sweeps < 1 {
 		return fmt.Errorf("serve made no sweep in %.1f s (%.0f script calls beyond the baseline); its log: %s", u.seconds, calls, srv.log.String())
 	}
@@ -464,6 +469,31 @@ func (s *serveProc) get(ctx context.Context, path, want string) (time.Duration, 
 		return d, 0, fmt.Errorf("GET %s: the answer (%d bytes) does not hold %s", path, len(body), want)
 	}
 	return d, len(body), nil
+}
+
+// sweeps reads serve's workq_controller_sweeps_total from /metrics; false
+// when serve has no such metric.
+func (s *serveProc) sweeps(ctx context.Context) (float64, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/metrics", nil)
+	if err != nil {
+		return 0, false
+	}
+	r, err := s.hc.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	body, err := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "workq_controller_sweeps_total "); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // stop ends serve with SIGTERM (SIGKILL after 10 s) and waits for it.

@@ -58,8 +58,11 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 				return cli.Usagef("--listen %s: %v", listen, err)
 			}
 			// Every viewer, event stream and scrape is answered from one
-			// read of Redis per Job per second.
-			shared := &poller.Poller{S: c, Every: time.Second}
+			// read of Redis per Job per second; the controller and the
+			// readers share one cache of snapshots, so an idle Job costs
+			// one cheap check per read.
+			snaps := &store.SnapshotCache{S: c}
+			shared := &poller.Poller{S: c, Every: time.Second, Cache: snaps}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(jobmetrics.NewCollector(shared, log), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			mux := http.NewServeMux()
@@ -67,7 +70,8 @@ Endpoints that change a Job (suspend, resume, retry, delete) exist only with
 			// The dashboard and its JSON API; changes over HTTP only with --token.
 			mux.Handle("/", web.New(shared, web.Options{Token: token, Actions: forgetful{c, shared}, Logger: log}))
 			srv := web.NewServer(listen, mux)
-			loop := &controller.Loop{R: &controller.Reconciler{S: c, Log: log}, Interval: interval}
+			loop := &controller.Loop{R: &controller.Reconciler{S: c, Log: log}, Interval: interval, Cache: snaps,
+				Metrics: controller.NewMetrics(reg, snaps)}
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return loop.Run(gctx) })
 			g.Go(func() error {

@@ -77,14 +77,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, job string) (store.Snapshot,
 }
 
 // observe reads a Job's snapshot, with its completed indexes when a
-// success policy needs them.
+// success policy needs them (only those within the policy's indexes).
 func (r *Reconciler) observe(ctx context.Context, job string) (store.Snapshot, error) {
 	snap, err := r.S.Snapshot(ctx, job)
 	if err != nil {
 		return snap, err
 	}
-	if len(snap.Status.Spec.SuccessPolicy) > 0 && snap.Observed.Stored == "" {
-		if snap.Observed.Completed, err = r.S.Completed(ctx, job); err != nil {
+	if snap.Observed.Stored == "" {
+		if err := r.S.ObserveSuccess(ctx, job, &snap); err != nil {
 			return snap, err
 		}
 	}
@@ -116,6 +116,11 @@ type Loop struct {
 	Interval time.Duration
 	// Now is the clock of the finished-Job cache. Default time.Now.
 	Now func() time.Time
+	// Cache reads the Jobs' counters each sweep, reading again only the
+	// Jobs that changed. Default: one of the Loop's own over R.S.
+	Cache *store.SnapshotCache
+	// Metrics records each sweep. Default: none.
+	Metrics *Metrics
 
 	finished map[string]finishedJob // by name; owned by Run
 	since    time.Time              // Redis's clock at the first sweep; owned by Run
@@ -137,7 +142,10 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer t.Stop()
 	var lastErr string
 	for {
-		if err := l.Sweep(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := l.Sweep(ctx)
+		l.Metrics.sweep(time.Since(start))
+		if err != nil && ctx.Err() == nil {
 			if err.Error() != lastErr {
 				l.R.Log.Warn("controller sweep failed; retrying", "err", err)
 			}
@@ -174,7 +182,8 @@ func (l *Loop) Sweep(ctx context.Context) error {
 	if l.Now != nil {
 		now = l.Now
 	}
-	names, uids, err := l.R.S.Names(ctx)
+	// The registry, unchecked: the reads below tell which Jobs are gone.
+	names, uids, err := l.R.S.Registered(ctx)
 	if err != nil {
 		return err
 	}
@@ -194,13 +203,19 @@ func (l *Loop) Sweep(ctx context.Context) error {
 		}
 		todo = append(todo, n)
 	}
-	// One pipelined read of the counters of every Job left; only those
-	// with workers, leases or a transition due are reconciled one by one.
-	snaps, serrs := l.R.S.Snapshots(ctx, todo)
+	// One pipelined read of the counters of every Job left (a cheaper
+	// check for idle Jobs read before); only those with workers, leases or
+	// a transition due are reconciled one by one.
+	if l.Cache == nil {
+		l.Cache = &store.SnapshotCache{S: l.R.S}
+	}
+	snaps, serrs := l.Cache.Snapshots(ctx, todo)
 	var errs []error
 	for i, n := range todo {
 		if err := serrs[i]; err != nil {
-			if !errors.Is(err, store.ErrNoJob) {
+			if errors.Is(err, store.ErrNoJob) {
+				l.R.S.Unregister(ctx, n, uids[n])
+			} else {
 				errs = append(errs, fmt.Errorf("job %q: %w", n, err))
 			}
 			continue

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -419,6 +421,48 @@ func (c *competitor) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	return next
 }
 
+// TestSuccessPolicyOverManyRanges: a success policy is judged on every
+// completed index it names, and on the count of all, however many ranges
+// the completed indexes make (here every other index of 3000: 1500).
+func TestSuccessPolicyOverManyRanges(t *testing.T) {
+	t.Parallel()
+	for _, rule := range []jobstate.SuccessRule{
+		{SucceededIndexes: "2998"},
+		{SucceededIndexes: "2000-2999", SucceededCount: jobstate.Ptr(500)},
+		{SucceededCount: jobstate.Ptr(1200)},
+	} {
+		t.Run(rule.String(), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			ctx := t.Context()
+			spec := jobstate.Spec{Completions: jobstate.Ptr(3000), SuccessPolicy: []jobstate.SuccessRule{rule}}
+			testkit.CreateJob(t, e.s, "job", spec)
+			k := store.KeysFor("job")
+			for i := 0; i < 3000; i += 2 {
+				require.NoError(t, e.rdb.ZAdd(ctx, k.Key("doneidx"), redis.Z{Score: float64(i), Member: fmt.Sprintf("%d-%d", i, i)}).Err())
+			}
+			// The books add up: 1500 indexes handed out, all succeeded.
+			require.NoError(t, e.rdb.HSet(ctx, k.Key("state"), "popped", 1500, "succeeded", 1500).Err())
+			st := e.reconcile(t, "job").Status
+			require.Equal(t, jobstate.PhaseComplete, st.Phase)
+			require.Equal(t, jobstate.ReasonSuccessPolicy, st.Conditions[len(st.Conditions)-1].Reason)
+		})
+	}
+	t.Run("NotMetWhileAnIndexItNamesIsMissing", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		ctx := t.Context()
+		spec := jobstate.Spec{Completions: jobstate.Ptr(3000), SuccessPolicy: []jobstate.SuccessRule{{SucceededIndexes: "2997-2998"}}}
+		testkit.CreateJob(t, e.s, "job", spec)
+		k := store.KeysFor("job")
+		for i := 0; i < 3000; i += 2 {
+			require.NoError(t, e.rdb.ZAdd(ctx, k.Key("doneidx"), redis.Z{Score: float64(i), Member: fmt.Sprintf("%d-%d", i, i)}).Err())
+		}
+		require.NoError(t, e.rdb.HSet(ctx, k.Key("state"), "popped", 1500, "succeeded", 1500).Err())
+		require.Empty(t, e.reconcile(t, "job").Observed.Stored, "no transition")
+	})
+}
+
 func TestLoop(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -539,6 +583,38 @@ func TestLoop(t *testing.T) {
 		require.NoError(t, e.s.Delete(ctx, "gone"))
 		require.NoError(t, loop.Sweep(ctx))
 		require.Equal(t, jobstate.PhaseComplete, e.snapshot(t, "job").Status.Phase)
+	})
+
+	t.Run("IdleJobsAreCheckedNotReadAndSweepsAreCounted", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		for _, j := range []string{"a", "b", "c"} {
+			e.create(t, j, jobstate.Spec{}, "x")
+		}
+		reg := prometheus.NewRegistry()
+		cache := &store.SnapshotCache{S: e.s}
+		loop := &controller.Loop{R: e.r, Cache: cache, Metrics: controller.NewMetrics(reg, cache)}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- loop.Run(ctx) }()
+		// The first sweep reads the three idle Jobs; later ones only check
+		// them (the Loop ticks every 500ms).
+		testkit.Eventually(t, 30*time.Second, "three sweeps", func() (bool, string) {
+			n := testutil.ToFloat64(loop.Metrics.Sweeps())
+			return n >= 3, fmt.Sprint(n, " sweeps")
+		})
+		cancel()
+		require.NoError(t, <-done)
+		st := cache.Stats()
+		require.EqualValues(t, 3, st.Read, "each idle Job is read once")
+		require.GreaterOrEqual(t, st.Reused, int64(6))
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		var names []string
+		for _, mf := range mfs {
+			names = append(names, mf.GetName())
+		}
+		require.Subset(t, names, []string{"workq_controller_sweeps_total", "workq_controller_sweep_duration_seconds", "workq_snapshots_total"})
 	})
 
 	t.Run("RunReturnsNilWhenItsContextEnds", func(t *testing.T) {

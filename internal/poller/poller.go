@@ -5,6 +5,7 @@
 package poller
 
 import (
+	"cmp"
 	"context"
 	"strconv"
 	"strings"
@@ -24,8 +25,15 @@ type Poller struct {
 	S *store.Store
 	// Every is how old an answer may be. Default 1s.
 	Every time.Duration
+	// IndexesEvery is how old the completed and failed index lists of a
+	// Status may be: walking them costs more than the counters, and a
+	// viewer needs them less often. Default 10s.
+	IndexesEvery time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Cache reads every Job's counters for Jobs, reading again only the
+	// Jobs that changed. Default: one of the Poller's own over S.
+	Cache *store.SnapshotCache
 
 	mu    sync.Mutex
 	cache map[string]entry
@@ -51,10 +59,11 @@ func (p *Poller) now() time.Time {
 // get returns the cached answer for key if it is fresh, else reads it once
 // for every caller waiting on it.
 func (p *Poller) get(ctx context.Context, key string, read func(context.Context) (any, error)) (any, error) {
-	every := p.Every
-	if every <= 0 {
-		every = time.Second
-	}
+	return p.getEvery(ctx, key, cmp.Or(p.Every, time.Second), read)
+}
+
+// getEvery is get with answers kept for every.
+func (p *Poller) getEvery(ctx context.Context, key string, every time.Duration, read func(context.Context) (any, error)) (any, error) {
 	p.mu.Lock()
 	if e, ok := p.cache[key]; ok && p.now().Sub(e.at) < every {
 		p.mu.Unlock()
@@ -99,14 +108,40 @@ func (p *Poller) Forget(job string) {
 
 // Jobs reads every Job's counters (see store.Store.Jobs).
 func (p *Poller) Jobs(ctx context.Context) ([]store.JobStatus, error) {
-	v, err := p.get(ctx, "jobs", func(ctx context.Context) (any, error) { return p.S.Jobs(ctx) })
+	p.mu.Lock()
+	if p.Cache == nil {
+		p.Cache = &store.SnapshotCache{S: p.S}
+	}
+	c := p.Cache
+	p.mu.Unlock()
+	v, err := p.get(ctx, "jobs", func(ctx context.Context) (any, error) { return c.Jobs(ctx) })
 	js, _ := v.([]store.JobStatus)
 	return js, err
 }
 
-// Status reads one Job (see store.Store.Status).
+// Status reads one Job (see store.Store.Status): its counters at most
+// every Every, and the index lists of a fixed completion count Job at most
+// every IndexesEvery.
 func (p *Poller) Status(ctx context.Context, job string) (jobstate.Status, error) {
-	v, err := p.get(ctx, "status:"+job, func(ctx context.Context) (any, error) { return p.S.Status(ctx, job) })
+	v, err := p.get(ctx, "status:"+job, func(ctx context.Context) (any, error) {
+		snap, err := p.S.Snapshot(ctx, job)
+		if err != nil {
+			return jobstate.Status{}, err
+		}
+		st := snap.Status
+		if st.Spec.Counted() {
+			iv, err := p.getEvery(ctx, "indexes:"+job, cmp.Or(p.IndexesEvery, 10*time.Second), func(ctx context.Context) (any, error) {
+				c, f, err := p.S.Indexes(ctx, job, st.Items.Dead)
+				return [2]string{c, f}, err
+			})
+			if err != nil {
+				return jobstate.Status{}, err
+			}
+			ix, _ := iv.([2]string)
+			st.CompletedIndexes, st.FailedIndexes = ix[0], ix[1]
+		}
+		return st, nil
+	})
 	st, _ := v.(jobstate.Status)
 	return st, err
 }

@@ -195,10 +195,15 @@ type result struct {
 	err error
 }
 
-// waitJoined waits until n goroutines started with sharedRead are inside
-// the poller's shared read (singleflight's Do).
+// waitJoined waits until n goroutines started with sharedRead by the
+// calling goroutine are inside the poller's shared read (singleflight's
+// Do). Goroutines of parallel subtests, held in reads of their own, are
+// not counted: each names the goroutine that created it.
 func waitJoined(t *testing.T, n int) {
 	t.Helper()
+	self := make([]byte, 64)
+	self = self[:runtime.Stack(self, false)]
+	creator := "in goroutine " + strings.Fields(string(self))[1] + "\n"
 	testkit.Eventually(t, 30*time.Second, "every caller waits on the one read", func() (bool, string) {
 		buf := make([]byte, 1<<20)
 		for {
@@ -211,7 +216,8 @@ func waitJoined(t *testing.T, n int) {
 		}
 		k := 0
 		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "poller_test.sharedRead") && strings.Contains(g, "singleflight.(*Group).Do") {
+			if strings.Contains(g, "poller_test.sharedRead") && strings.Contains(g, "singleflight.(*Group).Do") &&
+				strings.Contains(g, creator) {
 				k++
 			}
 		}
@@ -238,6 +244,36 @@ func TestPoller(t *testing.T) {
 		e.clock.Add(time.Nanosecond)
 		require.EqualValues(t, 5, e.status(t, "thumbs").Items.Pending, "an answer Every old is read again")
 		require.Greater(t, e.cnt.reads(), n)
+	})
+
+	t.Run("IndexListsAreReadLessOftenThanCounters", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.p.IndexesEvery = 10 * time.Second
+		three := 3
+		e.create(t, "idx", jobstate.Spec{Completions: &three, MaxAttempts: 1})
+		e.kill(t, "idx", "w1") // index 0 is dead
+		st := e.status(t, "idx")
+		require.EqualValues(t, 1, st.Items.Dead)
+		require.Equal(t, "0", st.FailedIndexes)
+		require.Empty(t, st.CompletedIndexes)
+
+		// Index 1 succeeds: the counters show it after Every, the lists
+		// only after IndexesEvery.
+		ctx := context.Background()
+		reg, err := e.s.Register(ctx, "idx", "", "w2", []byte(`{}`))
+		require.NoError(t, err)
+		r, err := e.s.Lease(ctx, "idx", store.LeaseRequest{UID: reg.UID, Session: reg.Session, Worker: "w2", Seq: 1, Want: 1, Max: 1})
+		require.NoError(t, err)
+		_, err = e.s.Settle(ctx, "idx", store.SettleRequest{UID: reg.UID, Session: reg.Session, Seq: 1,
+			Leases: []store.Settlement{{Token: r.Lease.Token, All: true, AckCount: 1, Started: -1}}})
+		require.NoError(t, err)
+		e.clock.Add(every)
+		st = e.status(t, "idx")
+		require.EqualValues(t, 1, st.Items.Succeeded)
+		require.Empty(t, st.CompletedIndexes, "the lists are kept for IndexesEvery")
+		e.clock.Add(10*time.Second - every)
+		require.Equal(t, "1", e.status(t, "idx").CompletedIndexes)
 	})
 
 	t.Run("CachesEachReadOnItsOwn", func(t *testing.T) {

@@ -40,6 +40,13 @@ func (s *Store) Reap(ctx context.Context, job string) (ReapResult, error) {
 type Snapshot struct {
 	Status   jobstate.Status
 	Observed jobstate.Observed
+	// Ver is the Job's change counter when the snapshot was read: every
+	// script that changes what a snapshot shows moves it (see
+	// SnapshotCache).
+	Ver int64
+
+	listed int64 // LLEN of the pending list when read
+	rated  bool  // items succeeded within the throughput window (or this second)
 }
 
 // Snapshot reads a Job's status and the facts the controller decides on in
@@ -186,12 +193,14 @@ func decodeSnapshot(job string, v any) (Snapshot, error) {
 	jobstate.SortConditions(s.Conditions)
 	rate, _ := r[11].([]any)
 	var sum int64
+	var rated bool
 	sec := now.Unix()
 	for i := 0; i+1 < len(rate); i += 2 {
 		t := toInt(rate[i])
 		if t < sec && t >= sec-60 {
 			sum += toInt(rate[i+1])
 		}
+		rated = rated || t >= sec-60
 	}
 	s.Throughput = float64(sum) / 60
 	if o := str(r[12]); o != "" && s.Items.Pending > 0 {
@@ -227,7 +236,7 @@ func decodeSnapshot(job string, v any) (Snapshot, error) {
 		StartTime:      start,
 		Now:            now,
 	}
-	return Snapshot{Status: s, Observed: obs}, nil
+	return Snapshot{Status: s, Observed: obs, Ver: n("ver"), listed: toInt(r[3]), rated: rated}, nil
 }
 
 // Apply applies a transition if its guard still holds in Redis. It returns
@@ -279,6 +288,67 @@ func (s *Store) Completed(ctx context.Context, job string) (string, error) {
 	return b.String(), nil
 }
 
+// ObserveSuccess fills what a Job's success policy is judged on into
+// snap.Observed: the completed indexes within the policy's indexes, read
+// CompletedPage ranges per command (the cost grows with the indexes the
+// policy names, not with the Job), and how many indexes completed in all
+// (the counter). A Job without a success policy needs nothing.
+func (s *Store) ObserveSuccess(ctx context.Context, job string, snap *Snapshot) error {
+	spec := snap.Status.Spec
+	if len(spec.SuccessPolicy) == 0 {
+		return nil
+	}
+	snap.Observed.CompletedCount = snap.Status.Items.Succeeded
+	within, err := jobstate.ParseIntervals(spec.SuccessPolicyIndexes())
+	if err != nil || len(within) == 0 {
+		return err
+	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	key := s.keysOf(job).Key("doneidx")
+	var done [][2]int
+	add := func(m string, lo, hi int) {
+		a, b, _ := strings.Cut(m, "-")
+		x, y := int(toInt(a)), int(toInt(b))
+		if x, y = max(x, lo), min(y, hi); x <= y {
+			done = append(done, [2]int{x, y})
+		}
+	}
+	for _, iv := range within {
+		lo, hi := iv[0], iv[1]
+		// The range that starts before lo may reach into it.
+		prev, err := s.rdb().ZRevRangeByScore(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: "(" + strconv.Itoa(lo), Count: 1}).Result()
+		if err != nil {
+			return fmt.Errorf("completed indexes of %q: %w", job, classify(err))
+		}
+		for _, m := range prev {
+			add(m, lo, hi)
+		}
+		from := strconv.Itoa(lo)
+		for {
+			m, err := s.rdb().ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: from, Max: strconv.Itoa(hi), Count: CompletedPage}).Result()
+			if err != nil {
+				return fmt.Errorf("completed indexes of %q: %w", job, classify(err))
+			}
+			for _, r := range m {
+				add(r, lo, hi)
+			}
+			if len(m) < CompletedPage {
+				break
+			}
+			last, _, _ := strings.Cut(m[len(m)-1], "-")
+			from = "(" + last
+		}
+	}
+	snap.Observed.Completed = jobstate.FormatIntervals(done)
+	return nil
+}
+
+// CompletedPage is how many ranges of completed indexes one command of
+// ObserveSuccess reads.
+const CompletedPage = 1000
+
 // DeadItem is an item that used all its attempts.
 type DeadItem struct {
 	ID        int64  `json:"id"`
@@ -288,25 +358,39 @@ type DeadItem struct {
 	Item      string `json:"item"` // Payload as text, for JSON output
 }
 
+// DeadPage is how many dead items one read of Dead takes: a Job with a
+// million dead items is listed in many short reads, never one long one.
+const DeadPage = 1000
+
 // Dead lists up to limit dead items (0: all), ordered by id, reading only
-// those.
+// those, DeadPage per command (a list read while dead items are retried
+// may miss some of them).
 func (s *Store) Dead(ctx context.Context, job string, limit int) ([]DeadItem, error) {
 	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
-	stop := int64(limit) - 1
-	if limit <= 0 {
-		stop = -1
-	}
-	m, err := s.rdb().ZRange(ctx, s.keysOf(job).Key("dead"), 0, stop).Result()
-	if err != nil {
-		return nil, fmt.Errorf("dead items of %q: %w", job, classify(err))
-	}
-	out := make([]DeadItem, 0, len(m))
-	for _, v := range m {
-		if d, ok := ParseDead(v); ok {
-			out = append(out, d)
+	key := s.keysOf(job).Key("dead")
+	var out []DeadItem
+	for start := 0; limit <= 0 || start < limit; start += DeadPage {
+		n := DeadPage
+		if limit > 0 {
+			n = min(n, limit-start)
 		}
+		m, err := s.rdb().ZRange(ctx, key, int64(start), int64(start+n-1)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("dead items of %q: %w", job, classify(err))
+		}
+		for _, v := range m {
+			if d, ok := ParseDead(v); ok {
+				out = append(out, d)
+			}
+		}
+		if len(m) < n {
+			break
+		}
+	}
+	if out == nil {
+		out = []DeadItem{}
 	}
 	return out, nil
 }
@@ -462,19 +546,30 @@ func (s *Store) Status(ctx context.Context, job string) (jobstate.Status, error)
 	}
 	st := snap.Status
 	if st.Spec.Counted() {
-		if st.CompletedIndexes, err = s.Completed(ctx, job); err != nil {
+		if st.CompletedIndexes, st.FailedIndexes, err = s.Indexes(ctx, job, st.Items.Dead); err != nil {
 			return jobstate.Status{}, err
-		}
-		if st.Items.Dead > 0 {
-			if st.FailedIndexes, err = s.DeadIndexes(ctx, job, MaxFailedIndexes); err != nil {
-				return jobstate.Status{}, err
-			}
-			if st.Items.Dead > MaxFailedIndexes {
-				st.FailedIndexes += ",..."
-			}
 		}
 	}
 	return st, nil
+}
+
+// Indexes returns the completed and failed indexes of a fixed completion
+// count Job, as Status shows them (each list bounded: MaxCompletedRanges,
+// MaxFailedIndexes); dead is the Job's count of dead items (none read when
+// 0).
+func (s *Store) Indexes(ctx context.Context, job string, dead int64) (completed, failed string, err error) {
+	if completed, err = s.Completed(ctx, job); err != nil {
+		return "", "", err
+	}
+	if dead > 0 {
+		if failed, err = s.DeadIndexes(ctx, job, MaxFailedIndexes); err != nil {
+			return "", "", err
+		}
+		if dead > MaxFailedIndexes {
+			failed += ",..."
+		}
+	}
+	return completed, failed, nil
 }
 
 // JobStatus is one Job's status, or why it could not be read.

@@ -148,9 +148,8 @@ func checkGuards(t *testing.T, e *env, scenarios int) {
 		sc.write(t, e, probe)
 		snap, err := e.s.Snapshot(ctx, probe)
 		require.NoError(t, err)
+		require.NoError(t, e.s.ObserveSuccess(ctx, probe, &snap))
 		obs := snap.Observed
-		obs.Completed, err = e.s.Completed(ctx, probe)
-		require.NoError(t, err)
 		next, due := jobstate.Next(snap.Status.Spec, obs)
 		for _, g := range jobstate.Guards {
 			job := fmt.Sprintf("%s-s%d-%s", e.job, n, g)

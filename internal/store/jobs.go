@@ -205,6 +205,30 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
+// Registered lists the names in the registry, sorted, with the uid each
+// was registered with, without checking that their Jobs still exist: a
+// reader that reads every Job anyway learns that from its reads, and
+// drops a gone Job's name with Unregister.
+func (s *Store) Registered(ctx context.Context) ([]string, map[string]string, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, nil, err
+	}
+	reg, err := s.registry(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
+	}
+	names := make([]string, 0, len(reg))
+	for n := range reg {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, reg, nil
+}
+
+// Unregister drops name from the registry if it still stands for uid: its
+// Job is gone (deleted, expired), and no new Job took the name meanwhile.
+func (s *Store) Unregister(ctx context.Context, name, uid string) { s.unregister(ctx, name, uid) }
+
 // Names lists the Jobs that exist, sorted, with their uids. One pipelined
 // round trip checks them all (on a Cluster, one per node); names whose Job
 // is gone (deleted, expired) are dropped from the registry on the way.
@@ -212,7 +236,7 @@ func (s *Store) Names(ctx context.Context) ([]string, map[string]string, error) 
 	if err := s.ready(ctx); err != nil {
 		return nil, nil, err
 	}
-	reg, err := s.rdb().HGetAll(ctx, RegistryKey).Result()
+	reg, err := s.registry(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}
@@ -248,6 +272,30 @@ func (s *Store) Names(ctx context.Context) ([]string, map[string]string, error) 
 		}
 	}
 	return out, uids, nil
+}
+
+// RegistryPage is how many names one read of the registry asks for: with
+// 10,000 Jobs, no one command walks them all (a page of 1000 took 0.8 ms
+// of Redis on an idle machine and up to 9.5 ms under the bench's load).
+const RegistryPage = 500
+
+// registry reads the registry of Job names with HSCAN, RegistryPage
+// names per command.
+func (s *Store) registry(ctx context.Context) (map[string]string, error) {
+	reg := map[string]string{}
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb().HScan(ctx, RegistryKey, cursor, "", RegistryPage).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			reg[kv[i]] = kv[i+1]
+		}
+		if cursor = next; cursor == 0 {
+			return reg, nil
+		}
+	}
 }
 
 // unregisterScript drops a registry entry only if it still holds uid.

@@ -269,6 +269,15 @@ func ParseSuccessRule(s string) (SuccessRule, error) {
 // SuccessPolicyMet reports whether a rule of the success policy is met by
 // the completed indexes (an interval string), and which, in order.
 func (s Spec) SuccessPolicyMet(completed string) (string, bool) {
+	return s.SuccessPolicyMetCount(completed, 0)
+}
+
+// SuccessPolicyMetCount is SuccessPolicyMet for a reader that did not read
+// every completed index: completed need only hold those within the rules'
+// indexes (SuccessPolicyIndexes), and count is how many indexes completed
+// in all, which a rule with a count and no indexes reads (0: counted from
+// completed).
+func (s Spec) SuccessPolicyMetCount(completed string, count int64) (string, bool) {
 	if len(s.SuccessPolicy) == 0 {
 		return "", false
 	}
@@ -280,7 +289,7 @@ func (s Spec) SuccessPolicyMet(completed string) (string, bool) {
 		want, _ := ParseIntervals(r.SucceededIndexes)
 		var got int
 		if r.SucceededIndexes == "" {
-			got = intervalsLen(done)
+			got = max(intervalsLen(done), int(count))
 		} else {
 			got = intervalsLen(intersect(want, done))
 		}
@@ -293,6 +302,48 @@ func (s Spec) SuccessPolicyMet(completed string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// SuccessPolicyIndexes returns the indexes the success policy's rules
+// name, merged, as an interval string: the only completed indexes a rule
+// with indexes reads. Empty when no rule names indexes.
+func (s Spec) SuccessPolicyIndexes() string {
+	var all [][2]int
+	for _, r := range s.SuccessPolicy {
+		ivs, _ := ParseIntervals(r.SucceededIndexes)
+		all = append(all, ivs...)
+	}
+	if len(all) == 0 {
+		return ""
+	}
+	slices.SortFunc(all, func(a, b [2]int) int { return a[0] - b[0] })
+	merged := all[:1]
+	for _, iv := range all[1:] {
+		last := &merged[len(merged)-1]
+		if iv[0] <= last[1]+1 {
+			last[1] = max(last[1], iv[1])
+			continue
+		}
+		merged = append(merged, iv)
+	}
+	return FormatIntervals(merged)
+}
+
+// FormatIntervals writes sorted, merged [lo, hi] pairs as an interval
+// string such as "0-3,5".
+func FormatIntervals(ivs [][2]int) string {
+	var b strings.Builder
+	for i, iv := range ivs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(iv[0]))
+		if iv[1] != iv[0] {
+			b.WriteByte('-')
+			b.WriteString(strconv.Itoa(iv[1]))
+		}
+	}
+	return b.String()
 }
 
 // ParseIntervals reads an interval string such as "0-3,5" into sorted,

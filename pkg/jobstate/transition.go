@@ -51,10 +51,15 @@ type Observed struct {
 	// FailJob is the failure of the item that matched a FailJob rule, if any.
 	FailJob string
 	// Completed are the indexes that succeeded, as an interval string; read
-	// only for Jobs with a success policy.
+	// only for Jobs with a success policy, and then only those within the
+	// policy's indexes (Spec.SuccessPolicyIndexes) need be there.
 	Completed string
-	StartTime time.Time // zero until the first lease
-	Now       time.Time // the Redis server's clock
+	// CompletedCount is how many indexes succeeded in all, for a success
+	// policy's rules with a count and no indexes (0: counted from
+	// Completed).
+	CompletedCount int64
+	StartTime      time.Time // zero until the first lease
+	Now            time.Time // the Redis server's clock
 }
 
 // Holds reports whether the fact behind guard g holds for a Job: the one
@@ -85,7 +90,7 @@ func Holds(g Guard, spec Spec, o Observed) bool {
 	case GuardMaxFailedItems:
 		return spec.MaxFailedItems != nil && o.Dead > int64(*spec.MaxFailedItems)
 	case GuardSuccessPolicy:
-		_, ok := spec.SuccessPolicyMet(o.Completed)
+		_, ok := spec.SuccessPolicyMetCount(o.Completed, o.CompletedCount)
 		return ok
 	case GuardDrained:
 		return o.Done && o.Dead == 0 && o.StateLost == ""
@@ -152,7 +157,7 @@ func Next(spec Spec, o Observed) (Transition, bool) {
 		}
 		return failing(reason, fmt.Sprintf("%s max-failed-items %d", exceed(o.Dead, "dead item"), *spec.MaxFailedItems), GuardMaxFailedItems)
 	case holds(GuardSuccessPolicy):
-		rule, _ := spec.SuccessPolicyMet(o.Completed)
+		rule, _ := spec.SuccessPolicyMetCount(o.Completed, o.CompletedCount)
 		return succeeding(ReasonSuccessPolicy, "success policy rule met: "+rule, GuardSuccessPolicy)
 	case holds(GuardDrainedDead):
 		reason := ReasonFailedItems

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/workq/workq/internal/redistest"
 	"github.com/workq/workq/pkg/jobstate"
@@ -73,4 +76,105 @@ func benchAckReplicas(b *testing.B, c *queue.Client) {
 			})
 		}
 	}
+}
+
+// BenchmarkJobsOverCluster measures how Jobs spread over a Redis Cluster:
+// six Jobs (their names chosen so that every node serves some), b.N items
+// each, drained at once by one queue.Worker per Job (batch 1000,
+// concurrency 4), on a Cluster of 1 node and of 3 (AOF off: the
+// durability settings of the other tests would time fsync, not workq); and
+// for comparison one Job of 6×b.N items drained by six such workers. It
+// reports the items/s of all together and each node's Redis CPU per 100k
+// items: one Job's keys share one hash tag, so one Job's work runs on one
+// node, and many Jobs spread their work over the nodes.
+//
+//	go test -tags cluster -run '^$' -bench JobsOverCluster -benchtime 200000x ./test/cluster/
+func BenchmarkJobsOverCluster(b *testing.B) {
+	const workers = 6
+	for _, r := range []struct{ nodes, jobs int }{{1, 1}, {3, 1}, {1, 6}, {3, 6}} {
+		b.Run(fmt.Sprintf("nodes=%d/jobs=%d", r.nodes, r.jobs), func(b *testing.B) {
+			c := redistest.StartCluster(b, r.nodes)
+			for _, n := range c.Nodes {
+				_, err := n.Do("CONFIG", "SET", "appendonly", "no")
+				require.NoError(b, err)
+			}
+			qc, err := queue.Connect(queue.Options{URL: c.URL()})
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = qc.Close() })
+			ctx := context.Background()
+			var names []string
+			if r.nodes == 1 || r.jobs < r.nodes {
+				// One node serves every slot (and names itself with no
+				// host in CLUSTER SLOTS, which Owner cannot match), or
+				// fewer Jobs than nodes: any names do.
+				for i := range r.jobs {
+					names = append(names, fmt.Sprintf("job-%03d", i))
+				}
+			} else {
+				for _, byNode := range jobsOnEveryNode(b, c, r.jobs) {
+					names = append(names, byNode...)
+				}
+			}
+			perJob := b.N * workers / r.jobs
+			items := make([][]byte, perJob)
+			for i := range items {
+				items[i] = fmt.Appendf(nil, "item-%d", i)
+			}
+			var ws []*queue.Worker
+			for _, job := range names {
+				require.NoError(b, qc.Create(ctx, job, jobstate.Spec{BatchSize: 1000}))
+				_, err = qc.Push(ctx, job, items, queue.PushOptions{})
+				require.NoError(b, err)
+				_, err = qc.Seal(ctx, job)
+				require.NoError(b, err)
+				for range workers / r.jobs {
+					w, err := queue.NewWorker(qc, queue.WorkerConfig{Job: job, Concurrency: 4,
+						Handler: queue.HandlerFunc(func(context.Context, queue.Item) error { return nil }),
+						Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+					require.NoError(b, err)
+					ws = append(ws, w)
+				}
+			}
+			cpu0 := nodesCPU(b, c)
+			b.ResetTimer()
+			start := time.Now()
+			var g errgroup.Group
+			for _, w := range ws {
+				g.Go(func() error { return w.Run(ctx) })
+			}
+			require.NoError(b, g.Wait())
+			d := time.Since(start)
+			b.StopTimer()
+			total := float64(perJob * len(names))
+			b.ReportMetric(total/d.Seconds(), "items/s")
+			for i, c1 := range nodesCPU(b, c) {
+				b.ReportMetric((c1-cpu0[i])/total*1e5, fmt.Sprintf("node%d-cpu-s/100k", i))
+			}
+			for _, job := range names {
+				s, err := qc.Inspector().Status(ctx, job)
+				require.NoError(b, err)
+				require.Equal(b, int64(perJob), s.Items.Succeeded)
+			}
+		})
+	}
+}
+
+// nodesCPU returns each node's used_cpu_sys + used_cpu_user (seconds).
+func nodesCPU(b *testing.B, c *redistest.Cluster) []float64 {
+	b.Helper()
+	out := make([]float64, len(c.Nodes))
+	for i, n := range c.Nodes {
+		v, err := n.Do("INFO", "cpu")
+		require.NoError(b, err)
+		info, _ := v.(string)
+		for _, line := range strings.Split(info, "\r\n") {
+			k, val, ok := strings.Cut(line, ":")
+			if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				f, err := strconv.ParseFloat(val, 64)
+				require.NoError(b, err)
+				out[i] += f
+			}
+		}
+	}
+	return out
 }

@@ -33,7 +33,7 @@ const (
 // jobsOnEveryNode names n Jobs so that every node of c serves the slot of
 // some of them, as evenly as names allow, found with the Cluster's own
 // CLUSTER KEYSLOT and CLUSTER SLOTS. It returns the names by node.
-func jobsOnEveryNode(t *testing.T, c *redistest.Cluster, n int) [][]string {
+func jobsOnEveryNode(t testing.TB, c *redistest.Cluster, n int) [][]string {
 	t.Helper()
 	nodes := len(c.Nodes)
 	most := (n + nodes - 1) / nodes

@@ -13,7 +13,7 @@ local now = now_ms()
 redis.call('HSET', SPEC, 'uid', ARGV[1], unpack(ARGV, 4))
 -- Fencing tokens for side effects start at the server's clock in µs, so a
 -- Job re-created under the same name hands out larger ones than before.
-redis.call('HSET', STATE, 'uid', ARGV[1], 'created', now, 'sealed', ARGV[2], 'fseq', int(now * 1000))
+redis.call('HSET', STATE, 'uid', ARGV[1], 'created', now, 'sealed', ARGV[2], 'fseq', int(now * 1000), 'ver', 1)
 if ARGV[3] == '1' then
   redis.call('HSET', STATE, 'suspended', '1', 'cond:Suspended', 'True|JobSuspended|' .. now .. '|Job created suspended')
 end

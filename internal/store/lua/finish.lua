@@ -9,11 +9,13 @@
 local e = job_error(ARGV[1])
 if e then return err(e) end
 allow_oom()
-redis.call('ZREM', WORKERS, ARGV[2])
+local gone = redis.call('ZREM', WORKERS, ARGV[2])
 if redis.call('HSETNX', WENDED, ARGV[2], ARGV[4]) == 1 then
+  gone = 1
   if ARGV[4] == 'succeeded' then redis.call('HINCRBY', STATE, 'wsucceeded', 1)
   elseif ARGV[4] == 'failed' then redis.call('HINCRBY', STATE, 'wfailed', 1) end
 end
+if gone == 1 then changed() end
 redis.call('HDEL', REQS, 'l' .. ARGV[3], 's' .. ARGV[3], 'w' .. ARGV[2])
 redis.call('PUBLISH', EVENTS, 'worker')
 if redis.call('HGET', WENDED, ARGV[2]) == ARGV[4] then return 1 end

@@ -12,6 +12,7 @@ allow_oom()
 local now = now_ms()
 local leaseMs = spec_num('leaseMs', 30000)
 touch(now, leaseMs)
+changed()
 local st = redis.call('HMGET', STATE, 'phase', 'suspended', 'done', 'hungry', 'avgus', 'lostreason')
 local phase = st[1] or ''
 local rejoined = 0

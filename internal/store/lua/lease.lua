@@ -32,6 +32,7 @@ if seq <= last then
   return err('STALE', 'a lease call older than the last one')
 end
 redis.call('HSET', REQS, 'l' .. sess, ARGV[3])
+changed()
 if failing(st.phase) then return {'FAILED'} end
 if stopping(st.phase) or st.done == '1' then return {'DONE'} end
 stalled(st.seen, now, leaseMs)

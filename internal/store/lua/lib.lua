@@ -27,6 +27,12 @@ end
 -- nothing. Create and push do not call it.
 local function allow_oom() redis.call('HDEL', STATE, '-') end
 
+-- changed counts a change of the Job's state in the field ver: a reader
+-- that kept a snapshot learns from one HMGET whether it still holds (see
+-- store.SnapshotCache). Every script that changes what a snapshot shows
+-- calls it.
+local function changed() redis.call('HINCRBY', STATE, 'ver', 1) end
+
 local function num(v, d)
   local n = tonumber(v)
   if n == nil then return d end
@@ -277,14 +283,17 @@ local function add_range(key, a, b)
   return new
 end
 
--- done_within counts the succeeded indexes in lo..hi (DONEIDX ranges).
+-- done_within counts the succeeded indexes in lo..hi (DONEIDX ranges),
+-- reading only the ranges that reach into lo..hi: its cost grows with the
+-- indexes a success policy names, not with the Job.
 local function done_within(lo, hi)
   local got = 0
-  local rs = redis.call('ZREVRANGEBYSCORE', DONEIDX, hi, '-inf')
+  local rs = redis.call('ZRANGEBYSCORE', DONEIDX, lo, hi)
+  local prev = redis.call('ZREVRANGEBYSCORE', DONEIDX, '(' .. lo, '-inf', 'LIMIT', 0, 1)
+  if prev[1] then rs[#rs + 1] = prev[1] end
   for _, m in ipairs(rs) do
     local s, e = string.match(m, '^(%d+)-(%d+)$')
     s, e = tonumber(s), tonumber(e)
-    if e < lo then break end
     got = got + math.max(0, math.min(e, hi) - math.max(s, lo) + 1)
   end
   return got

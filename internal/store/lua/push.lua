@@ -29,6 +29,7 @@ else
 end
 if n > 0 then
   redis.call('HINCRBY', STATE, 'pushed', n)
+  changed()
   local pos = num(st[3], 0) + redis.call('LLEN', PENDING)
   -- Entries of items already leased are of no more use (snapshot reads
   -- the first beyond popped); they go here, once per push, rather than

@@ -15,6 +15,7 @@ if stopping(redis.call('HGET', STATE, 'phase') or '') then
   if redis.call('HGET', STATE, 'phase') ~= PH_FAILING then return {0, 0, 0} end
 end
 touch(now, tonumber(spec[1]))
+changed()
 local lost = 0
 for _, w in ipairs(redis.call('ZRANGEBYSCORE', WORKERS, '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', WORKERS, w)

@@ -21,4 +21,5 @@ local sess = ARGV[4]
 redis.call('HSET', WINFO, ARGV[2], ARGV[3])
 redis.call('ZADD', WORKERS, now + tonumber(spec[3]), ARGV[2])
 redis.call('HSET', REQS, 'w' .. ARGV[2], sess)
+changed()
 return {'OK', spec[1], sess, spec[2]}

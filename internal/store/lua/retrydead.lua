@@ -39,5 +39,6 @@ if #members > 0 then
   redis.call('PUBLISH', EVENTS, 'retry')
 end
 local moved, left = #members / 2, redis.call('ZCARD', DEAD)
+changed()
 redis.call('HSET', STATE, 'retryrid', ARGV[2] .. ':' .. moved .. ':' .. left)
 return {moved, left}

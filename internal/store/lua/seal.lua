@@ -12,5 +12,6 @@ if st[1] == '1' then
   return 0
 end
 redis.call('HSET', STATE, 'sealed', '1', 'sealrid', ARGV[2])
+changed()
 redis.call('PUBLISH', EVENTS, 'sealed')
 return 1

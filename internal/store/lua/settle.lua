@@ -206,4 +206,5 @@ if acked > 0 and st.sealed == '1' and redis.call('ZCARD', LEASES) == 0 then
 end
 local reply = acked .. ',' .. failed .. ',' .. released .. ',' .. refused .. ',' .. dead .. ',' .. failjob .. '|' .. table.concat(gone, ',')
 redis.call('HSET', REQS, slot, ARGV[3] .. ':' .. reply)
+changed()
 return reply

@@ -18,5 +18,6 @@ else
   redis.call('HSET', STATE, 'suspended', '0', 'susprid', ARGV[2], 'cond:Suspended', 'False|JobResumed|' .. now .. '|Job resumed')
   if st[3] then redis.call('HSET', STATE, 'start', now) end
 end
+changed()
 redis.call('PUBLISH', EVENTS, ARGV[3])
 return 1

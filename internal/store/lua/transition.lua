@@ -15,6 +15,7 @@ if e == 'LOST' and g == GUARD_STATE_LOST then
   redis.call('HSET', STATE, 'uid', redis.call('HGET', SPEC, 'uid'), 'phase', PH_FAILED, 'completion', now,
     'lostreason', 'the state of the Job is gone', 'trid', ARGV[2],
     'cond:Failed', 'True|' .. ARGV[6] .. '|' .. now .. '|' .. ARGV[7])
+  changed()
   redis.call('PUBLISH', EVENTS, PH_FAILED)
   return 1
 end
@@ -55,6 +56,7 @@ elseif g == GUARD_DRAINED_DEAD then
   ok = st.done == '1' and dead > 0
 end
 if not ok then return 0 end
+changed()
 local to = ARGV[4]
 redis.call('HSET', STATE, 'phase', to, 'trid', ARGV[2], 'cond:' .. ARGV[5], 'True|' .. ARGV[6] .. '|' .. now .. '|' .. ARGV[7])
 if lost and g == GUARD_STATE_LOST then redis.call('HSET', STATE, 'lostreason', lost) end
