@@ -232,9 +232,17 @@ func (a *acker) send(ctx context.Context, ps []pending, closing bool) (store.Set
 			return r, false
 		}
 		w.log.Warn("settle failed; retrying", "err", err, "in", backoff)
+		// A close while this call retries makes it a closing one: the
+		// worker is ending, and must not wait for Redis forever.
+		closeReq := a.closing
+		if closing {
+			closeReq = nil
+		}
 		select {
 		case <-ctx.Done():
 			return r, false
+		case <-closeReq:
+			closing = true
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
