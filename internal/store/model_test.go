@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -279,7 +280,6 @@ type harness struct {
 	job     string
 	uid     string
 	m       *model
-	base    int64
 	setTime func(ms int64)
 	workers []*mWorker
 }
@@ -301,7 +301,7 @@ func newHarness(t *rapid.T, s *store.Store, now int64, real bool) *harness {
 		lease, retry, retryMax = time.Hour, time.Hour, 2*time.Hour
 	}
 	m.leaseMs, m.retryBaseMs, m.retryMaxMs = lease.Milliseconds(), retry.Milliseconds(), retryMax.Milliseconds()
-	h := &harness{t: t, ctx: context.Background(), s: s, m: m, base: now, job: testkit.UniqueName("model"),
+	h := &harness{t: t, ctx: context.Background(), s: s, m: m, job: testkit.UniqueName("model"),
 		rc: &controller.Reconciler{S: s, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	uid, err := s.Create(h.ctx, h.job, jobstate.Spec{
 		BatchSize: m.batch, Lease: jobstate.Duration(lease), MaxAttempts: m.maxAtt,
@@ -376,7 +376,7 @@ func (h *harness) run(steps int) {
 
 func (h *harness) pick(ws []*mWorker) *mWorker { return rapid.SampledFrom(ws).Draw(h.t, "worker") }
 
-var payloadTails = []string{"", "", "", ":x:", "\n", "a\nb", "|", "," + "\x00"}
+var payloadTails = []string{"", "", "", ":x:", "\n", "a\nb", "|", ",\x00"}
 
 func (h *harness) push() {
 	m := h.m
@@ -837,7 +837,7 @@ func (h *harness) reconcile() {
 		case m.phase == jobstate.PhaseFailing && m.live() == 0:
 			m.phase = jobstate.PhaseFailed
 			// A failed Job holds no leases: their items go back.
-			for _, tok := range slices.Sorted(mapKeys(m.leases)) {
+			for _, tok := range slices.Sorted(maps.Keys(m.leases)) {
 				for _, id := range m.leases[tok].ids {
 					m.giveBack(m.items[id])
 				}
@@ -852,16 +852,6 @@ func (h *harness) reconcile() {
 			m.phase = jobstate.PhaseFailing
 		case m.done:
 			m.phase = jobstate.PhaseSucceeding
-		}
-	}
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
 		}
 	}
 }
@@ -921,6 +911,7 @@ func (h *harness) check() {
 	require.EqualValues(t, len(m.leases), st.Leases, "leases")
 	require.Equal(t, m.sealed, st.Sealed, "sealed")
 	require.Equal(t, m.done, st.Done, "done")
+	require.Equal(t, m.started, st.StartTime != nil, "started: a lease happened")
 	require.Equal(t, m.phase, snap.Observed.Stored, "phase")
 	require.EqualValues(t, len(m.workers), st.Active, "registered workers")
 	require.Equal(t, m.live(), st.Ready, "live workers")
