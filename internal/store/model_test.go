@@ -349,6 +349,7 @@ func (h *harness) run(steps int) {
 		{"lease", 4, func() bool { return len(h.alive()) > 0 }, h.lease},
 		{"settle", 5, func() bool { return len(h.withHeld()) > 0 }, h.settle},
 		{"resend", 1, func() bool { return len(h.alive()) > 0 }, h.resend},
+		{"release", 1, func() bool { return len(h.alive()) > 0 }, h.release},
 		{"extend", 2, func() bool { return len(h.alive()) > 0 }, h.extend},
 		{"tick", 2, func() bool { return !h.m.real }, h.tick},
 		{"reap", 1, always, h.reap},
@@ -509,6 +510,45 @@ func (h *harness) lease() {
 	m.leases[token] = ml
 	m.started = true
 	w.held[token] = slices.Clone(ml.ids)
+}
+
+// release sends one of a worker's lease calls again (a lost reply): the
+// lease it made, as it stands now, or nothing; an older call without a
+// lease is refused.
+func (h *harness) release() {
+	m := h.m
+	w := h.pick(h.alive())
+	if w.leaseSeq == 0 {
+		return
+	}
+	seq := w.leaseSeq
+	if rapid.Bool().Draw(h.t, "older") {
+		seq = rapid.Int64Range(1, w.leaseSeq).Draw(h.t, "seq")
+	}
+	token := w.session + "." + strconv.FormatInt(seq, 10)
+	r, err := h.s.Lease(h.ctx, h.job, store.LeaseRequest{UID: h.uid, Session: w.session, Worker: w.id, Seq: seq, Want: 1})
+	l, ok := m.leases[token]
+	switch {
+	case ok:
+		require.NoError(h.t, err)
+		require.NotNil(h.t, r.Lease, "lease %s again", token)
+		require.Equal(h.t, token, r.Lease.Token)
+		require.Len(h.t, r.Lease.Items, len(l.ids))
+		for i, id := range l.ids {
+			it := m.items[id]
+			require.Equal(h.t, []any{id, it.att, it.payload},
+				[]any{r.Lease.Items[i].ID, r.Lease.Items[i].Attempt, string(r.Lease.Items[i].Payload)}, "item %d of lease %s again", i, token)
+		}
+		if !m.real {
+			require.Equal(h.t, l.expires, r.Lease.Expires.UnixMilli(), "lease expiry")
+		}
+	case seq == w.leaseSeq:
+		require.NoError(h.t, err)
+		require.Nil(h.t, r.Lease)
+		require.Equal(h.t, "repeat", r.Wait)
+	default:
+		require.ErrorIs(h.t, err, store.ErrStale)
+	}
 }
 
 // settle sends outcomes for one or two of a worker's leases: for each item
