@@ -193,7 +193,9 @@ func decodeRecord(rec string) (Lease, error) {
 	if err != nil {
 		return bad("fence " + f[1])
 	}
-	items := make([]Item, 0, n)
+	// The count is only a claim until the ids bear it out: it sizes no
+	// allocation past what a lease holds, and no range expands past it.
+	items := make([]Item, 0, min(n, jobstate.MaxBatchSize))
 	for part := range strings.SplitSeq(f[2], ",") {
 		if part == "" {
 			continue
@@ -209,8 +211,11 @@ func decodeRecord(rec string) (Lease, error) {
 				return bad("ids " + part)
 			}
 		}
-		for id := a; id <= b; id++ {
-			items = append(items, Item{ID: id, Attempt: 1})
+		if b-a >= int64(n-len(items)) {
+			return bad(fmt.Sprintf("ids %s past %d items", part, n))
+		}
+		for k := range b - a + 1 {
+			items = append(items, Item{ID: a + k, Attempt: 1})
 		}
 	}
 	if len(items) != n {
@@ -260,7 +265,7 @@ func decodeRecord(rec string) (Lease, error) {
 		off, i := 0, 0
 		for l := range strings.SplitSeq(f[4], ",") {
 			v, err := strconv.Atoi(l)
-			if err != nil || i >= n || off+v > len(body) {
+			if err != nil || i >= n || v < 0 || v > len(body)-off {
 				return bad("lengths")
 			}
 			items[i].Payload = body[off : off+v : off+v]

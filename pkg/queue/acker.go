@@ -25,6 +25,17 @@ type acker struct {
 	w       *Worker
 	seq     int64
 	closing chan struct{}
+	// giveUp is when a closing acker stops retrying what Redis does not
+	// take: a lease after it began closing, when those leases must have
+	// expired anyway. Set once, by the first closing call that fails.
+	giveUp time.Time
+}
+
+func (a *acker) giveUpAt() time.Time {
+	if a.giveUp.IsZero() {
+		a.giveUp = time.Now().Add(max(a.w.spec.Lease.D(), time.Second))
+	}
+	return a.giveUp
 }
 
 func (a *acker) close() { close(a.closing) }
@@ -209,7 +220,6 @@ func (a *acker) send(ctx context.Context, ps []pending, closing bool) (store.Set
 		q.Leases = append(q.Leases, p.s)
 	}
 	backoff := 50 * time.Millisecond
-	giveUp := time.Now().Add(max(w.spec.Lease.D(), time.Second))
 	for {
 		r, err := w.s.Settle(ctx, w.cfg.Job, q)
 		if err == nil {
@@ -227,15 +237,24 @@ func (a *acker) send(ctx context.Context, ps []pending, closing bool) (store.Set
 			return r, false
 		}
 		w.m.redisError(w.cfg.Job)
-		if closing && time.Now().After(giveUp) {
+		if closing && time.Now().After(a.giveUpAt()) {
 			w.log.Error("could not record results; their leases will expire and the items will run again", "err", err)
 			return r, false
 		}
 		w.log.Warn("settle failed; retrying", "err", err, "in", backoff)
+		// A close while this call retries makes it a closing one: the
+		// worker is ending, and must not wait for Redis forever.
+		closeReq, wait := a.closing, backoff
+		if closing {
+			// The last try comes at the give-up time, not a backoff later.
+			closeReq, wait = nil, min(backoff, time.Until(a.giveUpAt())+time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return r, false
-		case <-time.After(backoff):
+		case <-closeReq:
+			closing = true
+		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}

@@ -484,3 +484,27 @@ func TestIdlePeersGetUnstartedItemsBack(t *testing.T) {
 	defer mu.Unlock()
 	require.Positive(t, ran["b"], "the idle peer got items back: %v", ran)
 }
+
+// TestAStoppedWorkerEndsWhileRedisIsDown: a worker told to stop while Redis
+// cannot be reached gives up on the outcomes it could not record once
+// their leases must have expired, and ends; it does not retry them forever.
+func TestAStoppedWorkerEndsWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
+	e := miniEnv(t)
+	e.create(t, jobstate.Spec{Lease: jobstate.Duration(time.Second)})
+	e.push(t, "a")
+	started, finish := make(chan struct{}), make(chan struct{})
+	w := e.worker(t, queue.WorkerConfig{Handler: queue.HandlerFunc(func(context.Context, queue.Item) error {
+		close(started)
+		<-finish
+		return nil
+	})})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := runAsync(ctx, w)
+	<-started
+	e.mini.Close()
+	cancel()
+	close(finish) // the item succeeds, but its ack cannot reach Redis
+	require.ErrorIs(t, waitErr(t, done), queue.ErrStopped)
+}
