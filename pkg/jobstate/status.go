@@ -183,12 +183,21 @@ func DerivePhase(stored Phase, suspended, started bool) Phase {
 	return PhasePending
 }
 
-// SortConditions orders conditions by time, then type, for stable output.
+// SortConditions orders conditions by time; conditions of the same
+// millisecond come in the order Kubernetes adds them (FailureTarget before
+// Failed, SuccessCriteriaMet before Complete: a terminal condition last),
+// then by type, for stable output.
 func SortConditions(cs []Condition) {
 	sort.SliceStable(cs, func(i, j int) bool {
 		if !cs[i].LastTransitionTime.Equal(cs[j].LastTransitionTime) {
 			return cs[i].LastTransitionTime.Before(cs[j].LastTransitionTime)
 		}
+		if ti, tj := cs[i].Type.terminal(), cs[j].Type.terminal(); ti != tj {
+			return tj
+		}
 		return cs[i].Type < cs[j].Type
 	})
 }
+
+// terminal reports whether t is a condition that ends a Job.
+func (t ConditionType) terminal() bool { return t == ConditionComplete || t == ConditionFailed }

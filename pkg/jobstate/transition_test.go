@@ -288,17 +288,23 @@ func TestDerivePhase(t *testing.T) {
 
 func TestSortConditions(t *testing.T) {
 	t.Parallel()
-	cs := []jobstate.Condition{
-		{Type: jobstate.ConditionFailed, LastTransitionTime: now},
-		{Type: jobstate.ConditionSuspended, LastTransitionTime: t0},
-		{Type: jobstate.ConditionFailureTarget, LastTransitionTime: now},
-		{Type: jobstate.ConditionComplete, LastTransitionTime: t0},
+	order := func(cs ...jobstate.Condition) []jobstate.ConditionType {
+		jobstate.SortConditions(cs)
+		got := make([]jobstate.ConditionType, len(cs))
+		for i, c := range cs {
+			got[i] = c.Type
+		}
+		return got
 	}
-	jobstate.SortConditions(cs)
-	got := make([]jobstate.ConditionType, len(cs))
-	for i, c := range cs {
-		got[i] = c.Type
-	}
-	require.Equal(t, []jobstate.ConditionType{jobstate.ConditionComplete, jobstate.ConditionSuspended,
-		jobstate.ConditionFailed, jobstate.ConditionFailureTarget}, got, "by time, then by type")
+	require.Equal(t, []jobstate.ConditionType{jobstate.ConditionSuspended, jobstate.ConditionComplete,
+		jobstate.ConditionFailureTarget, jobstate.ConditionFailed}, order(
+		jobstate.Condition{Type: jobstate.ConditionFailed, LastTransitionTime: now},
+		jobstate.Condition{Type: jobstate.ConditionSuspended, LastTransitionTime: t0},
+		jobstate.Condition{Type: jobstate.ConditionFailureTarget, LastTransitionTime: now},
+		jobstate.Condition{Type: jobstate.ConditionComplete, LastTransitionTime: t0},
+	), "by time; within one millisecond, a terminal condition last, as Kubernetes adds them")
+	require.Equal(t, []jobstate.ConditionType{jobstate.ConditionSuccessCriteriaMet, jobstate.ConditionComplete}, order(
+		jobstate.Condition{Type: jobstate.ConditionComplete, LastTransitionTime: now},
+		jobstate.Condition{Type: jobstate.ConditionSuccessCriteriaMet, LastTransitionTime: now},
+	), "SuccessCriteriaMet, then Complete, also within one millisecond")
 }

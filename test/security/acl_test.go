@@ -27,7 +27,7 @@ import (
 const aclCommands = "-@all +ping +time +info " +
 	"+evalsha +eval +script|load " +
 	"+exists +del +unlink +pexpire +persist " +
-	"+hget +hmget +hset +hsetnx +hdel +hgetall +hincrby +hkeys +hlen +hexists " +
+	"+hget +hmget +hset +hsetnx +hdel +hgetall +hscan +hincrby +hkeys +hlen +hexists " +
 	"+sadd " +
 	"+rpush +lpop +llen +blmove " +
 	"+zadd +zrem +zscore +zcard +zcount +zrange +zrangebyscore +zrevrangebyscore +zremrangebyscore +zpopmin " +
