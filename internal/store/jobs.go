@@ -233,18 +233,10 @@ func (s *Store) Unregister(ctx context.Context, name, uid string) { s.unregister
 // round trip checks them all (on a Cluster, one per node); names whose Job
 // is gone (deleted, expired) are dropped from the registry on the way.
 func (s *Store) Names(ctx context.Context) ([]string, map[string]string, error) {
-	if err := s.ready(ctx); err != nil {
+	names, reg, err := s.Registered(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
-	reg, err := s.registry(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
-	}
-	names := make([]string, 0, len(reg))
-	for n := range reg {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	pipe := s.rdb().Pipeline()
 	cmds := make([]*redis.StringCmd, len(names))
 	for i, n := range names {
