@@ -72,11 +72,13 @@ type scaleResult struct {
 	DeleteSeconds float64 `json:"deleteSeconds"`
 	// Slowest are the slowest workq commands SLOWLOG recorded, slowest
 	// first; SlowCount how many took slowlogThreshold or more.
-	Slowest   []slowEntry `json:"slowest"`
-	SlowCount int         `json:"slowCount"`
-	SlowOver5 int         `json:"slowOver5ms"`
-	SlowKinds []slowKind  `json:"slowByCommand"`
-	SlowLost  bool        `json:"slowlogOverflowed,omitempty"`
+	Slowest []slowEntry `json:"slowest"`
+	// SlowestWork is the slowest entry that is not an O(1) command.
+	SlowestWork *slowEntry `json:"slowestWork,omitempty"`
+	SlowCount   int        `json:"slowCount"`
+	SlowOver5   int        `json:"slowOver5ms"`
+	SlowKinds   []slowKind `json:"slowByCommand"`
+	SlowLost    bool       `json:"slowlogOverflowed,omitempty"`
 	// StallMicros is the slowest O(1) command in SLOWLOG (Stall): how long
 	// the machine's other work kept Redis off a CPU at least once. Entries
 	// up to that long may be such stalls rather than work.
@@ -659,21 +661,26 @@ func (rep *report) writeScale(w io.Writer) {
 	}
 }
 
-// scaleChecks is issue 14's target.
+// scaleChecks is issue 14's target. It judges the slowest command that
+// does work (a script, or a command whose cost grows with its arguments or
+// its key): an O(1) command in SLOWLOG measures a stall of the machine,
+// and the line says the slowest of those beside it.
 func (b *bench) scaleChecks() {
 	s := b.rep.Scale
-	name := "scale: the slowest workq command in SLOWLOG ≤ 5 ms"
+	name := "scale: the slowest workq command in SLOWLOG ≤ 5 ms (O(1) commands, which only show stalls, aside)"
 	switch {
 	case s == nil && b.cfg.want("scale"):
 		b.add(true, name, "NOT RUN", "the scale section did not finish; see errors")
 	case s == nil:
-	case s.SlowCount == 0:
-		b.add(true, name, "PASS", fmt.Sprintf("no workq command took %d µs or more", slowlogThreshold))
+	case s.SlowestWork == nil && s.SlowLost:
+		b.add(true, name, "NOT RUN", "SLOWLOG overflowed and kept no command that does work")
+	case s.SlowestWork == nil:
+		b.add(true, name, "PASS", fmt.Sprintf("no workq command that does work took %d µs or more", slowlogThreshold))
 	default:
-		e := s.Slowest[0]
+		e := s.SlowestWork
 		detail := fmt.Sprintf("%.2f ms: %s, during %s", float64(e.Micros)/1000, e.What, e.Phase)
 		if s.StallMicros > 0 {
-			detail += fmt.Sprintf(" (an O(1) %s took %.2f ms: Redis was stalled by other work)", strings.Fields(s.Stall)[0], float64(s.StallMicros)/1000)
+			detail += fmt.Sprintf(" (the slowest O(1) command, %s, took %.2f ms: Redis was stalled that long by other work)", strings.Fields(s.Stall)[0], float64(s.StallMicros)/1000)
 		}
 		b.add(true, name, pass(e.Micros <= 5000), detail)
 	}

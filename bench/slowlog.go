@@ -15,7 +15,10 @@ type slowEntry struct {
 	Micros int64  `json:"micros"`
 	What   string `json:"command"` // the script (by its keys) or the command and key
 	Phase  string `json:"phase"`
-	kind   string // What without the Job's name
+	// Constant marks an O(1) command: how long it took is how long Redis
+	// was off a CPU, not work.
+	Constant bool   `json:"constant,omitempty"`
+	kind     string // What without the Job's name
 }
 
 // slowKind sums up the SLOWLOG entries of one script or command: a cost
@@ -145,7 +148,8 @@ func (b *bench) readSlowlog(ctx context.Context, res *scaleResult, sk scriptKeys
 			kind = what + " " + jobKey(l.Args[1])
 			what += " " + strings.Join(l.Args[1:min(len(l.Args), 3)], " ")
 		}
-		es = append(es, slowEntry{Micros: l.Duration.Microseconds(), What: what, Phase: ph.at(l.Time.Unix()), kind: kind})
+		es = append(es, slowEntry{Micros: l.Duration.Microseconds(), What: what, Phase: ph.at(l.Time.Unix()),
+			Constant: constantTime(l.Args), kind: kind})
 	}
 	slices.SortFunc(es, func(a, b slowEntry) int { return int(b.Micros - a.Micros) })
 	res.SlowCount = len(es)
@@ -156,6 +160,9 @@ func (b *bench) readSlowlog(ctx context.Context, res *scaleResult, sk scriptKeys
 	}
 	res.SlowLost = len(logs) >= 100_000
 	res.Slowest = es[:min(len(es), 10)]
+	if i := slices.IndexFunc(es, func(e slowEntry) bool { return !e.Constant }); i >= 0 {
+		res.SlowestWork = &es[i]
+	}
 	byKind := map[string][]float64{}
 	for _, e := range es {
 		byKind[e.kind] = append(byKind[e.kind], float64(e.Micros)/1000)
