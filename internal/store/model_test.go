@@ -83,6 +83,12 @@ type mItem struct {
 	att     int    // the attempt running, while leased
 	token   string // its lease, while leased
 	retryAt int64  // when it may run again, while retrying
+	// score is its score in Redis's retry set: retryAt, except for items
+	// put back by retry-dead on a real Redis, whose clock moves while the
+	// model's stands still: there it is the server's time of that call,
+	// read back from Redis, since it orders items put back by different
+	// calls.
+	score int64
 }
 
 type mLease struct {
@@ -199,7 +205,7 @@ func (m *model) dueRetries() []*mItem {
 		}
 	}
 	slices.SortFunc(due, func(a, b *mItem) int {
-		return cmp.Or(cmp.Compare(a.retryAt, b.retryAt), cmp.Compare(retryMember(a), retryMember(b)))
+		return cmp.Or(cmp.Compare(a.retryAt, b.retryAt), cmp.Compare(a.score, b.score), cmp.Compare(retryMember(a), retryMember(b)))
 	})
 	return due
 }
@@ -227,6 +233,7 @@ func (m *model) fail(it *mItem, delay int64) bool {
 		return true
 	}
 	it.state, it.retryAt = inRetry, m.now+delay
+	it.score = it.retryAt
 	return false
 }
 
@@ -854,7 +861,12 @@ func (h *harness) retryDead() {
 	dead := m.byState(inDead)
 	require.Equal(h.t, len(dead), n, "dead items put back")
 	for _, it := range dead {
-		it.state, it.used, it.retryAt = inRetry, 0, m.now
+		it.state, it.used, it.retryAt, it.score = inRetry, 0, m.now, m.now
+		if m.real {
+			score, err := h.s.Redis().ZScore(h.ctx, store.KeysFor(h.job).Key("retry"), retryMember(it)).Result()
+			require.NoError(h.t, err, "item %d is in the retry set", it.id)
+			it.score = int64(score)
+		}
 	}
 	if len(dead) > 0 {
 		m.done = false
