@@ -153,9 +153,18 @@ func (p *Poller) Workers(ctx context.Context, job string) ([]store.WorkerInfo, e
 	return ws, err
 }
 
-// Dead lists a Job's first dead items (see store.Store.Dead).
+// Dead lists a Job's first dead items (see store.Store.Dead). The list is
+// kept for the dead count of the Job's Status as the Poller has it, and
+// read again as soon as that count moves: a list cached a moment before
+// the last items died would otherwise be served beside a Status that
+// counts them, and a live page, which reads the list only when the count
+// changes, would keep showing it short.
 func (p *Poller) Dead(ctx context.Context, job string, limit int) ([]store.DeadItem, error) {
-	key := "dead:" + job + ":" + strconv.Itoa(limit)
+	st, err := p.Status(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	key := "dead:" + job + ":" + strconv.Itoa(limit) + ":" + strconv.FormatInt(st.Items.Dead, 10)
 	v, err := p.get(ctx, key, func(ctx context.Context) (any, error) { return p.S.Dead(ctx, job, limit) })
 	ds, _ := v.([]store.DeadItem)
 	return ds, err

@@ -332,6 +332,29 @@ func TestPoller(t *testing.T) {
 		require.Equal(t, last, e.cnt.reads())
 	})
 
+	t.Run("TheDeadListAgreesWithTheStatusItIsServedWith", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		ctx := context.Background()
+		e.create(t, "thumbs", jobstate.Spec{MaxAttempts: 1}, "a", "b", "c")
+		e.kill(t, "thumbs", "w1")
+		require.EqualValues(t, 1, e.status(t, "thumbs").Items.Dead)
+		e.clock.Add(every / 2)
+		dead, err := e.p.Dead(ctx, "thumbs", 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+
+		// Another item dies. The Status, read earlier than the list, is
+		// read again first; the list is younger than Every, yet it must
+		// not be served beside a Status that counts one more.
+		e.kill(t, "thumbs", "w2")
+		e.clock.Add(every / 2)
+		require.EqualValues(t, 2, e.status(t, "thumbs").Items.Dead)
+		dead, err = e.p.Dead(ctx, "thumbs", 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 2, "the list of as many dead items as the Status served with it counts")
+	})
+
 	t.Run("ConcurrentCallersShareOneRead", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
