@@ -415,16 +415,27 @@ func (h *harness) push() {
 	}
 }
 
+// refused checks the error of a call that a failing Job refuses with
+// ErrJobFailed and a stopping or drained one with ErrDrained, and reports
+// whether the Job is in either state.
+func (h *harness) refused(err error) bool {
+	m := h.m
+	switch {
+	case m.failing():
+		require.ErrorIs(h.t, err, store.ErrJobFailed)
+		return true
+	case m.stopping() || m.done:
+		require.ErrorIs(h.t, err, store.ErrDrained)
+		return true
+	}
+	return false
+}
+
 func (h *harness) register() {
 	m := h.m
 	wid := fmt.Sprintf("w%d", len(h.workers))
 	reg, err := h.s.Register(h.ctx, h.job, h.uid, wid, []byte(`{}`))
-	switch {
-	case m.failing():
-		require.ErrorIs(h.t, err, store.ErrJobFailed)
-		return
-	case m.stopping() || m.done:
-		require.ErrorIs(h.t, err, store.ErrDrained)
+	if h.refused(err) {
 		return
 	}
 	require.NoError(h.t, err)
@@ -441,13 +452,10 @@ func (h *harness) lease() {
 	w.leaseSeq++
 	token := w.session + "." + strconv.FormatInt(w.leaseSeq, 10)
 	r, err := h.s.Lease(h.ctx, h.job, store.LeaseRequest{UID: h.uid, Session: w.session, Worker: w.id, Seq: w.leaseSeq, Want: want})
-	switch {
-	case m.failing():
-		require.ErrorIs(h.t, err, store.ErrJobFailed)
-		return
-	case m.stopping() || m.done:
-		require.ErrorIs(h.t, err, store.ErrDrained)
-		w.drained = true
+	if h.refused(err) {
+		if !m.failing() {
+			w.drained = true
+		}
 		return
 	}
 	m.touch()
