@@ -46,6 +46,28 @@ func TestWorkersDrainAJobExactlyOnce(t *testing.T) {
 	})
 }
 
+// runAtOnce runs n workers with h until every one has started an item
+// (started reaches zero; failing with why after 30s), then closes release
+// and requires that every worker ends without error.
+func (e *env) runAtOnce(t *testing.T, n int, h queue.Handler, started *sync.WaitGroup, release chan struct{}, why string) {
+	t.Helper()
+	var errs []<-chan error
+	for i := range n {
+		errs = append(errs, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: fmt.Sprint("w", i), Handler: h})))
+	}
+	done := make(chan struct{})
+	go func() { started.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal(why)
+	}
+	close(release)
+	for _, ch := range errs {
+		require.NoError(t, waitErr(t, ch))
+	}
+}
+
 func TestSlowItemsSpreadOverEveryWorker(t *testing.T) {
 	t.Parallel()
 	both(t, func(t *testing.T, e *env) {
@@ -72,21 +94,7 @@ func TestSlowItemsSpreadOverEveryWorker(t *testing.T) {
 				return ctx.Err()
 			}
 		})
-		var errs []<-chan error
-		for i := range 4 {
-			errs = append(errs, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: fmt.Sprint("w", i), Handler: h})))
-		}
-		done := make(chan struct{})
-		go func() { started.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("four slow items did not run at once on four workers")
-		}
-		close(release)
-		for _, ch := range errs {
-			require.NoError(t, waitErr(t, ch))
-		}
+		e.runAtOnce(t, 4, h, &started, release, "four slow items did not run at once on four workers")
 		workers := map[string]bool{}
 		for _, w := range by {
 			workers[w] = true
@@ -111,21 +119,7 @@ func TestIndexesRunAtOnceOnFiveWorkers(t *testing.T) {
 		<-release
 		return nil
 	})
-	var errs []<-chan error
-	for i := range 5 {
-		errs = append(errs, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: fmt.Sprint("w", i), Handler: h})))
-	}
-	done := make(chan struct{})
-	go func() { started.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("five indexes did not run at once on five workers")
-	}
-	close(release)
-	for _, ch := range errs {
-		require.NoError(t, waitErr(t, ch))
-	}
+	e.runAtOnce(t, 5, h, &started, release, "five indexes did not run at once on five workers")
 	st := e.status(t)
 	require.Equal(t, "0-4", st.CompletedIndexes)
 	require.Equal(t, jobstate.PhaseComplete, st.Phase)
