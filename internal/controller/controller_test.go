@@ -91,6 +91,16 @@ func (e *env) changes() []string {
 	return out
 }
 
+// drain has worker wid of job run every item it can lease, all
+// succeeding, and end succeeded, as a worker that finds the Job drained
+// does.
+func (e *env) drain(t *testing.T, job, wid string) {
+	t.Helper()
+	w := e.worker(t, job, wid)
+	w.run(t)
+	w.finish(t, store.OutcomeSucceeded)
+}
+
 // worker is a worker session driven by hand through the store.
 type worker struct {
 	e        *env
@@ -211,9 +221,7 @@ func TestReconcile(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		e.create(t, "job", jobstate.Spec{}, "a", "b")
-		w := e.worker(t, "job", "w1")
-		w.run(t)
-		w.finish(t, store.OutcomeSucceeded)
+		e.drain(t, "job", "w1")
 
 		snap := e.reconcile(t, "job")
 		require.Equal(t, jobstate.PhaseComplete, snap.Status.Phase)
@@ -281,9 +289,7 @@ func TestReconcile(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		e.create(t, "job", jobstate.Spec{}, "a")
-		w := e.worker(t, "job", "w1")
-		w.run(t)
-		w.finish(t, store.OutcomeSucceeded)
+		e.drain(t, "job", "w1")
 		// Another controller applies the same transition between this
 		// one's observation and its Apply.
 		c := &competitor{s: e.s, job: "job"}
@@ -507,9 +513,7 @@ func TestLoop(t *testing.T) {
 		e := setup(t)
 		ctx := t.Context()
 		old := e.create(t, "job", jobstate.Spec{}, "a")
-		w := e.worker(t, "job", "w1")
-		w.run(t)
-		w.finish(t, store.OutcomeSucceeded)
+		e.drain(t, "job", "w1")
 		c := testkit.NewClock(t0)
 		loop := &controller.Loop{R: e.r, Now: c.Now}
 		require.NoError(t, loop.Sweep(ctx))
@@ -539,9 +543,7 @@ func TestLoop(t *testing.T) {
 		ctx := t.Context()
 		// Finished before the Loop started: not repeated in its log.
 		e.create(t, "old", jobstate.Spec{}, "a")
-		w := e.worker(t, "old", "w0")
-		w.run(t)
-		w.finish(t, store.OutcomeSucceeded)
+		e.drain(t, "old", "w0")
 		e.reconcile(t, "old")
 		e.create(t, "job", jobstate.Spec{}, "a")
 		e.advance(t, time.Minute)
@@ -553,9 +555,7 @@ func TestLoop(t *testing.T) {
 
 		// The Job's workers end it through their own reconciler, as
 		// workers do: the Loop's log still says how it ended, once.
-		w = e.worker(t, "job", "w1")
-		w.run(t)
-		w.finish(t, store.OutcomeSucceeded)
+		e.drain(t, "job", "w1")
 		require.Equal(t, jobstate.PhaseComplete, e.reconcile(t, "job").Status.Phase)
 		require.NoError(t, loop.Sweep(ctx))
 		require.NoError(t, loop.Sweep(ctx))
@@ -575,9 +575,7 @@ func TestLoop(t *testing.T) {
 		ctx := t.Context()
 		e.create(t, "gone", jobstate.Spec{}, "a")
 		e.create(t, "job", jobstate.Spec{}, "a")
-		w := e.worker(t, "job", "w1")
-		w.run(t)
-		w.finish(t, store.OutcomeSucceeded)
+		e.drain(t, "job", "w1")
 		loop := &controller.Loop{R: e.r}
 		require.NoError(t, loop.Sweep(ctx))
 		require.NoError(t, e.s.Delete(ctx, "gone"))
@@ -621,9 +619,7 @@ func TestLoop(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		e.create(t, "job", jobstate.Spec{}, "a")
-		w := e.worker(t, "job", "w1")
-		w.run(t)
-		w.finish(t, store.OutcomeSucceeded)
+		e.drain(t, "job", "w1")
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- (&controller.Loop{R: e.r, Interval: time.Millisecond}).Run(ctx) }()
