@@ -14,7 +14,7 @@
 --   (-1: none known), avgUs, live}; {'DONE'}; {'FAILED'}; errors NOJOB,
 --   REPLACED, LOST, STALE.
 local spec, st, e = load(ARGV[1], {'batchSize', 'leaseMs', 'maxAttempts', 'completions', 'speculative'},
-  {'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded', 'seen', 'fseq'})
+  {'phase', 'done', 'suspended', 'sealed', 'popped', 'start', 'avgus', 'pushed', 'leased', 'succeeded', 'seen', 'fseq', 'ver'})
 if e then return err(e) end
 allow_oom()
 local sess, seq = ARGV[2], tonumber(ARGV[3])
@@ -32,9 +32,10 @@ if seq <= last then
   return err('STALE', 'a lease call older than the last one')
 end
 redis.call('HSET', REQS, 'l' .. sess, ARGV[3])
-changed()
-if failing(st.phase) then return {'FAILED'} end
-if stopping(st.phase) or st.done == '1' then return {'DONE'} end
+-- Every path below changes the Job (changed): a lease in the write of
+-- the state hash at the end, the others at once.
+if failing(st.phase) then changed() return {'FAILED'} end
+if stopping(st.phase) or st.done == '1' then changed() return {'DONE'} end
 stalled(st.seen, now, leaseMs)
 redis.call('ZADD', WORKERS, now + leaseMs, ARGV[4])
 reclaim(now, 1000, maxAtt)
@@ -42,6 +43,7 @@ local popped = num(st.popped, 0)
 local n = math.max(1, math.min(tonumber(ARGV[5]), tonumber(ARGV[6]) > 0 and tonumber(ARGV[6]) or tonumber(spec.batchSize)))
 local live, left = -1, -1
 if st.suspended == '1' then
+  changed()
   live = redis.call('ZCOUNT', WORKERS, now, '+inf')
   redis.call('HSET', STATE, 'seen', now)
   return {'WAIT', 'suspended', next_wake(now), avg, live}
@@ -99,6 +101,7 @@ if comp and #ids + (fresh and #fresh or 0) < n and popped < comp then
 end
 local got = #ids + (fresh and #fresh or 0)
 if got == 0 then
+  changed()
   redis.call('HSET', STATE, 'seen', now)
   if live < 0 then live = redis.call('ZCOUNT', WORKERS, now, '+inf') end
   if left < 0 then left = remaining(now, popped, comp) end
@@ -156,7 +159,7 @@ else
   end
   rec = encode(fence, ids, atts, pays, comp ~= nil)
 end
-local w = {'fseq', fence, 'seen', now}
+local w = {'fseq', fence, 'seen', now, 'ver', int(num(st.ver, 0) + 1)}
 if popped ~= p0 then w[#w + 1] = 'popped'; w[#w + 1] = popped end
 if not st.start then w[#w + 1] = 'start'; w[#w + 1] = now end
 redis.call('HSET', STATE, unpack(w))

@@ -174,15 +174,16 @@ local function numbers(l)
 end
 
 -- payloads joins payloads for a record: by newlines when none holds one
--- (lens 'n'; one concat and one count, nothing per item), else with their
--- lengths.
+-- (lens 'n'), else with their lengths. Nothing is done per item in Lua:
+-- the payloads are joined without a separator and searched for a newline
+-- (both in C), then joined by newlines; counting newlines with gsub
+-- instead cost twice as much.
 local function payloads(pays)
-  local body = table.concat(pays, '\n')
-  local _, nl = string.gsub(body, '\n', '\n')
-  if nl == #pays - 1 then return 'n', body end
+  local joined = table.concat(pays)
+  if not string.find(joined, '\n', 1, true) then return 'n', table.concat(pays, '\n') end
   local l = {}
   for k = 1, #pays do l[k] = #pays[k] end
-  return numbers(l), table.concat(pays)
+  return numbers(l), joined
 end
 
 -- encode builds a lease record from parallel arrays.
@@ -206,19 +207,24 @@ local function head(rec)
 end
 
 local function expand(idf)
-  local ids = {}
+  local ids, c = {}, 0
   for part in string.gmatch(idf, '[^,]+') do
     local a, b = string.match(part, '^(%d+)-(%d+)$')
     if a then
-      for x = tonumber(a), tonumber(b) do ids[#ids + 1] = x end
+      for x = tonumber(a), tonumber(b) do c = c + 1; ids[c] = x end
     else
-      ids[#ids + 1] = tonumber(part)
+      c = c + 1
+      ids[c] = tonumber(part)
     end
   end
   return ids
 end
 
--- decode returns a record's ids, attempts and payloads (arrays) and fence.
+-- decode returns a record's ids and attempts (arrays), a function that
+-- gives the payload of its k-th item, and its fence. The payloads are cut
+-- from the record only when one is asked for, and an Indexed Job's (its
+-- index) one at a time: settling a batch in which a few items failed
+-- needs theirs only.
 local function decode(rec)
   local nl = string.find(rec, '\n', 1, true)
   local n, fence, idf, af, lf = string.match(string.sub(rec, 1, nl - 1), '^(%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
@@ -228,27 +234,35 @@ local function decode(rec)
   if af == '' then
     for k = 1, n do atts[k] = 1 end
   else
-    for v in string.gmatch(af, '[^,]+') do atts[#atts + 1] = tonumber(v) end
+    local c = 0
+    for v in string.gmatch(af, '[^,]+') do c = c + 1; atts[c] = tonumber(v) end
   end
-  local pays = {}
   if lf == 'i' then
-    for k = 1, n do pays[k] = tostring(ids[k]) end
-  elseif lf == 'n' then
-    local off = nl + 1
-    for k = 1, n do
-      local e = string.find(rec, '\n', off, true) or (#rec + 1)
-      pays[k] = string.sub(rec, off, e - 1)
-      off = e + 1
-    end
-  else
-    local off = nl + 1
-    for v in string.gmatch(lf, '[^,]+') do
-      local l = tonumber(v)
-      pays[#pays + 1] = string.sub(rec, off, off + l - 1)
-      off = off + l
-    end
+    return ids, atts, function(k) return tostring(ids[k]) end, fence
   end
-  return ids, atts, pays, fence
+  local pays = nil
+  local function pay(k)
+    if pays then return pays[k] end
+    pays = {}
+    local off = nl + 1
+    if lf == 'n' then
+      for j = 1, n do
+        local e = string.find(rec, '\n', off, true) or (#rec + 1)
+        pays[j] = string.sub(rec, off, e - 1)
+        off = e + 1
+      end
+    else
+      local j = 0
+      for v in string.gmatch(lf, '[^,]+') do
+        local l = tonumber(v)
+        j = j + 1
+        pays[j] = string.sub(rec, off, off + l - 1)
+        off = off + l
+      end
+    end
+    return pays[k]
+  end
+  return ids, atts, pay, fence
 end
 
 local function dead_member(id, att, e, pay)
@@ -337,8 +351,14 @@ end
 -- backoff is the retry delay (ms) after attempt att, with jitter in [0,1):
 -- base*2^(att-1) capped, then scaled into [d/2, d). jobstate.Spec.Backoff
 -- is the same rule; a test holds them together.
+local BACKOFF = {}
 local function backoff(att, jitter)
-  local base, cap = spec_num('retryBackoffMs', 1000), spec_num('retryBackoffMaxMs', 300000)
+  if not BACKOFF.cap then
+    -- Read once per call of the script, not once per failed item.
+    local v = redis.call('HMGET', SPEC, 'retryBackoffMs', 'retryBackoffMaxMs')
+    BACKOFF.base, BACKOFF.cap = num(v[1], 1000), num(v[2], 300000)
+  end
+  local base, cap = BACKOFF.base, BACKOFF.cap
   local d = base
   for _ = 2, att do
     if d >= cap then break end
@@ -348,16 +368,42 @@ local function backoff(att, jitter)
   return math.floor(d / 2 + jitter * d / 2)
 end
 
+-- FAILS gathers the retry and dead entries of a call (score, member
+-- pairs), so that it writes them with one ZADD per key (flush_failures)
+-- rather than one per item.
+local FAILS = {retry = {}, dead = {}}
+
+-- retry_later queues item member for a retry at time at.
+local function retry_later(at, member)
+  local r = FAILS.retry
+  r[#r + 1] = at
+  r[#r + 1] = member
+end
+
 -- settle_failure records a failed run of an item: dead after its last
 -- attempt (or at once with dead_now), else retried after delay ms.
--- Returns 'dead' or 'retry'.
+-- Returns 'dead' or 'retry'. The entries are written by flush_failures.
 local function settle_failure(id, att, pay, e, now, delay, maxAtt, dead_now)
   if dead_now or att >= maxAtt then
-    redis.call('ZADD', DEAD, id, dead_member(id, att, e, pay))
+    local d = FAILS.dead
+    d[#d + 1] = id
+    d[#d + 1] = dead_member(id, att, e, pay)
     return 'dead'
   end
-  redis.call('ZADD', RETRY, now + delay, id .. ':' .. att .. ':' .. pay)
+  retry_later(now + delay, id .. ':' .. att .. ':' .. pay)
   return 'retry'
+end
+
+-- flush_failures writes what settle_failure and retry_later gathered:
+-- anything that reads RETRY or DEAD afterwards sees them.
+local function flush_failures()
+  for _, w in ipairs({{RETRY, FAILS.retry}, {DEAD, FAILS.dead}}) do
+    local l = w[2]
+    for i = 1, #l, 1000 do
+      redis.call('ZADD', w[1], unpack(l, i, math.min(i + 999, #l)))
+    end
+  end
+  FAILS.retry, FAILS.dead = {}, {}
 end
 
 local function give_back(id, used, pay)
@@ -434,9 +480,9 @@ local function speculate(now, sess, token, avgUs, leaseMs, indexed)
   if not best then return nil end
   local rec = redis.call('HGET', BATCHES, best)
   if not rec or head(rec) ~= 1 then return nil end
-  local ids, atts, pays = decode(rec)
+  local ids, atts, pay = decode(rec)
   local fence = next_fence(now)
-  local b = encode(fence, ids, atts, pays, indexed)
+  local b = encode(fence, ids, atts, {pay(1)}, indexed)
   redis.call('HSET', BATCHES, token, b)
   redis.call('ZADD', LEASES, now + leaseMs, token)
   redis.call('HSET', BACKUP, token, 'b:' .. best, best, 'p:' .. token)
@@ -477,13 +523,13 @@ local function reclaim(now, maxItems, maxAtt)
       leases = leases - 1
     end
     if rec then
-      local ids, atts, pays = decode(rec)
+      local ids, atts, pay = decode(rec)
       for k = 1, #ids do
         if k <= started then
           charged = charged + 1
-          settle_failure(ids[k], atts[k], pays[k], EXPIRED_ERROR, now, 0, maxAtt, false)
+          settle_failure(ids[k], atts[k], pay(k), EXPIRED_ERROR, now, 0, maxAtt, false)
         else
-          give_back(ids[k], atts[k] - 1, pays[k])
+          give_back(ids[k], atts[k] - 1, pay(k))
         end
       end
       items = items + #ids
@@ -492,6 +538,7 @@ local function reclaim(now, maxItems, maxAtt)
     redis.call('ZADD', LOST, now, token)
     leases = leases + 1
   end
+  flush_failures()
   if leases < 0 then leases = 0 end
   if leases > 0 then
     redis.call('HINCRBY', STATE, 'takeovers', leases)

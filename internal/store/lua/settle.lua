@@ -21,7 +21,7 @@
 --   item is dead at once (FailIndex); 'j' dead at once and the Job fails.
 -- Reply: "acked,failed,released,refused,dead,failjob|token,token..." (the
 --   tokens whose lease was gone); errors NOJOB, REPLACED, LOST, STALE.
-local spec, st, e = load(ARGV[1], {'maxAttempts', 'completions', 'speculative'}, {'avgus', 'sealed', 'succeeded', 'failed', 'leased'})
+local spec, st, e = load(ARGV[1], {'maxAttempts', 'completions', 'speculative'}, {'avgus', 'sealed', 'succeeded', 'failed', 'leased', 'ver'})
 if e then return err(e) end
 allow_oom()
 local slot = 's' .. ARGV[2]
@@ -85,7 +85,7 @@ while i <= #ARGV do
       drop_lease(token)
       acked = acked + n
     else
-      local ids, atts, pays, fence = decode(rec)
+      local ids, atts, pay, fence = decode(rec)
       local pos, out = {}, {}
       for k = 1, #ids do pos[ids[k]] = k end
       for f = f0, r0 - 1, 4 do
@@ -96,11 +96,11 @@ while i <= #ARGV do
         else
           out[k] = true
           if action == 'i' then
-            redis.call('ZADD', RETRY, now + backoff(atts[k], jitter), id .. ':' .. (atts[k] - 1) .. ':' .. pays[k])
+            retry_later(now + backoff(atts[k], jitter), id .. ':' .. (atts[k] - 1) .. ':' .. pay(k))
             released = released + 1
           else
             failed = failed + 1
-            if settle_failure(id, atts[k], pays[k], msg, now, backoff(atts[k], jitter), maxAtt, action == 'x' or action == 'j') == 'dead' then
+            if settle_failure(id, atts[k], pay(k), msg, now, backoff(atts[k], jitter), maxAtt, action == 'x' or action == 'j') == 'dead' then
               dead = dead + 1
             end
             if action == 'j' and failjob == 0 then
@@ -116,7 +116,7 @@ while i <= #ARGV do
           refused = refused + 1
         else
           out[k] = true
-          give_back(ids[k], atts[k] - 1, pays[k])
+          give_back(ids[k], atts[k] - 1, pay(k))
           released = released + 1
         end
       end
@@ -141,7 +141,11 @@ while i <= #ARGV do
       end
       acked = acked + #done
       if indexed and #done > 0 then
-        table.sort(done)
+        -- done is in record order, ascending unless retries joined the
+        -- lease: sort only then.
+        for k = 2, #done do
+          if done[k] < done[k - 1] then table.sort(done) break end
+        end
         mark_done_field(ranges(done))
       end
       local kid, katt, kpay = {}, {}, {}
@@ -149,7 +153,7 @@ while i <= #ARGV do
         if not out[k] then
           kid[#kid + 1] = ids[k]
           katt[#katt + 1] = atts[k]
-          kpay[#kpay + 1] = pays[k]
+          kpay[#kpay + 1] = pay(k)
         end
       end
       left = #kid
@@ -175,9 +179,11 @@ while i <= #ARGV do
     end
   end
 end
+flush_failures()
 -- The counters change in one write: nothing else in this script moves
--- them, so what load read plus this call's counts is their new value.
-local w = {}
+-- them, so what load read plus this call's counts is their new value
+-- (ver too: see changed).
+local w = {'ver', int(num(st.ver, 0) + 1)}
 if acked > 0 then
   w[#w + 1] = 'succeeded'; w[#w + 1] = num(st.succeeded, 0) + acked
   local sec = math.floor(now / 1000)
@@ -198,7 +204,7 @@ if timed > 0 then
   if old then sample = old * 0.7 + sample * 0.3 end
   w[#w + 1] = 'avgus'; w[#w + 1] = int(math.floor(sample))
 end
-if #w > 0 then redis.call('HSET', STATE, unpack(w)) end
+redis.call('HSET', STATE, unpack(w))
 if released > 0 then redis.call('PUBLISH', EVENTS, 'released') end
 if dead > 0 or failjob > 0 then redis.call('PUBLISH', EVENTS, 'dead') end
 if acked > 0 and st.sealed == '1' and redis.call('ZCARD', LEASES) == 0 then
@@ -206,5 +212,4 @@ if acked > 0 and st.sealed == '1' and redis.call('ZCARD', LEASES) == 0 then
 end
 local reply = acked .. ',' .. failed .. ',' .. released .. ',' .. refused .. ',' .. dead .. ',' .. failjob .. '|' .. table.concat(gone, ',')
 redis.call('HSET', REQS, slot, ARGV[3] .. ':' .. reply)
-changed()
 return reply

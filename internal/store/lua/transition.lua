@@ -65,8 +65,8 @@ if to == PH_FAILED then
   local tokens = redis.call('HKEYS', BATCHES)
   local back = 0
   for _, token in ipairs(tokens) do
-    local ids, atts, pays = decode(redis.call('HGET', BATCHES, token))
-    for k = 1, #ids do give_back(ids[k], atts[k] - 1, pays[k]) end
+    local ids, atts, pay = decode(redis.call('HGET', BATCHES, token))
+    for k = 1, #ids do give_back(ids[k], atts[k] - 1, pay(k)) end
     back = back + #ids
     drop_lease(token)
   end
