@@ -133,3 +133,15 @@ func TestStopKillsTheProcessGroup(t *testing.T) {
 	require.True(t, gone(t, pidIn(t, string(b))))
 	require.NotContains(t, stderr.String(), leftNote)
 }
+
+// TestTheCommandSeesItsNameAsGiven: the worker finds the program on PATH
+// once and starts it by that path, yet the program's argv[0] is the name
+// the user gave, at every run, as a shell would start it.
+func TestTheCommandSeesItsNameAsGiven(t *testing.T) {
+	t.Parallel()
+	e, stdout, _ := setup(t, "cat", "/proc/self/cmdline")
+	for i := range 2 {
+		require.NoError(t, e.Handle(t.Context(), item(int64(i), "x")))
+	}
+	require.Equal(t, "cat\x00/proc/self/cmdline\x00cat\x00/proc/self/cmdline\x00", stdout.String())
+}
