@@ -225,6 +225,39 @@ func TestOnlyStartedItemsAreChargedWhenAWorkerDies(t *testing.T) {
 	})
 }
 
+// TestATakeoverOfTheLastLeaseEndsTheJob: the last lease of a sealed Job
+// expires while its item runs its last attempt, and the next lease call
+// takes it over: the item is dead, nothing is left, and the Job is
+// drained. That call used to judge the books by the leased count it had
+// read before the takeover and found the Job lost ("the lease records do
+// not match the leased items").
+func TestATakeoverOfTheLastLeaseEndsTheJob(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{Lease: jobstate.Duration(time.Second), MaxAttempts: 1})
+		e.push(t, items(1)...)
+		_, err := e.s.Seal(context.Background(), e.job, "")
+		require.NoError(t, err)
+		w := e.worker(t, "w1")
+		l := w.mustLease(t, 1)
+		_, err = w.settle(t, store.Settlement{Token: l.Token, Started: 1})
+		require.NoError(t, err)
+		p := e.worker(t, "w2")
+		for range 3 {
+			e.advance(t, 400*time.Millisecond)
+			_, err = e.s.Heartbeat(context.Background(), e.job, p.reg.UID, p.wid, nil)
+			require.NoError(t, err)
+		}
+		_, err = p.lease(t, 10)
+		require.ErrorIs(t, err, store.ErrDrained)
+		snap, err := e.s.Snapshot(context.Background(), e.job)
+		require.NoError(t, err)
+		require.Empty(t, snap.Observed.StateLost, "the books balance")
+		require.EqualValues(t, 1, snap.Status.Items.Dead)
+		require.EqualValues(t, 1, snap.Status.Items.Takeovers)
+	})
+}
+
 func TestARedisStallCostsNoAttempts(t *testing.T) {
 	t.Parallel()
 	// On miniredis the server's clock jumps while no call runs: that is a

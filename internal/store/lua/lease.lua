@@ -38,7 +38,7 @@ if failing(st.phase) then changed() return {'FAILED'} end
 if stopping(st.phase) or st.done == '1' then changed() return {'DONE'} end
 stalled(st.seen, now, leaseMs)
 redis.call('ZADD', WORKERS, now + leaseMs, ARGV[4])
-reclaim(now, 1000, maxAtt)
+local took = reclaim(now, 1000, maxAtt)
 local popped = num(st.popped, 0)
 local n = math.max(1, math.min(tonumber(ARGV[5]), tonumber(ARGV[6]) > 0 and tonumber(ARGV[6]) or tonumber(spec.batchSize)))
 local live, left = -1, -1
@@ -106,6 +106,8 @@ if got == 0 then
   if live < 0 then live = redis.call('ZCOUNT', WORKERS, now, '+inf') end
   if left < 0 then left = remaining(now, popped, comp) end
   if st.sealed == '1' and left == 0 and redis.call('ZCARD', LEASES) == 0 and redis.call('ZCARD', RETRY) == 0 then
+    -- The books as they are now: a takeover above moved leased.
+    if took > 0 then st.leased = redis.call('HGET', STATE, 'leased') end
     local why = lost_reason(st)
     if why then
       redis.call('HSET', STATE, 'lostreason', why)
