@@ -90,16 +90,12 @@ if #ids < n then
   fresh = redis.call('LPOP', PENDING, n - #ids)
   if fresh then popped = popped + #fresh end
 end
+-- Next indexes (Indexed Jobs): g0..popped-1, no payloads.
+local g0 = popped
 if comp and #ids + (fresh and #fresh or 0) < n and popped < comp then
-  local stop = math.min(comp, popped + n - #ids)
-  while popped < stop do
-    ids[#ids + 1] = popped
-    atts[#atts + 1] = 1
-    pays[#pays + 1] = tostring(popped)
-    popped = popped + 1
-  end
+  popped = math.min(comp, popped + n - #ids - (fresh and #fresh or 0))
 end
-local got = #ids + (fresh and #fresh or 0)
+local got = #ids + (fresh and #fresh or 0) + (popped - g0)
 if got == 0 then
   changed()
   redis.call('HSET', STATE, 'seen', now)
@@ -144,13 +140,15 @@ if got == 0 then
 end
 local fence = fence_after(st.fseq, now)
 local rec
-if #ids == 0 and not comp then
-  -- The common case: a run of fresh items; nothing is done per item in
-  -- Lua (payloads joins them in C).
+if #ids == 0 and ((fresh and popped == g0 and not comp) or (not fresh and popped > g0)) then
+  -- The common cases: a run of fresh items, or of next indexes, and
+  -- nothing else; nothing is done per item in Lua (payloads joins them
+  -- in C).
   local r = int(p0)
-  if #fresh > 1 then r = r .. '-' .. int(popped - 1) end
-  local lens, body = payloads(fresh)
-  rec = #fresh .. '|' .. fence .. '|' .. r .. '||' .. lens .. '\n' .. body
+  if got > 1 then r = r .. '-' .. int(p0 + got - 1) end
+  local lens, body = 'i', ''
+  if fresh then lens, body = payloads(fresh) end
+  rec = got .. '|' .. fence .. '|' .. r .. '||' .. lens .. '\n' .. body
 else
   if fresh then
     for k = 1, #fresh do
@@ -158,6 +156,10 @@ else
       atts[#atts + 1] = 1
       pays[#pays + 1] = fresh[k]
     end
+  end
+  for x = g0, popped - 1 do
+    ids[#ids + 1] = x
+    atts[#atts + 1] = 1
   end
   rec = encode(fence, ids, atts, pays, comp ~= nil)
 end

@@ -85,16 +85,34 @@ while i <= #ARGV do
       drop_lease(token)
       acked = acked + n
     else
-      local ids, atts, pay, fence = decode(rec)
-      local pos, out = {}, {}
-      for k = 1, #ids do pos[ids[k]] = k end
+      local ids, atts, pay, fence, first = decode(rec)
+      -- at: the position of an id in the record (arithmetic when its ids
+      -- are one run, the common case).
+      local at
+      if first then
+        local n = #ids
+        at = function(id)
+          local k = id - first + 1
+          if k >= 1 and k <= n then return k end
+          return nil
+        end
+      else
+        local pos = {}
+        for k = 1, #ids do pos[ids[k]] = k end
+        at = function(id) return pos[id] end
+      end
+      local out, taken = {}, {}
+      local function take(k)
+        out[k] = true
+        taken[#taken + 1] = k
+      end
       for f = f0, r0 - 1, 4 do
         local id, action, jitter, msg = tonumber(ARGV[f]), ARGV[f + 1], tonumber(ARGV[f + 2]), ARGV[f + 3]
-        local k = pos[id]
+        local k = at(id)
         if not k or out[k] then
           refused = refused + 1
         else
-          out[k] = true
+          take(k)
           if action == 'i' then
             retry_later(now + backoff(atts[k], jitter), id .. ':' .. (atts[k] - 1) .. ':' .. pay(k))
             released = released + 1
@@ -111,49 +129,61 @@ while i <= #ARGV do
         end
       end
       for f = r0, s0 - 1 do
-        local k = pos[tonumber(ARGV[f])]
+        local k = at(tonumber(ARGV[f]))
         if not k or out[k] then
           refused = refused + 1
         else
-          out[k] = true
+          take(k)
           give_back(ids[k], atts[k] - 1, pay(k))
           released = released + 1
         end
       end
-      local done = {}
+      -- done: the runs of ids acked by this call.
+      local done
       if mode == 'a' then
-        for k = 1, #ids do
-          if not out[k] then
-            out[k] = true
-            done[#done + 1] = ids[k]
+        -- Every item not taken above is acked: the runs between the
+        -- taken positions (when the ids are one run), else a walk.
+        acked = acked + #ids - #taken
+        if first then
+          table.sort(taken)
+          done = {}
+          local from = 1
+          for _, k in ipairs(taken) do
+            if k > from then done[#done + 1] = {first + from - 1, first + k - 2} end
+            from = k + 1
           end
+          if from <= #ids then done[#done + 1] = {first + from - 1, first + #ids - 1} end
+        elseif indexed then
+          local l = {}
+          for k = 1, #ids do
+            if not out[k] then l[#l + 1] = ids[k] end
+          end
+          done = runs(l)
         end
       else
+        local l = {}
         for f = a0, f0 - 1 do
-          local k = pos[tonumber(ARGV[f])]
+          local k = at(tonumber(ARGV[f]))
           if not k or out[k] then
             refused = refused + 1
           else
-            out[k] = true
-            done[#done + 1] = ids[k]
+            take(k)
+            l[#l + 1] = ids[k]
           end
         end
+        acked = acked + #l
+        if indexed then done = runs(l) end
       end
-      acked = acked + #done
-      if indexed and #done > 0 then
-        -- done is in record order, ascending unless retries joined the
-        -- lease: sort only then.
-        for k = 2, #done do
-          if done[k] < done[k - 1] then table.sort(done) break end
-        end
-        mark_done_field(ranges(done))
-      end
+      if indexed and done then mark_done_ranges(done) end
+      -- What this call did not settle stays leased (mode 'a' settles all).
       local kid, katt, kpay = {}, {}, {}
-      for k = 1, #ids do
-        if not out[k] then
-          kid[#kid + 1] = ids[k]
-          katt[#katt + 1] = atts[k]
-          kpay[#kpay + 1] = pay(k)
+      if mode ~= 'a' then
+        for k = 1, #ids do
+          if not out[k] then
+            kid[#kid + 1] = ids[k]
+            katt[#katt + 1] = atts[k]
+            kpay[#kpay + 1] = pay(k)
+          end
         end
       end
       left = #kid
@@ -179,7 +209,7 @@ while i <= #ARGV do
     end
   end
 end
-flush_failures()
+flush_adds()
 -- The counters change in one write: nothing else in this script moves
 -- them, so what load read plus this call's counts is their new value
 -- (ver too: see changed).

@@ -70,6 +70,7 @@ if to == PH_FAILED then
     back = back + #ids
     drop_lease(token)
   end
+  flush_adds()
   if back > 0 then redis.call('HINCRBY', STATE, 'leased', -back) end
   redis.call('DEL', LEASES, BSTART, BACKUP)
 end

@@ -1,0 +1,103 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/pkg/jobstate"
+)
+
+// TestCompletedIndexesStayMergedRanges drives an Indexed Job with leases
+// that mix handed-back and next indexes, settled in parts with failures
+// and hand-backs, and checks after every settle that the stored ranges of
+// succeeded indexes are exactly the acked indexes of an independent model,
+// as sorted ranges that neither overlap nor touch, each scored by its
+// start.
+func TestCompletedIndexesStayMergedRanges(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		const k = 600
+		e.create(t, jobstate.Spec{Completions: jobstate.Ptr(k), MaxAttempts: 1000})
+		rng := rand.New(rand.NewPCG(7, uint64(len(e.job))))
+		workers := []*session{e.worker(t, "w1"), e.worker(t, "w2"), e.worker(t, "w3")}
+		acked := map[int64]bool{}
+		key := store.KeysFor(e.job).Key("doneidx")
+		for round := 0; len(acked) < k; round++ {
+			require.Less(t, round, 5000, "the Job does not end")
+			w := workers[rng.IntN(len(workers))]
+			r, err := w.lease(t, 1+rng.IntN(60))
+			require.NoError(t, err)
+			if r.Lease == nil {
+				continue
+			}
+			l := r.Lease
+			set := store.Settlement{Token: l.Token, Started: -1}
+			partial := rng.IntN(3) == 0
+			for _, it := range l.Items {
+				switch x := rng.IntN(10); {
+				case x == 0:
+					set.Released = append(set.Released, it.ID)
+				case x == 1:
+					// An item that failed with attempts left: it is
+					// handed back the same way, later.
+					set.Released = append(set.Released, it.ID)
+				case partial && x < 5:
+					// Not settled by this call: settled whole below.
+				default:
+					set.Acked = append(set.Acked, it.ID)
+				}
+			}
+			_, err = w.settle(t, set)
+			require.NoError(t, err)
+			for _, id := range set.Acked {
+				acked[id] = true
+			}
+			if partial {
+				_, err = w.settle(t, store.Settlement{Token: l.Token, All: true, AckCount: len(l.Items) - len(set.Acked) - len(set.Released), Started: -1})
+				require.NoError(t, err)
+				for _, it := range l.Items {
+					if !slices.Contains(set.Released, it.ID) {
+						acked[it.ID] = true
+					}
+				}
+			}
+			z, err := e.rdb.ZRangeWithScores(context.Background(), key, 0, -1).Result()
+			require.NoError(t, err)
+			var got []string
+			for _, m := range z {
+				s := m.Member.(string)
+				lo, _, _ := strings.Cut(s, "-")
+				require.Equal(t, lo, fmt.Sprint(int64(m.Score)), "range %s is scored by its start", s)
+				got = append(got, s)
+			}
+			require.Equal(t, modelRanges(acked), got, "after round %d", round)
+		}
+	})
+}
+
+// modelRanges writes a set of ids as the sorted "a-b" ranges that neither
+// overlap nor touch.
+func modelRanges(ids map[int64]bool) []string {
+	var l []int64
+	for id := range ids {
+		l = append(l, id)
+	}
+	slices.Sort(l)
+	var out []string
+	for i := 0; i < len(l); {
+		j := i
+		for j+1 < len(l) && l[j+1] == l[j]+1 {
+			j++
+		}
+		out = append(out, fmt.Sprintf("%d-%d", l[i], l[j]))
+		i = j + 1
+	}
+	return out
+}
