@@ -230,23 +230,28 @@ const smallInput = 4096
 // inputFile returns a file that holds all of b, for a command's stdin. The
 // whole input is in place before the command starts, so if this worker dies
 // meanwhile (kill -9) the command still reads the whole item, never a
-// cut-short one that looks complete. Small inputs go through a pipe, larger
-// ones through an unlinked temporary file.
+// cut-short one that looks complete. Inputs go through a pipe made large
+// enough to hold them (see maxPipeInput), else through an unlinked
+// temporary file.
 func inputFile(b []byte) (*os.File, error) {
-	if len(b) <= smallInput {
+	if len(b) <= maxPipeInput {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, err
 		}
-		_, err = w.Write(b)
-		if cerr := w.Close(); err == nil {
-			err = cerr
+		if growPipe(w, len(b)) {
+			_, err = w.Write(b)
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				r.Close()
+				return nil, err
+			}
+			return r, nil
 		}
-		if err != nil {
-			r.Close()
-			return nil, err
-		}
-		return r, nil
+		r.Close()
+		w.Close()
 	}
 	f, err := os.CreateTemp("", "workq-input-*")
 	if err != nil {

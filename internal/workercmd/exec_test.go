@@ -84,6 +84,13 @@ func TestSubstitution(t *testing.T) {
 		require.Equal(t, "100000", strings.TrimSpace(stdout.String()))
 	})
 
+	t.Run("AnItemLargerThanAPipeIsOnStdinWhole", func(t *testing.T) {
+		t.Parallel()
+		e, stdout, _ := setup(t, "wc", "-c")
+		require.NoError(t, e.Handle(t.Context(), item(1, strings.Repeat("x", 3*maxPipeInput+1))))
+		require.Equal(t, strconv.Itoa(3*maxPipeInput+1), strings.TrimSpace(stdout.String()))
+	})
+
 	t.Run("ANULByteCannotBeAnArgument", func(t *testing.T) {
 		t.Parallel()
 		e, stdout, stderr := setup(t, "sh", "-c", "echo ran", "sh", "{}")
