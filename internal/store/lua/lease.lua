@@ -164,10 +164,14 @@ else
   rec = encode(fence, ids, atts, pays, comp ~= nil)
 end
 local w = {'fseq', fence, 'seen', now, 'ver', int(num(st.ver, 0) + 1)}
+-- leased as load read it, unless a takeover above moved it.
+if took == 0 then
+  w[#w + 1] = 'leased'; w[#w + 1] = int(num(st.leased, 0) + got)
+end
 if popped ~= p0 then w[#w + 1] = 'popped'; w[#w + 1] = popped end
 if not st.start then w[#w + 1] = 'start'; w[#w + 1] = now end
 redis.call('HSET', STATE, unpack(w))
 redis.call('HSET', BATCHES, token, rec)
 redis.call('ZADD', LEASES, now + leaseMs, token)
-redis.call('HINCRBY', STATE, 'leased', got)
+if took > 0 then redis.call('HINCRBY', STATE, 'leased', got) end
 return {'LEASE', token, now + leaseMs, rec, avg, live, math.max(left - got, -1)}
