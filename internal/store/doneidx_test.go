@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,22 +16,25 @@ import (
 )
 
 // TestCompletedIndexesStayMergedRanges drives an Indexed Job with leases
-// that mix handed-back and next indexes, settled in parts with failures
-// and hand-backs, and checks after every settle that the stored ranges of
-// succeeded indexes are exactly the acked indexes of an independent model,
-// as sorted ranges that neither overlap nor touch, each scored by its
-// start.
+// that mix retried, handed-back and next indexes, settled in parts with
+// failures (retried, or dead after the last attempt) and hand-backs, and
+// checks after every settle that the stored ranges of succeeded indexes
+// are exactly the acked indexes of an independent model, as sorted ranges
+// that neither overlap nor touch, each scored by its start, and that the
+// succeeded and dead counts agree with it.
 func TestCompletedIndexesStayMergedRanges(t *testing.T) {
 	t.Parallel()
 	both(t, func(t *testing.T, e *env) {
 		const k = 600
-		e.create(t, jobstate.Spec{Completions: jobstate.Ptr(k), MaxAttempts: 1000})
+		e.create(t, jobstate.Spec{Completions: jobstate.Ptr(k), MaxAttempts: 3,
+			RetryBackoff: jobstate.Duration(time.Millisecond), RetryBackoffMax: jobstate.Duration(time.Millisecond)})
 		rng := rand.New(rand.NewPCG(7, uint64(len(e.job))))
 		workers := []*session{e.worker(t, "w1"), e.worker(t, "w2"), e.worker(t, "w3")}
-		acked := map[int64]bool{}
+		acked, dead := map[int64]bool{}, map[int64]bool{}
 		key := store.KeysFor(e.job).Key("doneidx")
-		for round := 0; len(acked) < k; round++ {
+		for round := 0; len(acked)+len(dead) < k; round++ {
 			require.Less(t, round, 5000, "the Job does not end")
+			e.advance(t, 2*time.Millisecond) // retries come due
 			w := workers[rng.IntN(len(workers))]
 			r, err := w.lease(t, 1+rng.IntN(60))
 			require.NoError(t, err)
@@ -45,9 +49,10 @@ func TestCompletedIndexesStayMergedRanges(t *testing.T) {
 				case x == 0:
 					set.Released = append(set.Released, it.ID)
 				case x == 1:
-					// An item that failed with attempts left: it is
-					// handed back the same way, later.
-					set.Released = append(set.Released, it.ID)
+					set.Failed = append(set.Failed, store.Failure{ID: it.ID, Action: store.ActionCount, Err: "boom"})
+					if it.Attempt >= 3 {
+						dead[it.ID] = true
+					}
 				case partial && x < 5:
 					// Not settled by this call: settled whole below.
 				default:
@@ -60,10 +65,10 @@ func TestCompletedIndexesStayMergedRanges(t *testing.T) {
 				acked[id] = true
 			}
 			if partial {
-				_, err = w.settle(t, store.Settlement{Token: l.Token, All: true, AckCount: len(l.Items) - len(set.Acked) - len(set.Released), Started: -1})
+				_, err = w.settle(t, store.Settlement{Token: l.Token, All: true, AckCount: len(l.Items) - len(set.Acked) - len(set.Released) - len(set.Failed), Started: -1})
 				require.NoError(t, err)
 				for _, it := range l.Items {
-					if !slices.Contains(set.Released, it.ID) {
+					if !slices.Contains(set.Released, it.ID) && !slices.ContainsFunc(set.Failed, func(f store.Failure) bool { return f.ID == it.ID }) {
 						acked[it.ID] = true
 					}
 				}
@@ -78,6 +83,9 @@ func TestCompletedIndexesStayMergedRanges(t *testing.T) {
 				got = append(got, s)
 			}
 			require.Equal(t, modelRanges(acked), got, "after round %d", round)
+			items := e.status(t).Items
+			require.EqualValues(t, len(acked), items.Succeeded, "after round %d", round)
+			require.EqualValues(t, len(dead), items.Dead, "after round %d", round)
 		}
 	})
 }
