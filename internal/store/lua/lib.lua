@@ -41,7 +41,8 @@ end
 
 local function int(n) return string.format('%d', n) end
 
--- chunked calls cmd on key with list in slices of 1000 (the Lua stack limit).
+-- chunked calls cmd on key with list in slices of 1000 (the Lua stack
+-- limit; an even size, so that score, member pairs stay whole).
 local function chunked(cmd, key, list)
   for i = 1, #list, 1000 do
     redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))
@@ -389,9 +390,7 @@ local function mark_done_ranges(rs)
   add[#add + 1] = cs
   add[#add + 1] = string.format('%d-%d', cs, ce)
   if #gone > 0 then chunked('ZREM', DONEIDX, gone) end
-  for k = 1, #add, 1000 do
-    redis.call('ZADD', DONEIDX, unpack(add, k, math.min(k + 999, #add)))
-  end
+  chunked('ZADD', DONEIDX, add)
 end
 
 -- mark_done_field records the ids of an ids field ("4-9,12") as
@@ -473,12 +472,9 @@ end
 -- flush_adds writes what settle_failure, retry_later and give_back
 -- gathered: whatever reads RETRY, DEAD or RETURNED afterwards sees them.
 local function flush_adds()
-  for _, w in ipairs({{'ZADD', RETRY, ADDS.retry}, {'ZADD', DEAD, ADDS.dead}, {'RPUSH', RETURNED, ADDS.back}}) do
-    local l = w[3]
-    for i = 1, #l, 1000 do
-      redis.call(w[1], w[2], unpack(l, i, math.min(i + 999, #l)))
-    end
-  end
+  chunked('ZADD', RETRY, ADDS.retry)
+  chunked('ZADD', DEAD, ADDS.dead)
+  chunked('RPUSH', RETURNED, ADDS.back)
   ADDS.retry, ADDS.dead, ADDS.back = {}, {}, {}
 end
 
