@@ -25,13 +25,14 @@ if st[1] then
 end
 local popped = redis.call('ZPOPMIN', DEAD, tonumber(ARGV[3]))
 local members = {}
+local at = int(now)
 for i = 1, #popped, 2 do
+  -- "id:attempts:errlen:" .. error .. payload, read with one find: the
+  -- work per item is what bounds a call.
   local v = popped[i]
-  local id, rest = split2(v)
-  local _, rest2 = split2(rest)
-  local l, rest3 = split2(rest2)
-  members[#members + 1] = now
-  members[#members + 1] = id .. ':0:' .. string.sub(rest3, tonumber(l) + 1)
+  local _, e, id, l = string.find(v, '^(%d+):%d+:(%d+):')
+  members[#members + 1] = at
+  members[#members + 1] = id .. ':0:' .. string.sub(v, e + 1 + tonumber(l))
 end
 if #members > 0 then
   chunked('ZADD', RETRY, members)
