@@ -109,3 +109,57 @@ func modelRanges(ids map[int64]bool) []string {
 	}
 	return out
 }
+
+// TestATakenOverIndexedLeaseComesBackWhole: a worker holding ten indexes
+// dies after three of them started. The next lease takes its lease over:
+// the seven that never started come back at once on their first attempt,
+// the three that did are retried on their second; all ten then complete,
+// as one range, once each.
+func TestATakenOverIndexedLeaseComesBackWhole(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{Completions: jobstate.Ptr(10), Lease: jobstate.Duration(time.Second),
+			RetryBackoff: jobstate.Duration(time.Millisecond), RetryBackoffMax: jobstate.Duration(time.Millisecond)})
+		w := e.worker(t, "w1")
+		l := w.mustLease(t, 10)
+		require.Len(t, l.Items, 10)
+		_, err := w.settle(t, store.Settlement{Token: l.Token, Started: 3})
+		require.NoError(t, err)
+		p := e.worker(t, "w2")
+		for range 3 {
+			e.advance(t, 400*time.Millisecond)
+			_, err = e.s.Heartbeat(context.Background(), e.job, p.reg.UID, p.wid, nil)
+			require.NoError(t, err)
+		}
+		attempts := map[int64]int{}
+		for len(attempts) < 10 {
+			r, err := p.lease(t, 10)
+			require.NoError(t, err)
+			if r.Lease == nil {
+				e.advance(t, 5*time.Millisecond) // the retries come due
+				continue
+			}
+			for _, it := range r.Lease.Items {
+				require.Equal(t, fmt.Sprint(it.ID), string(it.Payload), "an index's payload is the index")
+				require.NotContains(t, attempts, it.ID, "index %d leased twice", it.ID)
+				attempts[it.ID] = it.Attempt
+			}
+			_, err = p.settle(t, ackAll(r.Lease))
+			require.NoError(t, err)
+		}
+		for id := range int64(10) {
+			want := 1
+			if id < 3 {
+				want = 2 // started, charged an attempt by the takeover
+			}
+			require.Equal(t, want, attempts[id], "index %d", id)
+		}
+		done, err := e.s.Completed(context.Background(), e.job)
+		require.NoError(t, err)
+		require.Equal(t, "0-9", done)
+		st := e.status(t)
+		require.EqualValues(t, 10, st.Items.Succeeded)
+		require.EqualValues(t, 1, st.Items.Takeovers)
+		require.EqualValues(t, 3, st.Items.FailedAttempts)
+	})
+}
