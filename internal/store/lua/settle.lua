@@ -92,6 +92,7 @@ while i <= #ARGV do
       if first then
         local n = #ids
         at = function(id)
+          if not id then return nil end
           local k = id - first + 1
           if k >= 1 and k <= n then return k end
           return nil
@@ -114,7 +115,7 @@ while i <= #ARGV do
         else
           take(k)
           if action == 'i' then
-            retry_later(now + backoff(atts[k], jitter), id .. ':' .. (atts[k] - 1) .. ':' .. pay(k))
+            retry_later(now + backoff(atts[k], jitter), string.format('%d:%d:', id, atts[k] - 1) .. pay(k))
             released = released + 1
           else
             failed = failed + 1
