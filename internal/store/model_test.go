@@ -26,10 +26,11 @@ import (
 // register, lease, settle with acks, failures, hand-backs and starts, a
 // settle sent again, heartbeats that extend leases, time passing, reap,
 // seal, crashed workers, retry of dead items, the controller's reconcile)
-// run against the store and against a small in-memory model of one Job,
-// written from the rules in docs/ARCHITECTURE.md and the scripts' headers,
-// not from the store's code. After every step the store's counters, dead
-// items and phase must equal the model's.
+// run against the store and against a small in-memory model of one Job (a
+// work-queue Job, or an Indexed Job of up to 12 indexes), written from the
+// rules in docs/ARCHITECTURE.md and the scripts' headers, not from the
+// store's code. After every step the store's counters, dead items, phase
+// and completed indexes must equal the model's.
 
 // TestModel runs the model on miniredis, whose clock the test moves (leases
 // expire, retries come due, Redis stalls), and on a real redis-server,
@@ -123,6 +124,7 @@ func (w *mWorker) tokens() []string {
 // model is the Job as the rules describe it.
 type model struct {
 	real        bool // on a real Redis: no time passes for the model
+	indexed     bool // a fixed completion count Job: its items are the indexes
 	leaseMs     int64
 	maxAtt      int
 	batch       int
@@ -310,11 +312,24 @@ func newHarness(t *rapid.T, s *store.Store, now int64, real bool) *harness {
 	m.leaseMs, m.retryBaseMs, m.retryMaxMs = lease.Milliseconds(), retry.Milliseconds(), retryMax.Milliseconds()
 	h := &harness{t: t, ctx: context.Background(), s: s, m: m, job: testkit.UniqueName("model"),
 		rc: &controller.Reconciler{S: s, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
-	uid, err := s.Create(h.ctx, h.job, jobstate.Spec{
+	spec := jobstate.Spec{
 		BatchSize: m.batch, Lease: jobstate.Duration(lease), MaxAttempts: m.maxAtt,
 		BackoffLimit: jobstate.Ptr(int(m.backoffLim)), RetryBackoff: jobstate.Duration(retry),
 		RetryBackoffMax: jobstate.Duration(retryMax),
-	})
+	}
+	if m.indexed = rapid.Bool().Draw(t, "indexed"); m.indexed {
+		// An Indexed Job is sealed from the start; its items are the
+		// indexes 0..k-1, leased in order after handed-back and retried
+		// ones, each with its index as payload.
+		k := rapid.IntRange(1, 12).Draw(t, "completions")
+		spec.Completions = jobstate.Ptr(k)
+		m.sealed = true
+		for id := range int64(k) {
+			m.items = append(m.items, &mItem{id: id, payload: strconv.FormatInt(id, 10), state: inPending})
+			m.pending = append(m.pending, id)
+		}
+	}
+	uid, err := s.Create(h.ctx, h.job, spec)
 	require.NoError(t, err)
 	h.uid = uid
 	return h
@@ -990,6 +1005,18 @@ func (h *harness) check() {
 		gotDead = append(gotDead, fmt.Sprintf("%d@%d %q", d.ID, d.Attempts, d.Payload))
 	}
 	require.Equal(t, wantDead, gotDead, "dead items")
+
+	if m.indexed {
+		ok := map[int64]bool{}
+		for _, it := range m.byState(inSucceeded) {
+			ok[it.id] = true
+		}
+		done, err := h.s.Redis().ZRange(h.ctx, store.KeysFor(h.job).Key("doneidx"), 0, -1).Result()
+		require.NoError(t, err)
+		var got []string // nil when none, as the model's
+		got = append(got, done...)
+		require.Equal(t, modelRanges(ok), got, "completed indexes, as ranges")
+	}
 
 	if m.phase == jobstate.PhaseComplete || m.phase == jobstate.PhaseSucceeding {
 		// Complete only when sealed and every item succeeded (a drained
