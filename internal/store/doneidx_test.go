@@ -123,14 +123,7 @@ func TestATakenOverIndexedLeaseComesBackWhole(t *testing.T) {
 		w := e.worker(t, "w1")
 		l := w.mustLease(t, 10)
 		require.Len(t, l.Items, 10)
-		_, err := w.settle(t, store.Settlement{Token: l.Token, Started: 3})
-		require.NoError(t, err)
-		p := e.worker(t, "w2")
-		for range 3 {
-			e.advance(t, 400*time.Millisecond)
-			_, err = e.s.Heartbeat(context.Background(), e.job, p.reg.UID, p.wid, nil)
-			require.NoError(t, err)
-		}
+		p := e.dieHolding(t, w, l, 3)
 		attempts := map[int64]int{}
 		for len(attempts) < 10 {
 			r, err := p.lease(t, 10)

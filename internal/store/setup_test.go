@@ -107,6 +107,23 @@ func (w *session) settle(t *testing.T, ls ...store.Settlement) (store.SettleResu
 	return w.e.s.Settle(context.Background(), w.e.job, store.SettleRequest{UID: w.reg.UID, Session: w.reg.Session, Seq: w.set, Leases: ls})
 }
 
+// dieHolding has worker w report that the first started items of its
+// lease l have started, then die; a peer registers and heartbeats on while
+// 1.2 s pass, so that a lease of 1 s expires with Redis up. It returns the
+// peer.
+func (e *env) dieHolding(t *testing.T, w *session, l *store.Lease, started int) *session {
+	t.Helper()
+	_, err := w.settle(t, store.Settlement{Token: l.Token, Started: started})
+	require.NoError(t, err)
+	p := e.worker(t, "w2")
+	for range 3 {
+		e.advance(t, 400*time.Millisecond)
+		_, err = e.s.Heartbeat(context.Background(), e.job, p.reg.UID, p.wid, nil)
+		require.NoError(t, err)
+	}
+	return p
+}
+
 func (e *env) status(t *testing.T) jobstate.Status {
 	t.Helper()
 	snap, err := e.s.Snapshot(context.Background(), e.job)

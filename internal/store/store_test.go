@@ -198,14 +198,7 @@ func TestOnlyStartedItemsAreChargedWhenAWorkerDies(t *testing.T) {
 		l := w.mustLease(t, 5)
 		// The first item started; the worker says so, then dies. Its peer
 		// heartbeats on: Redis is up, so the lease expires.
-		_, err = w.settle(t, store.Settlement{Token: l.Token, Started: 1})
-		require.NoError(t, err)
-		p := e.worker(t, "w2")
-		for range 3 {
-			e.advance(t, 400*time.Millisecond)
-			_, err = e.s.Heartbeat(context.Background(), e.job, p.reg.UID, p.wid, nil)
-			require.NoError(t, err)
-		}
+		p := e.dieHolding(t, w, l, 1)
 		r, err := p.lease(t, 10)
 		require.NoError(t, err)
 		require.NotNil(t, r.Lease)
@@ -240,14 +233,7 @@ func TestATakeoverOfTheLastLeaseEndsTheJob(t *testing.T) {
 		require.NoError(t, err)
 		w := e.worker(t, "w1")
 		l := w.mustLease(t, 1)
-		_, err = w.settle(t, store.Settlement{Token: l.Token, Started: 1})
-		require.NoError(t, err)
-		p := e.worker(t, "w2")
-		for range 3 {
-			e.advance(t, 400*time.Millisecond)
-			_, err = e.s.Heartbeat(context.Background(), e.job, p.reg.UID, p.wid, nil)
-			require.NoError(t, err)
-		}
+		p := e.dieHolding(t, w, l, 1)
 		_, err = p.lease(t, 10)
 		require.ErrorIs(t, err, store.ErrDrained)
 		snap, err := e.s.Snapshot(context.Background(), e.job)
