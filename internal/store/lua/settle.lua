@@ -142,10 +142,11 @@ while i <= #ARGV do
       -- done: the runs of ids acked by this call.
       local done
       if mode == 'a' then
-        -- Every item not taken above is acked: the runs between the
-        -- taken positions (when the ids are one run), else a walk.
+        -- Every item not taken above is acked. An Indexed Job records
+        -- their runs: those between the taken positions (when the ids
+        -- are one run), else a walk.
         acked = acked + #ids - #taken
-        if first then
+        if indexed and first then
           table.sort(taken)
           done = {}
           local from = 1
