@@ -29,6 +29,7 @@ type specFlags struct {
 	failurePolicy    []string
 	successPolicy    []string
 	speculative      bool
+	shards           int
 }
 
 func (f *specFlags) add(fs *pflag.FlagSet, parallelismDefault int) {
@@ -50,6 +51,7 @@ func (f *specFlags) add(fs *pflag.FlagSet, parallelismDefault int) {
 	fs.DurationVar(&f.activeDeadline, "active-deadline", 0, "fail the Job with DeadlineExceeded this long after it started; 0 is none")
 	fs.DurationVar(&f.ttlAfterFinished, "ttl-after-finished", 0, "delete a finished Job's keys this long after it ended; unset keeps them")
 	fs.DurationVar(&f.retryBackoff, "retry-backoff", jobstate.DefaultRetryBackoff, "delay before the first retry of a failed item; it doubles per attempt, with jitter")
+	fs.IntVar(&f.shards, "shards", 1, "spread a work-queue Job over this many shards (NAME-shard-0, ...), each in its own Redis Cluster slot, so one Job can use more than one Redis node; pushes deal items over them, workers lease from all, status sums them")
 	fs.DurationVar(&f.retryBackoffMax, "retry-backoff-max", jobstate.DefaultRetryBackoffMax, "longest delay between retries of an item")
 }
 
@@ -93,6 +95,10 @@ func (f *specFlags) spec() (jobstate.Spec, error) {
 	}
 	s.Suspend = f.suspend
 	s.Speculative = f.speculative
+	if f.shards < 1 {
+		return s, cli.Usagef("--shards (%d) must be at least 1", f.shards)
+	}
+	s.Shards = f.shards
 	if f.fs.Changed("max-failed-items") {
 		s.MaxFailedItems = jobstate.Ptr(f.maxFailedItems)
 	}

@@ -32,6 +32,59 @@ func (r *Reconciler) Step(ctx context.Context, job string) (jobstate.Status, err
 // Reconcile reaps one Job and applies as many transitions as hold now
 // (Succeeding then Complete, say). It returns the Job's snapshot after them.
 func (r *Reconciler) Reconcile(ctx context.Context, job string) (store.Snapshot, error) {
+	snap, err := r.reconcile(ctx, job)
+	if err == nil && snap.Status.Spec.Group != "" && snap.Observed.Stored.Failed() {
+		err = r.failSiblings(ctx, snap.Status)
+	}
+	return snap, err
+}
+
+// failSiblings stops every other shard of a shard's sharded Job when the
+// shard failed on its own: a sharded Job fails as one.
+func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) error {
+	for _, c := range shard.Conditions {
+		if c.Type == jobstate.ConditionFailureTarget && c.Reason == jobstate.ReasonShardFailed {
+			return nil
+		}
+	}
+	g, err := r.S.Group(ctx, shard.Spec.Group)
+	if errors.Is(err, store.ErrNoJob) {
+		return nil // the sharded Job is gone; so are its shards
+	}
+	if err != nil {
+		return err
+	}
+	why := failureMessage(shard)
+	snaps, errs := r.S.Snapshots(ctx, g.Shards)
+	for k, sib := range g.Shards {
+		if sib == shard.Name || errs[k] != nil || snaps[k].Observed.Stored != "" {
+			continue
+		}
+		t := jobstate.Transition{To: jobstate.PhaseFailing, Guard: jobstate.GuardShardFailed, Condition: jobstate.Condition{
+			Type: jobstate.ConditionFailureTarget, Status: "True", Reason: jobstate.ReasonShardFailed,
+			Message: fmt.Sprintf("shard %s of %s failed: %s", shard.Name, g.Name, why)}}
+		applied, err := r.S.Apply(ctx, sib, t)
+		if err != nil && !errors.Is(err, store.ErrNoJob) {
+			return err
+		}
+		if applied {
+			r.Log.Info("job phase changed", "job", sib, "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
+		}
+	}
+	return nil
+}
+
+// failureMessage is why a failed Job failed, from its conditions.
+func failureMessage(st jobstate.Status) string {
+	for _, c := range st.Conditions {
+		if c.Type == jobstate.ConditionFailureTarget || c.Type == jobstate.ConditionFailed {
+			return c.Reason + ": " + c.Message
+		}
+	}
+	return "it failed"
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, job string) (store.Snapshot, error) {
 	log := r.Log.With("job", job)
 	snap, err := r.observe(ctx, job)
 	if err != nil {
@@ -233,6 +286,13 @@ func (l *Loop) Sweep(ctx context.Context) error {
 		if snap.Observed.Stored.Finished() {
 			if f, ok := l.finished[n]; !ok || f.uid != snap.Status.UID {
 				l.announce(snap.Status)
+				// A shard whose failure was not spread yet (its reconciler
+				// ended first) stops its siblings now.
+				if snap.Status.Spec.Group != "" && snap.Observed.Stored.Failed() {
+					if err := l.R.failSiblings(ctx, snap.Status); err != nil {
+						errs = append(errs, fmt.Errorf("job %q: %w", n, err))
+					}
+				}
 			}
 			seen[n] = finishedJob{uid: snap.Status.UID, at: now()}
 		}

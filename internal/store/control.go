@@ -542,7 +542,12 @@ const MaxFailedIndexes = 1000
 func (s *Store) Status(ctx context.Context, job string) (jobstate.Status, error) {
 	snap, err := s.Snapshot(ctx, job)
 	if err != nil {
-		return jobstate.Status{}, err
+		var st jobstate.Status
+		err = s.orGroup(ctx, job, err, func(g Group) (err error) {
+			st, err = s.groupStatus(ctx, g)
+			return err
+		})
+		return st, err
 	}
 	st := snap.Status
 	if st.Spec.Counted() {

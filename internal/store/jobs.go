@@ -36,6 +36,9 @@ func (s *Store) Create(ctx context.Context, name string, spec jobstate.Spec) (st
 	if err := spec.Validate(); err != nil {
 		return "", err
 	}
+	if spec.Shards > 1 {
+		return s.createGroup(ctx, name, spec)
+	}
 	js, err := json.Marshal(spec)
 	if err != nil {
 		return "", fmt.Errorf("create %q: %w", name, err)
@@ -99,19 +102,22 @@ func (s *Store) register(ctx context.Context, name, uid string) error {
 	return classify(s.rdb().HSet(ctx, RegistryKey, name, uid).Err())
 }
 
-// UID returns the incarnation uid of Job name, or ErrNoJob.
+// UID returns the incarnation uid of Job name (or of sharded Job name),
+// or ErrNoJob.
 func (s *Store) UID(ctx context.Context, name string) (string, error) {
 	if err := s.ready(ctx); err != nil {
 		return "", err
 	}
 	uid, err := s.rdb().HGet(ctx, s.keysOf(name).Key("spec"), "uid").Result()
 	if errors.Is(err, redis.Nil) {
-		return "", ErrNoJob
+		err = s.orGroup(ctx, name, ErrNoJob, func(g Group) error { uid = g.UID; return nil })
+		return uid, err
 	}
 	return uid, classify(err)
 }
 
-// Spec returns a Job's spec and uid. It returns ErrNoJob.
+// Spec returns a Job's (or a sharded Job's) spec and uid. It returns
+// ErrNoJob.
 func (s *Store) Spec(ctx context.Context, name string) (jobstate.Spec, string, error) {
 	if err := s.ready(ctx); err != nil {
 		return jobstate.Spec{}, "", err
@@ -123,7 +129,9 @@ func (s *Store) Spec(ctx context.Context, name string) (jobstate.Spec, string, e
 	raw, ok := v[0].(string)
 	uid, _ := v[1].(string)
 	if !ok {
-		return jobstate.Spec{}, "", ErrNoJob
+		var spec jobstate.Spec
+		err := s.orGroup(ctx, name, ErrNoJob, func(g Group) error { spec, uid = g.Spec, g.UID; return nil })
+		return spec, uid, err
 	}
 	var spec jobstate.Spec
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
@@ -138,7 +146,21 @@ func (s *Store) Spec(ctx context.Context, name string) (jobstate.Spec, string, e
 func (s *Store) Seal(ctx context.Context, name, uid string) (bool, error) {
 	v, err := s.run(ctx, s.sc.seal, name, uid, NewID())
 	if err != nil {
-		return false, fmt.Errorf("seal %q: %w", name, err)
+		sealed := false
+		err = s.orGroup(ctx, name, err, func(g Group) error {
+			if err := g.checkUID(uid); err != nil {
+				return err
+			}
+			return eachShard(g, func(sh string) error {
+				ok, err := s.Seal(ctx, sh, "")
+				sealed = sealed || ok
+				return err
+			})
+		})
+		if err != nil {
+			return false, fmt.Errorf("seal %q: %w", name, err)
+		}
+		return sealed, nil
 	}
 	n, _ := v.(int64)
 	return n == 1, nil
@@ -153,7 +175,28 @@ func (s *Store) SetSuspended(ctx context.Context, name string, suspend bool) (bo
 	}
 	v, err := s.run(ctx, s.sc.suspend, name, "", NewID(), op)
 	if err != nil {
-		return false, fmt.Errorf("%s %q: %w", op, name, err)
+		changed := false
+		err = s.orGroup(ctx, name, err, func(g Group) error {
+			var finished int
+			err := eachShard(g, func(sh string) error {
+				ok, err := s.SetSuspended(ctx, sh, suspend)
+				changed = changed || ok
+				if errors.Is(err, ErrFinished) {
+					// A finished shard has nothing to hand out.
+					finished++
+					return nil
+				}
+				return err
+			})
+			if err == nil && finished == len(g.Shards) {
+				return ErrFinished
+			}
+			return err
+		})
+		if err != nil {
+			return false, fmt.Errorf("%s %q: %w", op, name, err)
+		}
+		return changed, nil
 	}
 	n, _ := v.(int64)
 	return n == 1, nil
@@ -167,6 +210,17 @@ const RetryDeadChunk = 200
 // call so no call holds Redis long. A finished Job is reopened only with
 // reopen. It returns how many items came back, and ErrNoJob or ErrFinished.
 func (s *Store) RetryDead(ctx context.Context, name string, reopen bool) (int, error) {
+	total, err := s.retryDead(ctx, name, reopen)
+	if err != nil {
+		err = s.orGroup(ctx, name, err, func(g Group) error {
+			total = 0
+			return s.retryDeadGroup(ctx, g, reopen, &total)
+		})
+	}
+	return total, err
+}
+
+func (s *Store) retryDead(ctx context.Context, name string, reopen bool) (int, error) {
 	total := 0
 	re := "0"
 	if reopen {
@@ -189,9 +243,20 @@ func (s *Store) RetryDead(ctx context.Context, name string, reopen bool) (int, e
 	}
 }
 
-// Delete removes every key of a Job and its name. It returns ErrNoJob when
-// there was nothing to delete.
+// Delete removes every key of a Job and its name; a sharded Job's shards
+// go with it. It returns ErrNoJob when there was nothing to delete, and
+// refuses to delete one shard of a sharded Job that still exists.
 func (s *Store) Delete(ctx context.Context, name string) error {
+	if spec, _, err := s.Spec(ctx, name); err == nil && spec.Group != "" {
+		if g, err := s.groupRecord(ctx, spec.Group); err == nil {
+			return fmt.Errorf("delete %q: it is shard %d of the sharded job %q; delete %q, which deletes its %d shards", name, spec.Shard, g.Name, g.Name, len(g.Shards))
+		}
+	}
+	err := s.deleteJob(ctx, name)
+	return s.orGroup(ctx, name, err, func(g Group) error { return s.deleteGroup(ctx, g) })
+}
+
+func (s *Store) deleteJob(ctx context.Context, name string) error {
 	v, err := s.run(ctx, s.sc.deleteJob, name, "")
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", name, err)

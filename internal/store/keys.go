@@ -12,6 +12,9 @@ const (
 	// slot: a name is added after its Job exists and dropped after it is
 	// gone, so no name ever stands for a Job that was not created.
 	RegistryKey = Prefix + "jobs"
+	// GroupsKey is the hash of sharded Job names to their uid (see
+	// Spec.Shards); their shards are Jobs of RegistryKey like any other.
+	GroupsKey = Prefix + "groups"
 )
 
 // keyNames are the names the scripts use for a Job's keys, in KEYS headers
@@ -39,6 +42,7 @@ var keyNames = []string{
 	"lost",     // zset: lease tokens taken over -> when (kept 10 minutes)
 	"results",  // stream: item results (worker --results)
 	"events",   // pub/sub channel: wake-ups for waiting workers
+	"group",    // hash: a sharded Job's record (uid, shards, spec as JSON); no Job of the name exists
 }
 
 // Keys are the keys of one Job, in keyNames order.

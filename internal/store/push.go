@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -54,11 +55,31 @@ type Pusher struct {
 	err     error
 	closed  bool
 	cancel  context.CancelFunc
+
+	// shards, for a sharded Job: a Pusher per shard, dealt items in turn
+	// (with Dedupe, by digest, so that a repeat meets its first copy).
+	shards []*Pusher
+	deal   int
 }
 
 // NewPusher starts a Pusher for incarnation uid of job ("" is whatever
-// incarnation each chunk finds). Close must be called.
+// incarnation each chunk finds). Close must be called. For a sharded Job,
+// it deals the items over the shards.
 func (s *Store) NewPusher(ctx context.Context, job, uid string, opts PushOptions) *Pusher {
+	if g, err := s.groupRecord(ctx, job); err == nil && (uid == "" || uid == g.UID) {
+		p := &Pusher{opts: opts, shards: make([]*Pusher, len(g.Shards))}
+		for k, sh := range g.Shards {
+			// Each shard's pusher is bound to the incarnation it finds
+			// now; one unknown (ErrNoJob) is reported by its first chunk.
+			suid, _ := s.UID(ctx, sh)
+			p.shards[k] = s.newPusher(ctx, sh, suid, opts)
+		}
+		return p
+	}
+	return s.newPusher(ctx, job, uid, opts)
+}
+
+func (s *Store) newPusher(ctx context.Context, job, uid string, opts PushOptions) *Pusher {
 	if opts.ChunkItems <= 0 {
 		opts.ChunkItems = DefaultChunkItems
 	}
@@ -94,6 +115,9 @@ func (p *Pusher) reset() {
 // Add queues one item; the bytes are copied. It returns the first error of
 // an earlier round trip, after which nothing more is sent.
 func (p *Pusher) Add(item []byte) error {
+	if p.shards != nil {
+		return p.dealAdd(item)
+	}
 	if err := p.Err(); err != nil {
 		return err
 	}
@@ -202,8 +226,32 @@ func (p *Pusher) resend(ctx context.Context, keys []string, batch [][]any, prev 
 	return n, nil
 }
 
+// dealAdd gives item to the next shard in turn (with Dedupe, to the shard
+// its digest picks).
+func (p *Pusher) dealAdd(item []byte) error {
+	if err := p.Err(); err != nil {
+		return err
+	}
+	k := p.deal
+	if p.opts.Dedupe {
+		sum := sha256.Sum256(item)
+		k = int(binary.BigEndian.Uint64(sum[:8]) % uint64(len(p.shards)))
+	} else {
+		p.deal = (p.deal + 1) % len(p.shards)
+	}
+	return p.shards[k].Add(item)
+}
+
 // Err returns the first error of a round trip, if any.
 func (p *Pusher) Err() error {
+	if p.shards != nil {
+		for _, sh := range p.shards {
+			if err := sh.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
@@ -211,6 +259,13 @@ func (p *Pusher) Err() error {
 
 // Written returns how many items Redis has confirmed so far.
 func (p *Pusher) Written() int64 {
+	if p.shards != nil {
+		var n int64
+		for _, sh := range p.shards {
+			n += sh.Written()
+		}
+		return n
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.written
@@ -220,6 +275,12 @@ func (p *Pusher) Written() int64 {
 // number of items appended (with Dedupe, repeats are not counted) and the
 // first error. Items confirmed before an error stay in the Job.
 func (p *Pusher) Close() (int64, error) {
+	if p.shards != nil {
+		for _, sh := range p.shards {
+			_, _ = sh.Close()
+		}
+		return p.Written(), p.Err()
+	}
 	if !p.closed {
 		p.closed = true
 		if len(p.chunk) > chunkHead {

@@ -26,7 +26,7 @@ type script struct {
 // scripts are every script of the store, by file name.
 type scripts struct {
 	create, push, register, lease, settle, heartbeat, finish, reap,
-	snapshot, transition, seal, suspend, retryDead, deleteJob *script
+	snapshot, transition, seal, suspend, retryDead, deleteJob, group *script
 	all []*script
 }
 
@@ -43,7 +43,7 @@ func loadScripts() (*scripts, error) {
 		{"create", &s.create}, {"push", &s.push}, {"register", &s.register}, {"lease", &s.lease},
 		{"settle", &s.settle}, {"heartbeat", &s.heartbeat}, {"finish", &s.finish}, {"reap", &s.reap},
 		{"snapshot", &s.snapshot}, {"transition", &s.transition}, {"seal", &s.seal}, {"suspend", &s.suspend},
-		{"retrydead", &s.retryDead}, {"delete", &s.deleteJob},
+		{"retrydead", &s.retryDead}, {"delete", &s.deleteJob}, {"group", &s.group},
 	} {
 		body, err := luaFiles.ReadFile("lua/" + f.name + ".lua")
 		if err != nil {

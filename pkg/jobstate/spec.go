@@ -26,6 +26,8 @@ const (
 	MaxBatchSize = 5000
 	// MinLease is the shortest lease; shorter ones cannot be heartbeated in time.
 	MinLease = 100 * time.Millisecond
+	// MaxShards bounds Spec.Shards: every worker registers with every shard.
+	MaxShards = 64
 )
 
 // ErrInvalidSpec wraps every error of Spec.Validate and ValidateName.
@@ -95,6 +97,16 @@ type Spec struct {
 	RetryBackoff Duration `json:"retryBackoff"`
 	// RetryBackoffMax caps the retry delay. Default 5m.
 	RetryBackoffMax Duration `json:"retryBackoffMax"`
+	// Shards, above 1, spreads a work-queue Job over that many shards, each
+	// a Job of its own in its own hash slot (NAME-shard-0, ...), so that one
+	// Job can use more than one Redis core of a Cluster. Pushes deal items
+	// over the shards, workers lease from all of them, and the Job's status
+	// is their sum. Default 1: one slot.
+	Shards int `json:"shards,omitempty"`
+	// Group is set on a shard: the name of the sharded Job it belongs to.
+	Group string `json:"group,omitempty"`
+	// Shard is a shard's number within its Group, from 0.
+	Shard int `json:"shard,omitempty"`
 }
 
 // WithDefaults returns s with every zero field set to its default.
@@ -147,6 +159,14 @@ func (s Spec) Validate() error {
 		return bad("completion-mode (%s) needs completions; set --completions K", s.CompletionMode)
 	case s.CompletionMode != "" && s.CompletionMode != CompletionIndexed && s.CompletionMode != CompletionNonIndexed:
 		return bad("completion-mode (%s) must be Indexed or NonIndexed", s.CompletionMode)
+	case s.Shards < 0 || s.Shards > MaxShards:
+		return bad("shards (%d) must be between 1 and %d", s.Shards, MaxShards)
+	case s.Shards > 1 && s.Completions != nil:
+		return bad("shards (%d) needs a work-queue Job; leave --completions unset, or run a fixed completion count Job in one slot", s.Shards)
+	case s.Shards > 1 && s.TTLAfterFinished != nil:
+		return bad("shards (%d) with ttl-after-finished: a sharded Job's shards finish at different times, so they are not expired; leave --ttl-after-finished unset and delete the Job with `coordinator delete`", s.Shards)
+	case s.Shards > 1 && s.Group != "":
+		return bad("shards (%d): shard %d of %q cannot be sharded again", s.Shards, s.Shard, s.Group)
 	case len(s.SuccessPolicy) > 0 && (s.Completions == nil || s.CompletionMode == CompletionNonIndexed):
 		return bad("success-policy (%s) needs an Indexed Job; set --completions K (and not --completion-mode NonIndexed), as Kubernetes allows successPolicy only with completionMode Indexed", s.SuccessPolicy[0])
 	}

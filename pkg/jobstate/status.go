@@ -84,6 +84,9 @@ const (
 	ReasonStateLost = "StateLost"
 	// ReasonDeadItemsRetried: a finished Job was reopened for its dead items.
 	ReasonDeadItemsRetried = "DeadItemsRetried"
+	// ReasonShardFailed: another shard of the same sharded Job failed, so
+	// this one stops too.
+	ReasonShardFailed = "ShardFailed"
 )
 
 // Condition is one observation about a Job, as in Kubernetes.

@@ -23,12 +23,18 @@ const (
 	GuardDrainedDead    Guard = "drained-dead"     // done, some dead items
 	GuardTerminated     Guard = "terminated"       // failing, no live worker
 	GuardSucceeded      Guard = "succeeded"        // succeeding, no live worker
+	// GuardShardFailed: another shard of the same sharded Job failed. That
+	// fact lives in another hash slot, where no script can read it; it is
+	// final (a failed shard comes back only by retry --reopen, which
+	// reopens its siblings too), so the guard asks only that this shard has
+	// not ended already.
+	GuardShardFailed Guard = "shard-failed"
 )
 
 // Guards lists every guard, for the store's generated constants and the
 // tests that hold the Lua checks and Next together.
 var Guards = []Guard{GuardBackoffLimit, GuardDeadline, GuardMaxFailedItems, GuardFailurePolicy, GuardStateLost,
-	GuardSuccessPolicy, GuardDrained, GuardDrainedDead, GuardTerminated, GuardSucceeded}
+	GuardSuccessPolicy, GuardDrained, GuardDrainedDead, GuardTerminated, GuardSucceeded, GuardShardFailed}
 
 // Observed is what the controller read about a Job in one atomic snapshot.
 type Observed struct {
@@ -96,6 +102,8 @@ func Holds(g Guard, spec Spec, o Observed) bool {
 		return o.Done && o.Dead == 0 && o.StateLost == ""
 	case GuardDrainedDead:
 		return o.Done && o.Dead > 0
+	case GuardShardFailed:
+		return true
 	}
 	return false
 }

@@ -192,11 +192,17 @@ func (w *Worker) ended() endReason   { return endReason(w.end.Load()) }
 //   - ErrStopped: ctx ended first; running items finished within the grace
 //     period (or were stopped), and the rest was handed back.
 //
-// It first waits up to cfg.Wait for Redis and the Job.
+// It first waits up to cfg.Wait for Redis and the Job. On a sharded Job
+// it works on every shard (see runGroup), and returns nil only once every
+// shard succeeded.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.register(ctx); err != nil {
-		if errors.Is(err, errDrainedAtStart) {
+		var gf *groupFound
+		switch {
+		case errors.Is(err, errDrainedAtStart):
 			return w.lateEnd(ctx)
+		case errors.As(err, &gf):
+			return w.runGroup(ctx, gf.g)
 		}
 		return err
 	}
@@ -326,6 +332,11 @@ func (w *Worker) register(ctx context.Context) error {
 			w.reg, err = s.Register(ctx, w.cfg.Job, "", w.cfg.ID, info)
 			if err == nil {
 				return w.bind(ctx)
+			}
+			if errors.Is(err, ErrNoJob) {
+				if g, gerr := s.Group(ctx, w.cfg.Job); gerr == nil {
+					return &groupFound{g: g}
+				}
 			}
 		}
 		switch {

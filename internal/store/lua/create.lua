@@ -1,7 +1,9 @@
 -- create: creates a Job, the incarnation uid, unless its name is taken.
--- KEYS: spec state pending returned leases batches bstart backup retry dead dedupe doneidx workers winfo wended rate pushlog chunks reqs lost results events
+-- KEYS: spec state pending returned leases batches bstart backup retry dead dedupe doneidx workers winfo wended rate pushlog chunks reqs lost results events group
 -- ARGV: 1 uid (fresh, random), 2 sealed (0/1), 3 suspended (0/1), 4.. spec field/value pairs
--- Reply: 1 created (also when this very create is delivered again), 0 the name is taken.
+-- Reply: 1 created (also when this very create is delivered again), 0 the
+--   name is taken (by a Job, or by a sharded Job's record).
+if redis.call('EXISTS', GROUP) == 1 then return 0 end
 if redis.call('EXISTS', SPEC) == 1 then
   if redis.call('HGET', SPEC, 'uid') == ARGV[1] then return 1 end
   return 0

@@ -16,7 +16,9 @@ end
 local now = now_ms()
 if st[1] then
   if ARGV[4] ~= '1' then return err('FINISHED') end
-  if redis.call('ZCARD', DEAD) > 0 then
+  -- A shard stopped because a sibling failed reopens with it.
+  local why = redis.call('HGET', STATE, 'cond:FailureTarget') or ''
+  if redis.call('ZCARD', DEAD) > 0 or string.find(why, '|ShardFailed|', 1, true) then
     redis.call('HDEL', STATE, 'phase', 'done', 'completion', 'cond:Complete', 'cond:Failed', 'cond:FailureTarget',
       'cond:SuccessCriteriaMet', 'failjob', 'trid')
     redis.call('HSET', STATE, 'wfailed', 0, 'cond:Reopened', 'True|DeadItemsRetried|' .. now .. '|reopened by `coordinator retry --reopen`')

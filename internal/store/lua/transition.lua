@@ -54,6 +54,8 @@ elseif g == GUARD_DRAINED then
   ok = st.done == '1' and dead == 0 and lost == nil
 elseif g == GUARD_DRAINED_DEAD then
   ok = st.done == '1' and dead > 0
+elseif g == GUARD_SHARD_FAILED then
+  ok = true
 end
 if not ok then return 0 end
 changed()
