@@ -2,10 +2,12 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 
+	"github.com/workq/workq/internal/controller"
 	"github.com/workq/workq/internal/store"
 )
 
@@ -60,6 +62,17 @@ func (w *Worker) runGroup(ctx context.Context, g store.Group) error {
 		}()
 	}
 	wg.Wait()
+	if first != nil && !errors.Is(first, ErrStopped) {
+		// Lanes stopped for another's failure left their shards to the
+		// last worker's pass; this is it, so that the Job ends without a
+		// controller running.
+		rec := &controller.Reconciler{S: w.s, Log: w.log}
+		for _, sh := range g.Shards {
+			if _, err := rec.Reconcile(context.WithoutCancel(ctx), sh); err != nil && !errors.Is(err, ErrNoJob) {
+				w.log.Warn("could not settle the phase of a shard", "shard", sh, "err", err)
+			}
+		}
+	}
 	return first
 }
 
