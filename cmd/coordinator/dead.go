@@ -46,7 +46,7 @@ func newDeadCmd(d deps) *cobra.Command {
 			t := newTable(d.stdout)
 			t.row("ID", "ATTEMPTS", "ITEM", "LAST ERROR")
 			for _, it := range dead {
-				t.row(strconv.FormatInt(it.ID, 10), strconv.Itoa(it.Attempts), clip(strconv.Quote(it.Item), 40), clipHead(oneLine(it.LastError), 100))
+				t.row(it.Ref(), strconv.Itoa(it.Attempts), clip(strconv.Quote(it.Item), 40), clipHead(oneLine(it.LastError), 100))
 			}
 			t.flush()
 			return nil

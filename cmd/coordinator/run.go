@@ -260,7 +260,7 @@ func showDead(ctx context.Context, c *store.Store, w io.Writer, job string, s jo
 	t := newTable(w)
 	t.row("  ID", "ATTEMPTS", "ITEM", "LAST ERROR")
 	for _, it := range dead {
-		t.row(fmt.Sprintf("  %d", it.ID), fmt.Sprint(it.Attempts), clip(strconv.Quote(it.Item), 40), clip(oneLine(it.LastError), 100))
+		t.row("  "+it.Ref(), fmt.Sprint(it.Attempts), clip(strconv.Quote(it.Item), 40), clip(oneLine(it.LastError), 100))
 	}
 	t.flush()
 	if s.Items.Dead > int64(len(dead)) {

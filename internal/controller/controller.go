@@ -24,8 +24,22 @@ type Reconciler struct {
 
 // Step reaps and reconciles one Job (see Reconcile) and returns its status
 // afterwards.
+// A sharded Job's shards are reconciled one by one, and its status is
+// their sum.
 func (r *Reconciler) Step(ctx context.Context, job string) (jobstate.Status, error) {
 	snap, err := r.Reconcile(ctx, job)
+	if errors.Is(err, store.ErrNoJob) {
+		g, gerr := r.S.Group(ctx, job)
+		if gerr != nil {
+			return snap.Status, err
+		}
+		for _, sh := range g.Shards {
+			if _, err := r.Reconcile(ctx, sh); err != nil && !errors.Is(err, store.ErrNoJob) {
+				return jobstate.Status{}, err
+			}
+		}
+		return r.S.Status(ctx, job)
+	}
 	return snap.Status, err
 }
 

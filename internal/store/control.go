@@ -351,6 +351,9 @@ const CompletedPage = 1000
 
 // DeadItem is an item that used all its attempts.
 type DeadItem struct {
+	// Shard is the shard the item died in, for a sharded Job; ids are
+	// per shard.
+	Shard     string `json:"shard,omitempty"`
 	ID        int64  `json:"id"`
 	Attempts  int    `json:"attempts"`
 	LastError string `json:"lastError"`
@@ -389,10 +392,46 @@ func (s *Store) Dead(ctx context.Context, job string, limit int) ([]DeadItem, er
 			break
 		}
 	}
+	if len(out) == 0 {
+		if g, err := s.groupRecord(ctx, job); err == nil {
+			return s.deadOfGroup(ctx, g, limit)
+		}
+	}
 	if out == nil {
 		out = []DeadItem{}
 	}
 	return out, nil
+}
+
+// deadOfGroup lists the dead items of a sharded Job's shards, in shard
+// order, at most limit (0: all).
+func (s *Store) deadOfGroup(ctx context.Context, g Group, limit int) ([]DeadItem, error) {
+	out := []DeadItem{}
+	for _, sh := range g.Shards {
+		left := 0
+		if limit > 0 {
+			if left = limit - len(out); left <= 0 {
+				break
+			}
+		}
+		ds, err := s.Dead(ctx, sh, left)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ds {
+			ds[i].Shard = sh
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
+}
+
+// Ref names a dead item: its id, after its shard's name in a sharded Job.
+func (d DeadItem) Ref() string {
+	if d.Shard == "" {
+		return strconv.FormatInt(d.ID, 10)
+	}
+	return d.Shard + ":" + strconv.FormatInt(d.ID, 10)
 }
 
 // DeadIndexes returns the ids of dead items as an interval string (the

@@ -75,6 +75,9 @@ func (in *Inspector) Spec(ctx context.Context, job string) (jobstate.Spec, error
 
 // DeadItem is an item that used all its attempts.
 type DeadItem struct {
+	// Shard is the shard the item died in, for a sharded Job; ids are
+	// per shard.
+	Shard     string `json:"shard,omitempty"`
 	ID        int64  `json:"id"`
 	Attempts  int    `json:"attempts"`
 	LastError string `json:"lastError"`
@@ -83,7 +86,7 @@ type DeadItem struct {
 }
 
 // Dead lists up to limit dead items (0: all), lowest ids first, reading
-// only those.
+// only those; a sharded Job's, shard by shard.
 func (in *Inspector) Dead(ctx context.Context, job string, limit int) ([]DeadItem, error) {
 	s, err := in.c.store(ctx)
 	if err != nil {
