@@ -33,6 +33,7 @@ type scenario struct {
 // (II.1-II.8, II.R) and the randomized schedule.
 var scenarios = []scenario{
 	{name: "WorkersKilledEvery300msLoseNothing", run: scenarioKill9},
+	{name: "ShardedJobWorkersKilledEvery300msLoseNothing", run: scenarioKill9Sharded},
 	{name: "FrozenWorkerLateAcksAreRefused", run: scenarioSIGSTOP},
 	{name: "RedisKilledWithAOFAlwaysKeepsEveryReportedItem", run: scenarioRedisAlways},
 	{name: "RedisKilledWithAOFEverysecIsMeasured", run: scenarioRedisEverysec},

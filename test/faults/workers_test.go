@@ -27,11 +27,29 @@ import (
 // scenarioKill9: 100,000 items, 8 workers, a random one killed with
 // SIGKILL every 300ms and replaced at once.
 func scenarioKill9(t *testing.T) []row {
+	r := killEvery300ms(t, "kill9", 100_000)
+	r.Scenario = fmt.Sprintf("1. %d workers, a random one `kill -9`ed every 300 ms and replaced", kill9Workers)
+	return []row{r}
+}
+
+// scenarioKill9Sharded: scenario 1 on a Job sharded over 3 slots, whose
+// workers each work on every shard.
+func scenarioKill9Sharded(t *testing.T) []row {
+	r := killEvery300ms(t, "kill9s", 60_000, "--shards", "3")
+	r.Scenario = fmt.Sprintf("1s. as 1, on a Job of 3 shards (`--shards 3`), %d items", r.Items)
+	return []row{r}
+}
+
+const kill9Workers = 8
+
+// killEvery300ms runs n items through kill9Workers workers, a random one
+// killed with SIGKILL every 300ms and replaced at once, and accounts for
+// every item against the execution log.
+func killEvery300ms(t *testing.T, job string, n int, create ...string) row {
 	e := newEnv(t)
-	const n, batch, workers = 100_000, 50, 8
-	file, items := writeItems(t, "k", n)
-	job := "kill9"
-	e.coord("create", job, "--batch-size", strconv.Itoa(batch), "--lease", "2s", "--backoff-limit", "1000000")
+	const batch, workers = 50, kill9Workers
+	file, items := writeItems(t, job, n)
+	e.coord(append([]string{"create", job, "--batch-size", strconv.Itoa(batch), "--lease", "2s", "--backoff-limit", "1000000"}, create...)...)
 	e.coord("push", job, "-f", file, "--seal")
 	e.serve("serve")
 
@@ -83,11 +101,10 @@ func scenarioKill9(t *testing.T) []row {
 	}
 	// In flight at a kill: the batch running and the one leased next.
 	r := e.account(job, items, int64(len(killed)*batch*2))
-	r.Scenario = fmt.Sprintf("1. %d workers, a random one `kill -9`ed every 300 ms and replaced", workers)
 	r.Faults = len(killed)
 	r.TimeToComplete = done.Sub(start)
 	r.Note = fmt.Sprintf("batch %d, lease 2s, `--batch-exec`", batch)
-	return []row{r}
+	return r
 }
 
 // slowBatch records a batch, waits while hold.<worker> exists (see
