@@ -39,8 +39,13 @@ waits for more until the Job ends or Ctrl-C.`,
 		},
 		RunE: withJob(d, func(cmd *cobra.Command, c *store.Store, name string) error {
 			ctx := cmd.Context()
-			if _, _, err := c.Spec(ctx, name); err != nil {
+			spec, _, err := c.Spec(ctx, name)
+			if err != nil {
 				return err
+			}
+			if spec.Shards > 1 {
+				return cli.Usagef("%s is sharded: each of its %d shards keeps its own results; read them with `coordinator results %s` (and -shard-1, ...)",
+					name, spec.Shards, store.ShardName(name, 0))
 			}
 			enc := json.NewEncoder(d.stdout)
 			t := newTable(d.stdout)

@@ -55,7 +55,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, job string) (store.Snapshot,
 
 // failSiblings stops every other shard of a shard's sharded Job when the
 // shard failed on its own: a sharded Job fails as one.
+//
+// A shard that drained with dead items stops nothing: the others run
+// their items to the end, as a Job of one slot would.
 func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) error {
+	if !store.FailsEarly(shard) {
+		return nil
+	}
 	for _, c := range shard.Conditions {
 		if c.Type == jobstate.ConditionFailureTarget && c.Reason == jobstate.ReasonShardFailed {
 			return nil

@@ -191,7 +191,7 @@ func (s *Store) groupStatus(ctx context.Context, g Group) (jobstate.Status, erro
 func SumShards(g Group, shards []jobstate.Status) jobstate.Status {
 	st := jobstate.Status{Name: g.Name, UID: g.UID, Spec: g.Spec, Kind: g.Spec.Kind(), Sealed: true, Done: true}
 	conds := map[jobstate.ConditionType]jobstate.Condition{}
-	var failed, finished, complete, running, suspended int
+	var failed, dead, finished, complete, running, suspended int
 	var eta float64
 	etaKnown := true
 	for k, sh := range shards {
@@ -224,8 +224,12 @@ func SumShards(g Group, shards []jobstate.Status) jobstate.Status {
 			etaKnown = false
 		}
 		switch p := sh.Phase; {
-		case p.Failed():
+		case p.Failed() && FailsEarly(sh):
 			failed++
+		case p.Failed():
+			// Drained with dead items: the others go on to their end, as
+			// a Job of one slot runs every item before it fails.
+			dead++
 		case p == jobstate.PhaseComplete || p == jobstate.PhaseSucceeding:
 			complete++
 		case p == jobstate.PhaseRunning:
@@ -254,11 +258,13 @@ func SumShards(g Group, shards []jobstate.Status) jobstate.Status {
 		st.Phase = jobstate.PhaseFailed
 	case failed > 0:
 		st.Phase = jobstate.PhaseFailing
+	case dead > 0 && finished == n:
+		st.Phase = jobstate.PhaseFailed
 	case complete == n && finished == n:
 		st.Phase = jobstate.PhaseComplete
 	case complete == n:
 		st.Phase = jobstate.PhaseSucceeding
-	case running > 0 || complete > 0:
+	case running > 0 || complete > 0 || dead > 0:
 		st.Phase = jobstate.PhaseRunning
 	case suspended > 0:
 		st.Phase = jobstate.PhaseSuspended
@@ -278,6 +284,11 @@ func SumShards(g Group, shards []jobstate.Status) jobstate.Status {
 			keep = !st.Phase.Failed() && complete == n
 		case jobstate.ConditionFailed, jobstate.ConditionFailureTarget:
 			keep = st.Phase.Failed()
+			if keep && failed > 0 && !early(c.Reason) {
+				// The shard that stopped the Job explains it, not one
+				// that had merely drained with dead items.
+				keep = false
+			}
 		case jobstate.ConditionSuspended:
 			keep = c.Status != "True" || st.Phase == jobstate.PhaseSuspended
 		}
@@ -358,6 +369,23 @@ func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool, total 
 		return fmt.Errorf("retry dead items of %q: %w", g.Name, ErrFinished)
 	}
 	return errors.Join(errs...)
+}
+
+// FailsEarly reports whether a failed shard stops its siblings: it failed
+// before running all its items (a limit, the deadline, a FailJob rule,
+// lost state), not by draining with dead items, after which the other
+// shards run their own items to the end as one Job would.
+func FailsEarly(st jobstate.Status) bool {
+	for _, c := range st.Conditions {
+		if c.Type == jobstate.ConditionFailureTarget || c.Type == jobstate.ConditionFailed {
+			return early(c.Reason)
+		}
+	}
+	return true
+}
+
+func early(reason string) bool {
+	return reason != jobstate.ReasonFailedItems && reason != jobstate.ReasonFailedIndexes
 }
 
 // stoppedForSibling reports whether a shard failed because another shard

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,8 +77,12 @@ func (w *Worker) runGroup(ctx context.Context, g store.Group) error {
 	return first
 }
 
-// runLane runs a Worker on each shard of g in turn, from shard from.
+// runLane runs a Worker on each shard of g in turn, from shard from. A
+// shard that drained with dead items failed without stopping the others:
+// the lane goes on, and reports that failure once it has been through
+// every shard.
 func (w *Worker) runLane(ctx context.Context, g store.Group, cfg WorkerConfig, from int) error {
+	var drainedDead error
 	for j := range g.Shards {
 		cfg.Job = g.Shards[(from+j)%len(g.Shards)]
 		inner, err := NewWorker(w.c, cfg)
@@ -85,8 +90,20 @@ func (w *Worker) runLane(ctx context.Context, g store.Group, cfg WorkerConfig, f
 			return err
 		}
 		if err := inner.Run(ctx); err != nil {
+			if errors.Is(err, ErrJobFailed) && !w.failedEarly(ctx, cfg.Job) {
+				drainedDead = cmp.Or(drainedDead, err)
+				continue
+			}
 			return err
 		}
 	}
-	return nil
+	return drainedDead
+}
+
+// failedEarly reports whether shard failed in a way that stops its
+// siblings (see store.FailsEarly); when its status cannot be read, it
+// says yes, and the worker stops.
+func (w *Worker) failedEarly(ctx context.Context, shard string) bool {
+	st, err := w.s.Status(ctx, shard)
+	return err != nil || store.FailsEarly(st)
 }
