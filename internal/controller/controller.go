@@ -47,10 +47,58 @@ func (r *Reconciler) Step(ctx context.Context, job string) (jobstate.Status, err
 // (Succeeding then Complete, say). It returns the Job's snapshot after them.
 func (r *Reconciler) Reconcile(ctx context.Context, job string) (store.Snapshot, error) {
 	snap, err := r.reconcile(ctx, job)
-	if err == nil && snap.Status.Spec.Group != "" && snap.Observed.Stored.Failed() {
+	if err != nil || snap.Status.Spec.Group == "" {
+		return snap, err
+	}
+	if snap.Observed.Stored == "" {
+		if snap, err = r.groupDeadLimit(ctx, snap); err != nil {
+			return snap, err
+		}
+	}
+	if snap.Observed.Stored.Failed() {
 		err = r.failSiblings(ctx, snap.Status)
 	}
 	return snap, err
+}
+
+// groupDeadLimit fails a shard, and so its sharded Job, when the dead
+// items of all the Job's shards are more than its max-failed-items: the
+// limit is the Job's, as for a Job of one slot (each shard also checks it
+// alone, which never trips before the sum does).
+func (r *Reconciler) groupDeadLimit(ctx context.Context, snap store.Snapshot) (store.Snapshot, error) {
+	spec := snap.Status.Spec
+	if spec.MaxFailedItems == nil || snap.Status.Items.Dead == 0 {
+		return snap, nil
+	}
+	g, err := r.S.Group(ctx, spec.Group)
+	if errors.Is(err, store.ErrNoJob) {
+		return snap, nil
+	}
+	if err != nil {
+		return snap, err
+	}
+	snaps, errs := r.S.Snapshots(ctx, g.Shards)
+	var dead int64
+	for k := range snaps {
+		if errs[k] == nil {
+			dead += snaps[k].Status.Items.Dead
+		}
+	}
+	limit := int64(*spec.MaxFailedItems)
+	if dead <= limit {
+		return snap, nil
+	}
+	t := jobstate.Transition{To: jobstate.PhaseFailing, Guard: jobstate.GuardShardFailed, Condition: jobstate.Condition{
+		Type: jobstate.ConditionFailureTarget, Status: "True", Reason: jobstate.ReasonMaxFailedItemsExceeded,
+		Message: fmt.Sprintf("%d items are dead across the %d shards of %s, more than max-failed-items (%d)", dead, len(g.Shards), g.Name, limit)}}
+	applied, err := r.S.Apply(ctx, snap.Status.Name, t)
+	if err != nil {
+		return snap, err
+	}
+	if applied {
+		r.Log.Info("job phase changed", "job", snap.Status.Name, "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
+	}
+	return r.observe(ctx, snap.Status.Name)
 }
 
 // failSiblings stops every other shard of a shard's sharded Job when the

@@ -272,11 +272,16 @@ func conditionMessage(t *testing.T, e *env, job string, ct jobstate.ConditionTyp
 	t.Helper()
 	st, err := e.s.Status(context.Background(), job)
 	require.NoError(t, err)
+	return conditionOf(t, st, ct).Message
+}
+
+func conditionOf(t *testing.T, st jobstate.Status, ct jobstate.ConditionType) jobstate.Condition {
+	t.Helper()
 	for _, c := range st.Conditions {
 		if c.Type == ct {
-			return c.Message
+			return c
 		}
 	}
-	t.Fatalf("%s has no %s condition: %+v", job, ct, st.Conditions)
-	return ""
+	t.Fatalf("%s has no %s condition: %+v", st.Name, ct, st.Conditions)
+	return jobstate.Condition{}
 }

@@ -23,11 +23,12 @@ const (
 	GuardDrainedDead    Guard = "drained-dead"     // done, some dead items
 	GuardTerminated     Guard = "terminated"       // failing, no live worker
 	GuardSucceeded      Guard = "succeeded"        // succeeding, no live worker
-	// GuardShardFailed: another shard of the same sharded Job failed. That
-	// fact lives in another hash slot, where no script can read it; it is
-	// final (a failed shard comes back only by retry --reopen, which
-	// reopens its siblings too), so the guard asks only that this shard has
-	// not ended already.
+	// GuardShardFailed: the sharded Job this shard belongs to failed as a
+	// whole: another shard failed, or the shards' dead items together are
+	// more than max-failed-items. Those facts live in other hash slots,
+	// where no script can read them; they only grow until retry --reopen
+	// (which reopens every shard), so the guard asks only that this shard
+	// has not ended already.
 	GuardShardFailed Guard = "shard-failed"
 )
 
