@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/spf13/cobra"
 
@@ -41,37 +39,6 @@ message, lastTransitionTime}], throughput, oldestPendingAgeSeconds, now.`,
 	return cmd
 }
 
-// withGroups adds to the Jobs listed a row for each sharded Job, the sum
-// of its shards, before them; a sharded Job whose shards are not all
-// listed is left out.
-func withGroups(ctx context.Context, c *store.Store, all []jobstate.Status) []jobstate.Status {
-	names, err := c.GroupNames(ctx)
-	if err != nil || len(names) == 0 {
-		return all
-	}
-	byName := make(map[string]jobstate.Status, len(all))
-	for _, s := range all {
-		byName[s.Name] = s
-	}
-	for _, n := range names {
-		g, err := c.Group(ctx, n)
-		if err != nil {
-			continue
-		}
-		shards := make([]jobstate.Status, 0, len(g.Shards))
-		for _, sh := range g.Shards {
-			if s, ok := byName[sh]; ok {
-				shards = append(shards, s)
-			}
-		}
-		if len(shards) == len(g.Shards) {
-			all = append(all, store.SumShards(g, shards))
-		}
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Name < all[j].Name })
-	return all
-}
-
 func newListCmd(d deps) *cobra.Command {
 	var out outputFlag
 	cmd := &cobra.Command{
@@ -102,7 +69,7 @@ func newListCmd(d deps) *cobra.Command {
 				}
 				all = append(all, j.Status)
 			}
-			all = withGroups(cmd.Context(), c, all)
+			all = c.WithGroups(cmd.Context(), all)
 			if out.json() {
 				return writeJSON(d.stdout, all)
 			}

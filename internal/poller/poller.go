@@ -7,6 +7,7 @@ package poller
 import (
 	"cmp"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,6 +126,10 @@ func (p *Poller) Jobs(ctx context.Context) ([]store.JobStatus, error) {
 func (p *Poller) Status(ctx context.Context, job string) (jobstate.Status, error) {
 	v, err := p.get(ctx, "status:"+job, func(ctx context.Context) (any, error) {
 		snap, err := p.S.Snapshot(ctx, job)
+		if errors.Is(err, store.ErrNoJob) {
+			// Perhaps a sharded Job: the sum of its shards.
+			return p.S.Status(ctx, job)
+		}
 		if err != nil {
 			return jobstate.Status{}, err
 		}
@@ -168,4 +173,10 @@ func (p *Poller) Dead(ctx context.Context, job string, limit int) ([]store.DeadI
 	v, err := p.get(ctx, key, func(ctx context.Context) (any, error) { return p.S.Dead(ctx, job, limit) })
 	ds, _ := v.([]store.DeadItem)
 	return ds, err
+}
+
+// WithGroups adds a row for each sharded Job to Jobs' rows (see
+// store.Store.WithGroups).
+func (p *Poller) WithGroups(ctx context.Context, all []jobstate.Status) []jobstate.Status {
+	return p.S.WithGroups(ctx, all)
 }

@@ -496,6 +496,19 @@ func (s *Store) Workers(ctx context.Context, job string) ([]WorkerInfo, error) {
 		return nil, fmt.Errorf("workers of %q: %w", job, classify(err))
 	}
 	if len(zs) == 0 {
+		if g, err := s.groupRecord(ctx, job); err == nil {
+			// A sharded Job: the workers of its shards (a worker process
+			// is there once per lane, as ID-0, ID-1, ...).
+			var out []WorkerInfo
+			for _, sh := range g.Shards {
+				ws, err := s.Workers(ctx, sh)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, ws...)
+			}
+			return out, nil
+		}
 		return nil, nil
 	}
 	ids := make([]string, len(zs))

@@ -398,3 +398,34 @@ func stoppedForSibling(st jobstate.Status) bool {
 	}
 	return false
 }
+
+// WithGroups adds to the Jobs listed a row for each sharded Job, the sum
+// of its shards, before them; a sharded Job whose shards are not all
+// listed is left out.
+func (s *Store) WithGroups(ctx context.Context, all []jobstate.Status) []jobstate.Status {
+	names, err := s.GroupNames(ctx)
+	if err != nil || len(names) == 0 {
+		return all
+	}
+	byName := make(map[string]jobstate.Status, len(all))
+	for _, st := range all {
+		byName[st.Name] = st
+	}
+	for _, n := range names {
+		g, err := s.Group(ctx, n)
+		if err != nil {
+			continue
+		}
+		shards := make([]jobstate.Status, 0, len(g.Shards))
+		for _, sh := range g.Shards {
+			if st, ok := byName[sh]; ok {
+				shards = append(shards, st)
+			}
+		}
+		if len(shards) == len(g.Shards) {
+			all = append(all, SumShards(g, shards))
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Name < all[j].Name })
+	return all
+}

@@ -37,6 +37,7 @@ type workerView struct {
 
 // deadView is a dead item, its text cut to MaxItemChars.
 type deadView struct {
+	Shard         string `json:"shard,omitempty"` // a sharded Job's: ids are per shard
 	ID            int64  `json:"id"`
 	Attempts      int    `json:"attempts"`
 	LastError     string `json:"lastError"`
@@ -71,6 +72,7 @@ func (h *handler) readJobs(ctx context.Context) (jobsView, error) {
 		}
 		v.Jobs = append(v.Jobs, j.Status)
 	}
+	v.Jobs = h.src.WithGroups(ctx, v.Jobs)
 	return v, nil
 }
 
@@ -109,7 +111,7 @@ func deadViews(ds []store.DeadItem) []deadView {
 	out := make([]deadView, len(ds))
 	for i, d := range ds {
 		item, cut := truncate(d.Item, MaxItemChars)
-		out[i] = deadView{ID: d.ID, Attempts: d.Attempts, LastError: d.LastError, Item: item, ItemTruncated: cut}
+		out[i] = deadView{Shard: d.Shard, ID: d.ID, Attempts: d.Attempts, LastError: d.LastError, Item: item, ItemTruncated: cut}
 	}
 	return out
 }

@@ -70,6 +70,11 @@ func (s refusingSource) Dead(context.Context, string, int) ([]store.DeadItem, er
 	return nil, s.refuse("Dead")
 }
 
+func (s refusingSource) WithGroups(_ context.Context, all []jobstate.Status) []jobstate.Status {
+	_ = s.refuse("WithGroups")
+	return all
+}
+
 func TestWork(t *testing.T) {
 	t.Parallel()
 

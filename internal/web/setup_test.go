@@ -287,6 +287,11 @@ func (f *fakeSource) Dead(_ context.Context, job string, _ int) ([]store.DeadIte
 	return nil, nil
 }
 
+// WithGroups: the fake has no sharded Job.
+func (f *fakeSource) WithGroups(_ context.Context, all []jobstate.Status) []jobstate.Status {
+	return all
+}
+
 func (f *fakeSource) check(job string) {
 	if jobstate.ValidateName(job) != nil {
 		f.t.Errorf("the source was asked about the invalid name %q", job)

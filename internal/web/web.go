@@ -33,6 +33,9 @@ type Source interface {
 	Workers(ctx context.Context, job string) ([]store.WorkerInfo, error)
 	// Dead lists up to limit dead items, ordered by id.
 	Dead(ctx context.Context, job string, limit int) ([]store.DeadItem, error)
+	// WithGroups adds to the Jobs' statuses a row for each sharded Job,
+	// the sum of its shards.
+	WithGroups(ctx context.Context, all []jobstate.Status) []jobstate.Status
 }
 
 // Actions change Jobs. *store.Store satisfies it.

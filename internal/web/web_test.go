@@ -780,3 +780,41 @@ func reconcile(t *testing.T, s *store.Store, job string) {
 	_, err := (&controller.Reconciler{S: s, Log: quiet}).Reconcile(context.Background(), job)
 	require.NoError(t, err)
 }
+
+// TestAShardedJobOnTheDashboard: a sharded Job has a row of its own, the
+// sum of its shards, beside theirs, and its page shows the sum, the
+// workers of every shard and its dead items named by shard.
+func TestAShardedJobOnTheDashboard(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.job(t, "big", jobstate.Spec{Shards: 2, MaxAttempts: 1}, "a", "b", "c", "d")
+	e.work(t, "big-shard-0", "w1", 2, 1, "boom")
+	e.work(t, "big-shard-1", "w2", 1, 1, "")
+
+	r := get(t, e.srv, "/api/jobs")
+	require.Equal(t, http.StatusOK, r.code)
+	var list struct {
+		Jobs []jobstate.Status `json:"jobs"`
+	}
+	r.json(t, &list)
+	var names []string
+	for _, j := range list.Jobs {
+		names = append(names, j.Name)
+	}
+	require.Equal(t, []string{"big", "big-shard-0", "big-shard-1"}, names)
+	require.EqualValues(t, 2, list.Jobs[0].Items.Succeeded)
+	require.EqualValues(t, 1, list.Jobs[0].Items.Dead)
+	require.EqualValues(t, 4, list.Jobs[0].Items.Total)
+
+	r = get(t, e.srv, "/api/jobs/big")
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	var v jobView
+	r.json(t, &v)
+	require.Equal(t, "big", v.Status.Name)
+	require.Equal(t, 2, v.Status.Spec.Shards)
+	require.EqualValues(t, 1, v.Status.Items.Pending)
+	require.Len(t, v.Workers, 2)
+	require.Len(t, v.Dead, 1)
+	require.Equal(t, "boom", v.Dead[0].LastError)
+	require.Contains(t, r.body, `"shard": "big-shard-0"`)
+}

@@ -240,7 +240,7 @@
     if (!dead.length) { emptyRow(tbody, 4, "No dead items."); return; }
     dead.forEach(function (d) {
       var tr = document.createElement("tr");
-      cell(tr, String(d.id), "n");
+      cell(tr, d.shard ? d.shard + ":" + d.id : String(d.id), "n");
       cell(tr, String(d.attempts), "n");
       var code = document.createElement("code");
       code.className = "item";
