@@ -51,7 +51,7 @@ func (f *specFlags) add(fs *pflag.FlagSet, parallelismDefault int) {
 	fs.DurationVar(&f.activeDeadline, "active-deadline", 0, "fail the Job with DeadlineExceeded this long after it started; 0 is none")
 	fs.DurationVar(&f.ttlAfterFinished, "ttl-after-finished", 0, "delete a finished Job's keys this long after it ended; unset keeps them")
 	fs.DurationVar(&f.retryBackoff, "retry-backoff", jobstate.DefaultRetryBackoff, "delay before the first retry of a failed item; it doubles per attempt, with jitter")
-	fs.IntVar(&f.shards, "shards", 1, "spread a work-queue Job over this many shards (NAME-shard-0, ...), each in its own Redis Cluster slot, so one Job can use more than one Redis node; pushes deal items over them, workers lease from all, status sums them")
+	fs.IntVar(&f.shards, "shards", 1, "spread the Job over this many shards (NAME-shard-0, ...), each in its own Redis Cluster slot, so one Job can use more than one Redis node; pushes deal items over them (an Indexed Job's shards get contiguous blocks of indexes), workers lease from all, status sums them")
 	fs.DurationVar(&f.retryBackoffMax, "retry-backoff-max", jobstate.DefaultRetryBackoffMax, "longest delay between retries of an item")
 }
 

@@ -88,8 +88,12 @@ func (r *Reconciler) groupDeadLimit(ctx context.Context, snap store.Snapshot) (s
 	if dead <= limit {
 		return snap, nil
 	}
+	reason := jobstate.ReasonMaxFailedItemsExceeded
+	if spec.Counted() {
+		reason = jobstate.ReasonMaxFailedIndexesExceeded
+	}
 	t := jobstate.Transition{To: jobstate.PhaseFailing, Guard: jobstate.GuardShardFailed, Condition: jobstate.Condition{
-		Type: jobstate.ConditionFailureTarget, Status: "True", Reason: jobstate.ReasonMaxFailedItemsExceeded,
+		Type: jobstate.ConditionFailureTarget, Status: "True", Reason: reason,
 		Message: fmt.Sprintf("%d items are dead across the %d shards of %s, more than max-failed-items (%d)", dead, len(g.Shards), g.Name, limit)}}
 	applied, err := r.S.Apply(ctx, snap.Status.Name, t)
 	if err != nil {

@@ -143,7 +143,8 @@ func (p *Poller) Status(ctx context.Context, job string) (jobstate.Status, error
 				return jobstate.Status{}, err
 			}
 			ix, _ := iv.([2]string)
-			st.CompletedIndexes, st.FailedIndexes = ix[0], ix[1]
+			st.CompletedIndexes = jobstate.ShiftIntervals(ix[0], st.Spec.IndexBase)
+			st.FailedIndexes = jobstate.ShiftIntervals(ix[1], st.Spec.IndexBase)
 		}
 		return st, nil
 	})

@@ -418,8 +418,23 @@ func (s *Store) deadOfGroup(ctx context.Context, g Group, limit int) ([]DeadItem
 		if err != nil {
 			return nil, err
 		}
+		base := 0
+		if g.Spec.Kind() == jobstate.KindIndexed {
+			spec, _, err := s.Spec(ctx, sh)
+			if err != nil {
+				return nil, err
+			}
+			base = spec.IndexBase
+		}
 		for i := range ds {
 			ds[i].Shard = sh
+			if base > 0 {
+				// An Indexed shard's ids are its own indexes: the Job's
+				// are base higher.
+				ds[i].ID += int64(base)
+				ds[i].Item = strconv.FormatInt(ds[i].ID, 10)
+				ds[i].Payload = []byte(ds[i].Item)
+			}
 		}
 		out = append(out, ds...)
 	}
@@ -606,6 +621,8 @@ func (s *Store) Status(ctx context.Context, job string) (jobstate.Status, error)
 		if st.CompletedIndexes, st.FailedIndexes, err = s.Indexes(ctx, job, st.Items.Dead); err != nil {
 			return jobstate.Status{}, err
 		}
+		st.CompletedIndexes = jobstate.ShiftIntervals(st.CompletedIndexes, st.Spec.IndexBase)
+		st.FailedIndexes = jobstate.ShiftIntervals(st.FailedIndexes, st.Spec.IndexBase)
 	}
 	return st, nil
 }

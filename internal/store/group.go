@@ -106,6 +106,12 @@ func (s *Store) createGroup(ctx context.Context, name string, spec jobstate.Spec
 	shard.Shards, shard.Group = 0, name
 	for k := range spec.Shards {
 		shard.Shard = k
+		if spec.Counted() {
+			// Contiguous blocks: shard k holds [k·C/K, (k+1)·C/K).
+			c, n := *spec.Completions, spec.Shards
+			shard.IndexBase = k * c / n
+			shard.Completions = jobstate.Ptr((k+1)*c/n - shard.IndexBase)
+		}
 		if _, err := s.Create(ctx, ShardName(name, k), shard); err != nil {
 			// Undo: the name must not stand for a Job without its shards.
 			derr := s.deleteGroup(ctx, Group{Name: name, UID: uid, Spec: spec, Shards: shardNames(name, k)})
@@ -181,7 +187,21 @@ func (s *Store) groupStatus(ctx context.Context, g Group) (jobstate.Status, erro
 		}
 		shards[k] = snaps[k].Status
 	}
-	return SumShards(g, shards), nil
+	st := SumShards(g, shards)
+	if g.Spec.Counted() {
+		// The shards' blocks are in index order: their lists concatenate.
+		var done, failed []string
+		for k, sh := range g.Shards {
+			c, f, err := s.Indexes(ctx, sh, shards[k].Items.Dead)
+			if err != nil {
+				return jobstate.Status{}, err
+			}
+			done = append(done, jobstate.ShiftIntervals(c, shards[k].Spec.IndexBase))
+			failed = append(failed, jobstate.ShiftIntervals(f, shards[k].Spec.IndexBase))
+		}
+		st.CompletedIndexes, st.FailedIndexes = jobstate.JoinIntervals(done...), jobstate.JoinIntervals(failed...)
+	}
+	return st, nil
 }
 
 // SumShards is the status of sharded Job g whose shards have statuses

@@ -74,10 +74,26 @@ func TestAShardedJobTakesItsNameAtomically(t *testing.T) {
 		_, err = e.s.UID(ctx, store.ShardName(taken, 1))
 		require.NoError(t, err, "the Job that held the name is untouched")
 
+		// A fixed completion count Job's indexes go in contiguous blocks.
+		idx := e.job + "-i"
+		_, err = e.s.Create(ctx, idx, jobstate.Spec{Shards: 3, Completions: jobstate.Ptr(10)})
+		require.NoError(t, err)
+		var blocks [][2]int
+		for k := range 3 {
+			spec, _, err := e.s.Spec(ctx, store.ShardName(idx, k))
+			require.NoError(t, err)
+			blocks = append(blocks, [2]int{spec.IndexBase, *spec.Completions})
+		}
+		require.Equal(t, [][2]int{{0, 3}, {3, 3}, {6, 4}}, blocks, "[base, completions] of each shard")
+
 		// Bad specs name the problem.
-		_, err = e.s.Create(ctx, e.job+"-c", jobstate.Spec{Shards: 2, Completions: jobstate.Ptr(10)})
+		_, err = e.s.Create(ctx, e.job+"-c", jobstate.Spec{Shards: 4, Completions: jobstate.Ptr(3)})
 		require.ErrorIs(t, err, jobstate.ErrInvalidSpec)
-		require.ErrorContains(t, err, "work-queue")
+		require.ErrorContains(t, err, "each shard holds at least one index")
+		_, err = e.s.Create(ctx, e.job+"-c", jobstate.Spec{Shards: 2, Completions: jobstate.Ptr(4),
+			SuccessPolicy: []jobstate.SuccessRule{{SucceededCount: jobstate.Ptr(2)}}})
+		require.ErrorIs(t, err, jobstate.ErrInvalidSpec)
+		require.ErrorContains(t, err, "success-policy")
 		long := "a123456789b123456789c123456789d123456789e123456789f12345678"
 		_, err = e.s.Create(ctx, long, jobstate.Spec{Shards: 12})
 		require.ErrorIs(t, err, jobstate.ErrInvalidSpec)

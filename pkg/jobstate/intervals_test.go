@@ -114,3 +114,40 @@ func parseIntervals(t *testing.T, s string) []int {
 	require.True(t, slices.IsSorted(out))
 	return out
 }
+
+func TestShiftAndJoinIntervals(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "3-5,8", jobstate.ShiftIntervals("0-2,5", 3))
+	require.Equal(t, "10,12-13,...", jobstate.ShiftIntervals("0,2-3,...", 10))
+	require.Equal(t, "0-2,5", jobstate.ShiftIntervals("0-2,5", 0))
+	require.Empty(t, jobstate.ShiftIntervals("", 7))
+
+	require.Equal(t, "0-5,7", jobstate.JoinIntervals("0-2", "3-5,7"))
+	require.Equal(t, "0-1,3,5-9", jobstate.JoinIntervals("0-1,3", "", "5", "6-9"))
+	require.Equal(t, "4", jobstate.JoinIntervals("", "4", ""))
+	require.Empty(t, jobstate.JoinIntervals())
+	require.Equal(t, "0-2,...", jobstate.JoinIntervals("0-1", "2,...", "9"), "a cut list ends the result")
+
+	t.Run("AgreesWithIndexListOverRandomBlocks", func(t *testing.T) {
+		t.Parallel()
+		rng := rand.New(rand.NewPCG(5, 6))
+		for range 300 {
+			var all []int
+			var lists []string
+			base := 0
+			for range 1 + rng.IntN(6) {
+				size := 1 + rng.IntN(20)
+				var local []int
+				for i := range size {
+					if rng.IntN(3) > 0 {
+						local = append(local, i)
+						all = append(all, base+i)
+					}
+				}
+				lists = append(lists, jobstate.ShiftIntervals(jobstate.IndexList(local), base))
+				base += size
+			}
+			require.Equal(t, jobstate.IndexList(all), jobstate.JoinIntervals(lists...), "blocks %v", lists)
+		}
+	})
+}

@@ -107,6 +107,10 @@ type Spec struct {
 	Group string `json:"group,omitempty"`
 	// Shard is a shard's number within its Group, from 0.
 	Shard int `json:"shard,omitempty"`
+	// IndexBase is a shard's first index, for a sharded fixed completion
+	// count Job: its items 0..Completions-1 are the Job's indexes
+	// IndexBase.. (shards hold contiguous blocks of the indexes).
+	IndexBase int `json:"indexBase,omitempty"`
 }
 
 // WithDefaults returns s with every zero field set to its default.
@@ -161,8 +165,12 @@ func (s Spec) Validate() error {
 		return bad("completion-mode (%s) must be Indexed or NonIndexed", s.CompletionMode)
 	case s.Shards < 0 || s.Shards > MaxShards:
 		return bad("shards (%d) must be between 1 and %d", s.Shards, MaxShards)
-	case s.Shards > 1 && s.Completions != nil:
-		return bad("shards (%d) needs a work-queue Job; leave --completions unset, or run a fixed completion count Job in one slot", s.Shards)
+	case s.Shards > 1 && s.Completions != nil && *s.Completions < s.Shards:
+		return bad("shards (%d) must not be more than completions (%d): each shard holds at least one index", s.Shards, *s.Completions)
+	case s.Shards > 1 && len(s.SuccessPolicy) > 0:
+		return bad("shards (%d) with success-policy: a success policy looks at every index at once, which a sharded Job keeps in %d slots; run the Job in one slot", s.Shards, s.Shards)
+	case s.IndexBase < 0 || (s.IndexBase > 0 && (s.Group == "" || s.Completions == nil)):
+		return bad("index base (%d) is only for a shard of a sharded fixed completion count Job", s.IndexBase)
 	case s.Shards > 1 && s.TTLAfterFinished != nil:
 		return bad("shards (%d) with ttl-after-finished: a sharded Job's shards finish at different times, so they are not expired; leave --ttl-after-finished unset and delete the Job with `coordinator delete`", s.Shards)
 	case s.Shards > 1 && s.Group != "":

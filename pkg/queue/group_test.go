@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -93,5 +95,60 @@ func TestAWorkerStopsWhenAShardOfItsJobFails(t *testing.T) {
 		require.EqualValues(t, 30, st.Items.Total)
 		require.EqualValues(t, 30, st.Items.Succeeded+st.Items.Dead+st.Items.Pending+st.Items.Returned+st.Items.Retrying,
 			"every item is accounted for: %+v", st.Items)
+	})
+}
+
+// TestAShardedIndexedJobRunsEveryIndexOnce: the indexes of a sharded
+// Indexed Job are dealt in contiguous blocks; each runs once with its own
+// index (JOB_COMPLETION_INDEX), and the Job's completed and failed
+// indexes are the Job's, not the shards'.
+func TestAShardedIndexedJobRunsEveryIndexOnce(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{Shards: 3, Completions: jobstate.Ptr(10), BatchSize: 2, MaxAttempts: 1})
+		var mu sync.Mutex
+		seen := map[int]int{}
+		h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+			mu.Lock()
+			seen[it.Index]++
+			mu.Unlock()
+			if string(it.Payload) != strconv.Itoa(it.Index) {
+				return fmt.Errorf("payload %q is not the index %d", it.Payload, it.Index)
+			}
+			if it.Index == 7 {
+				return errors.New("seven fails")
+			}
+			return nil
+		})
+		err := waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: "w", Concurrency: 2, Handler: h})))
+		require.ErrorIs(t, err, queue.ErrJobFailed, "index 7 is dead")
+		want := map[int]int{}
+		for i := range 10 {
+			want[i] = 1
+		}
+		require.Equal(t, want, seen)
+		st := e.status(t)
+		require.Equal(t, jobstate.PhaseFailed, st.Phase)
+		require.Equal(t, jobstate.KindIndexed, st.Kind)
+		require.Equal(t, "0-6,8-9", st.CompletedIndexes)
+		require.Equal(t, "7", st.FailedIndexes)
+		require.EqualValues(t, 10, st.Items.Total)
+		blocks := []string{"0-2", "3-5", "6-9"}
+		for k := range 3 {
+			sh, err := e.c.Inspector().Status(context.Background(), store.ShardName(e.job, k))
+			require.NoError(t, err)
+			if k == 2 {
+				require.Equal(t, "6,8-9", sh.CompletedIndexes, "shard 2's own indexes, as the Job numbers them")
+				require.Equal(t, "7", sh.FailedIndexes)
+				continue
+			}
+			require.Equal(t, blocks[k], sh.CompletedIndexes, "shard %d", k)
+		}
+		dead, err := e.c.Inspector().Dead(context.Background(), e.job, 0)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		require.EqualValues(t, 7, dead[0].ID)
+		require.Equal(t, "7", dead[0].Item)
+		require.Equal(t, store.ShardName(e.job, 2), dead[0].Shard)
 	})
 }

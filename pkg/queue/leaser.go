@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/workq/workq/internal/store"
@@ -122,7 +123,11 @@ func (w *Worker) newBatch(l *store.Lease) *batch {
 	for i, it := range l.Items {
 		items[i] = Item{ID: it.ID, Attempt: it.Attempt, Payload: it.Payload, Fence: l.Fence, Index: -1}
 		if indexed {
-			items[i].Index = int(it.ID)
+			items[i].Index = int(it.ID) + w.spec.IndexBase
+			if w.spec.IndexBase > 0 {
+				// A shard's ids count from 0; its indexes from its base.
+				items[i].Payload = strconv.AppendInt(nil, int64(items[i].Index), 10)
+			}
 		}
 	}
 	b := &batch{token: l.Token, items: items}

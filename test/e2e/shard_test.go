@@ -31,9 +31,9 @@ func TestShardedJobFromTheCLI(t *testing.T) {
 	require.Contains(t, r.Stderr, "already exists")
 	r = e.coord("create", "big-shard-1")
 	require.Equal(t, 2, r.Code, "a shard's name is taken: %s", r)
-	r = e.coord("create", "idx", "--shards", "2", "--completions", "10")
+	r = e.coord("create", "idx", "--shards", "4", "--completions", "3")
 	require.Equal(t, 2, r.Code, r)
-	require.Contains(t, r.Stderr, "needs a work-queue Job")
+	require.Contains(t, r.Stderr, "each shard holds at least one index")
 
 	log := filepath.Join(e.dir, "runs")
 	cmd := writeScript(t, e.dir, "item.sh", `read -r it; echo "$it $WORKQ_JOB" >> "`+log+`"; [ "$it" != it-123 ]`+"\n")
@@ -94,4 +94,32 @@ func TestShardedJobFromTheCLI(t *testing.T) {
 		e.requireNoKeys(sh, false, sh)
 	}
 	require.Contains(t, e.ok("list"), "no Jobs")
+}
+
+// TestShardedIndexedJobFromTheCLI: each index of a sharded Indexed Job
+// runs once with JOB_COMPLETION_INDEX set to the Job's index, and status
+// shows the Job's completed indexes.
+func TestShardedIndexedJobFromTheCLI(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.ok("create", "idx", "--shards", "3", "--completions", "50", "--batch-size", "4")
+	log := filepath.Join(e.dir, "runs")
+	cmd := writeScript(t, e.dir, "item.sh", `echo "$JOB_COMPLETION_INDEX $(cat)" >> "`+log+`"`+"\n")
+	w := e.startWorker("--job", "idx", "-c", "3", "--", cmd)
+	require.Equal(t, 0, w.Wait(t, 2*time.Minute))
+	var got []string
+	for _, l := range readLines(t, log) {
+		env, stdin, _ := strings.Cut(l, " ")
+		require.Equal(t, env, stdin, "the index in the environment is the item")
+		got = append(got, env)
+	}
+	want := make([]string, 50)
+	for i := range want {
+		want[i] = fmt.Sprint(i)
+	}
+	require.ElementsMatch(t, want, got, "every index once")
+	s, _ := e.statusCLI("idx")
+	require.Equal(t, jobstate.PhaseComplete, s.Phase, brief(s))
+	require.Equal(t, "0-49", s.CompletedIndexes)
+	require.Equal(t, jobstate.KindIndexed, s.Kind)
 }
