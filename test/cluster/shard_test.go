@@ -1,0 +1,316 @@
+//go:build cluster
+
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/workq/workq/internal/redistest"
+	"github.com/workq/workq/internal/store"
+	"github.com/workq/workq/internal/testkit"
+	"github.com/workq/workq/pkg/jobstate"
+	"github.com/workq/workq/pkg/queue"
+)
+
+// Sizes of the sharded Job scenario.
+const (
+	shardedShards   = 3    // create --shards: one per node
+	shardedItems    = 3001 // not a multiple of the shards: one shard gets one more
+	shardedWorkers  = 3
+	shardedParallel = 3  // worker --concurrency: one lane per shard
+	shardedBatch    = 10 // create --batch-size
+)
+
+// shardsOnEveryNode names a sharded Job of k shards, trying prefix-000,
+// prefix-001, ..., so that k different nodes of c serve its shards' slots,
+// found with the Cluster's own CLUSTER KEYSLOT and CLUSTER SLOTS. It
+// returns the name and the node of each shard.
+func shardsOnEveryNode(t testing.TB, c *redistest.Cluster, prefix string, k int) (string, []int) {
+	t.Helper()
+	require.LessOrEqual(t, k, len(c.Nodes), "%d shards on %d nodes", k, len(c.Nodes))
+	for i := range 10_000 {
+		name := fmt.Sprintf("%s-%03d", prefix, i)
+		nodes := make([]int, k)
+		for s := range nodes {
+			owner, err := c.Owner(store.KeysFor(store.ShardName(name, s)).Key("spec"))
+			require.NoError(t, err)
+			nodes[s] = owner
+		}
+		sorted := slices.Clone(nodes)
+		slices.Sort(sorted)
+		if len(slices.Compact(sorted)) == k {
+			return name, nodes
+		}
+	}
+	t.Fatalf("no name %s-NNN has its %d shards on %d different nodes", prefix, k, k)
+	return "", nil
+}
+
+// TestShardedJobSpreadsOverTheClusterThroughAPrimaryRestart runs one Job
+// of three shards, each served by another primary of a three-node
+// Cluster, with worker processes that each work on every shard, while the
+// primary that holds the Job's record and one of its shards is killed and
+// started again on its AOF. The shards on the other primaries go on
+// meanwhile; the Job ends Complete with status the exact sum of its
+// shards, every item counted once and run, each shard dealt its share of
+// the items, and every worker exiting 0.
+func TestShardedJobSpreadsOverTheClusterThroughAPrimaryRestart(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	e := newEnv(t, c.URL())
+	t.Logf("%s, URL %s", c, c.URL())
+
+	job, nodes := shardsOnEveryNode(t, c, "sharded", shardedShards)
+	shards := make([]string, shardedShards)
+	for k := range shards {
+		shards[k] = store.ShardName(job, k)
+		t.Logf("shard %s on node %d (%s)", shards[k], nodes[k], c.Nodes[nodes[k]].Addr)
+	}
+	// The node restarted holds the Job's record, which status, push and
+	// every worker's start read, and one of its shards.
+	victim, err := c.Owner(store.KeysFor(job).Key("group"))
+	require.NoError(t, err)
+	victimShard := shards[slices.Index(nodes, victim)]
+	otherShards := slices.DeleteFunc(slices.Clone(shards), func(s string) bool { return s == victimShard })
+
+	items := e.load(job, shardedItems, "--shards", strconv.Itoa(shardedShards),
+		"--batch-size", strconv.Itoa(shardedBatch), "--lease", "10s")
+	all := map[string]bool{}
+	for _, it := range items {
+		all[it] = true
+	}
+	vs, err := e.status(victimShard)
+	require.NoError(t, err)
+	victimTotal := vs.Items.Total
+	require.Positive(t, victimTotal, "the restarted node's shard has items")
+
+	var workers []*testkit.Proc
+	for i := range shardedWorkers {
+		workers = append(workers, e.worker(fmt.Sprintf("worker-%d", i), job, "--concurrency", strconv.Itoa(shardedParallel)))
+	}
+
+	testkit.Eventually(t, 3*time.Minute, "a quarter of the restarted node's shard succeeded", func() (bool, string) {
+		n, msg := e.succeeded(victimShard)
+		return n >= victimTotal/4, fmt.Sprintf("%d of %d %s", n, victimTotal, msg)
+	})
+	before, msg := e.succeeded(victimShard)
+	require.Empty(t, msg)
+	require.Less(t, before, victimTotal, "the node is killed mid-run")
+	othersBefore, msg := e.succeeded(otherShards...)
+	require.Empty(t, msg)
+
+	// As in TestClusterRunsJobsOnEveryNodeThroughAPrimaryRestart: the
+	// other nodes must not mark the killed one failed (which, without
+	// replicas, stops the whole Cluster) however slow this machine is.
+	for i, n := range c.Nodes {
+		_, err := n.Do("CONFIG", "SET", "cluster-node-timeout", "60000")
+		require.NoError(t, err, "node %d", i)
+	}
+	c.Kill(victim)
+	t.Logf("killed node %d (%s), which holds %s and the record of %s, with %d of its %d items succeeded",
+		victim, c.Nodes[victim].Addr, victimShard, job, before, victimTotal)
+	// The lanes of the same worker processes on the other shards go on
+	// while it is down.
+	testkit.Eventually(t, time.Minute, "the shards of the other nodes make progress", func() (bool, string) {
+		n, msg := e.succeeded(otherShards...)
+		return n >= othersBefore+10, fmt.Sprintf("%d succeeded, %d before the kill %s", n, othersBefore, msg)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, c.Start(ctx, victim), "node %d restarts on its AOF", victim)
+
+	e.waitComplete(5*time.Minute, job)
+	for _, w := range workers {
+		w.Wait(t, 2*time.Minute)
+	}
+
+	t.Run("EveryWorkerExitsZero", func(t *testing.T) {
+		// Exit 0 means every shard succeeded, the restarted one too.
+		for _, w := range workers {
+			require.Equal(t, 0, w.Result().Code, "%s", w)
+		}
+	})
+
+	t.Run("EveryItemRanAndIsCountedOnce", func(t *testing.T) {
+		runs := e.executions()
+		requireOnlyItems(t, runs, all)
+		tl := e.account(job, items, runs)
+		// What may run twice is at most what the workers held on the
+		// restarted shard at the kill: a lease per executor of each lane
+		// there, and one ahead per lane; bounded by all of them.
+		bound := int64(shardedWorkers * (shardedParallel + min(shardedParallel, shardedShards)) * shardedBatch)
+		require.LessOrEqual(t, tl.ExecutedTwice, bound, "items run twice")
+		t.Logf("%d items over %d shards: all succeeded once; %d items ran twice (%d extra runs, bound %d), %d leases taken over",
+			tl.Items, shardedShards, tl.ExecutedTwice, tl.ExtraRuns, bound, tl.Takeovers)
+	})
+
+	// The shards' own statuses, read once the Job is over.
+	byShard := make([]jobstate.Status, len(shards))
+	for k, sh := range shards {
+		byShard[k], err = e.status(sh)
+		require.NoError(t, err, sh)
+	}
+
+	t.Run("StatusIsTheSumOfTheShards", func(t *testing.T) {
+		s := e.statusJSON(c.URL(), job)
+		require.Equal(t, job, s.Name)
+		require.Equal(t, jobstate.PhaseComplete, s.Phase, "%+v", s.Conditions)
+		require.Equal(t, shardedShards, s.Spec.Shards)
+		n := int64(shardedItems)
+		require.Equal(t, n, s.Items.Total, "%+v", s.Items)
+		require.Equal(t, n, s.Items.Succeeded, "%+v", s.Items)
+		require.Zero(t, s.Items.Pending+s.Items.Leased+s.Items.Retrying+s.Items.Returned+s.Items.Dead, "%+v", s.Items)
+		require.Zero(t, s.Active, "no executor is active")
+		var sum jobstate.Items
+		for k, sh := range byShard {
+			require.Equal(t, jobstate.PhaseComplete, sh.Phase, "%s: %+v", shards[k], sh.Conditions)
+			sum.Total += sh.Items.Total
+			sum.Pending += sh.Items.Pending
+			sum.Leased += sh.Items.Leased
+			sum.Retrying += sh.Items.Retrying
+			sum.Returned += sh.Items.Returned
+			sum.Succeeded += sh.Items.Succeeded
+			sum.Dead += sh.Items.Dead
+			sum.FailedAttempts += sh.Items.FailedAttempts
+			sum.Takeovers += sh.Items.Takeovers
+		}
+		require.Equal(t, sum, s.Items, "the Job's items are its shards' items added up")
+	})
+
+	t.Run("EachShardGotItsShare", func(t *testing.T) {
+		// Dealt in turn: each shard within one item of N/K.
+		var total int64
+		for k, sh := range byShard {
+			got := sh.Items.Total
+			total += got
+			require.LessOrEqual(t, abs(got*shardedShards-shardedItems), int64(shardedShards),
+				"%s holds %d of %d items", shards[k], got, shardedItems)
+			require.Equal(t, got, sh.Items.Succeeded, "%s: %+v", shards[k], sh.Items)
+			t.Logf("%s (node %d): %d items", shards[k], nodes[k], got)
+		}
+		require.Equal(t, int64(shardedItems), total)
+	})
+
+	t.Run("ListShowsTheJobAndItsShards", func(t *testing.T) {
+		// docs/SCALING.md: list shows the sharded Job's row, the sum of
+		// its shards, and each shard as a Job.
+		got := e.listJSON(c.URL())
+		names := make([]string, 0, len(got))
+		for n := range got {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		require.Equal(t, append([]string{job}, shards...), names)
+		for k, sh := range shards {
+			require.Equal(t, jobstate.PhaseComplete, got[sh].Phase, sh)
+			require.Equal(t, byShard[k].Items, got[sh].Items, sh)
+		}
+		require.Equal(t, jobstate.PhaseComplete, got[job].Phase, job)
+		require.Equal(t, int64(shardedItems), got[job].Items.Succeeded, "%+v", got[job].Items)
+		require.Equal(t, int64(shardedItems), got[job].Items.Total, "%+v", got[job].Items)
+	})
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// BenchmarkShardedJobOverCluster measures what sharding buys one Job on a
+// Redis Cluster of three nodes: a work-queue Job of shardedBenchItems items
+// that take no time (batch 1000), created with Shards 1 (one slot, so one
+// node does all its work) and with Shards 3 (named so that each node
+// serves one shard), drained by six in-process queue.Workers of
+// concurrency 3 (on three shards, a lane of one executor per shard). AOF
+// is off, as in BenchmarkJobsOverCluster. Each iteration drains a new Job;
+// it reports items/s and each node's Redis CPU per 100k items.
+//
+//	go test -tags cluster -run '^$' -bench ShardedJobOverCluster -benchtime 1x ./test/cluster/
+func BenchmarkShardedJobOverCluster(b *testing.B) {
+	const (
+		shardedBenchItems = 1_000_000
+		workers           = 6
+		concurrency       = 3
+	)
+	payload := make([][]byte, shardedBenchItems)
+	for i := range payload {
+		payload[i] = fmt.Appendf(nil, "item-%d", i)
+	}
+	for _, shards := range []int{1, 3} {
+		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
+			// Only the drains are timed.
+			b.StopTimer()
+			c := redistest.StartCluster(b, 3)
+			for _, n := range c.Nodes {
+				_, err := n.Do("CONFIG", "SET", "appendonly", "no")
+				require.NoError(b, err)
+			}
+			qc, err := queue.Connect(queue.Options{URL: c.URL()})
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = qc.Close() })
+			ctx := context.Background()
+			cpu := make([]float64, len(c.Nodes))
+			var drained time.Duration
+			for i := range b.N {
+				job := fmt.Sprintf("bench%d", i)
+				if shards > 1 {
+					var nodes []int
+					job, nodes = shardsOnEveryNode(b, c, job, shards)
+					b.Logf("%s: shards on nodes %v", job, nodes)
+				} else {
+					node, err := c.Owner(store.KeysFor(job).Key("spec"))
+					require.NoError(b, err)
+					b.Logf("%s: on node %d", job, node)
+				}
+				require.NoError(b, qc.Create(ctx, job, jobstate.Spec{BatchSize: 1000, Shards: shards}))
+				n, err := qc.Push(ctx, job, payload, queue.PushOptions{})
+				require.NoError(b, err)
+				require.Equal(b, int64(shardedBenchItems), n)
+				_, err = qc.Seal(ctx, job)
+				require.NoError(b, err)
+				var ws []*queue.Worker
+				for range workers {
+					w, err := queue.NewWorker(qc, queue.WorkerConfig{Job: job, Concurrency: concurrency,
+						Handler: queue.HandlerFunc(func(context.Context, queue.Item) error { return nil }),
+						Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+					require.NoError(b, err)
+					ws = append(ws, w)
+				}
+				cpu0 := nodesCPU(b, c)
+				b.StartTimer()
+				start := time.Now()
+				var g errgroup.Group
+				for _, w := range ws {
+					g.Go(func() error { return w.Run(ctx) })
+				}
+				require.NoError(b, g.Wait())
+				drained += time.Since(start)
+				b.StopTimer()
+				for k, c1 := range nodesCPU(b, c) {
+					cpu[k] += c1 - cpu0[k]
+				}
+				s, err := qc.Inspector().Status(ctx, job)
+				require.NoError(b, err)
+				require.Equal(b, int64(shardedBenchItems), s.Items.Succeeded, "%+v", s.Items)
+				require.Equal(b, jobstate.PhaseComplete, s.Phase)
+			}
+			total := float64(b.N * shardedBenchItems)
+			b.ReportMetric(total/drained.Seconds(), "items/s")
+			for k, v := range cpu {
+				b.ReportMetric(v/total*1e5, fmt.Sprintf("node%d-cpu-s/100k", k))
+			}
+		})
+	}
+}
