@@ -119,8 +119,15 @@ func (w *Worker) execute(ctx context.Context) {
 		t0 := time.Now()
 		w.sizer.started(t0)
 		ran := 0
+		// Items of a chunk are tiny: the clock is read once per item (the
+		// time since t0), and a run of plain successes is recorded at once,
+		// when it ends.
+		var el time.Duration // since t0, when the last item ended
+		okFrom := -1         // the first item of that run, -1 when none
+		plain := w.cfg.BatchHandler == nil && w.cfg.Results == 0
 		for i := lo; i < hi; {
 			if w.stopping.Load() || b.isLost() {
+				b.recordRun(w, &okFrom, i)
 				b.record(w, i, hi, outcome{release: true})
 				break
 			}
@@ -128,22 +135,32 @@ func (w *Worker) execute(ctx context.Context) {
 			if w.cfg.BatchHandler != nil {
 				end = hi
 			}
-			t1 := time.Now()
 			o := w.run(ctx, b, i, end)
-			b.record(w, i, end, o)
+			if plain && o.err == nil && !o.release {
+				if okFrom < 0 {
+					okFrom = i
+				}
+			} else {
+				b.recordRun(w, &okFrom, i)
+				b.record(w, i, end, o)
+			}
 			ran += end - i
 			i = end
-			if i < hi && w.cfg.BatchHandler == nil && time.Since(t1) > chunkItemLimit {
+			prev := el
+			el = time.Since(t0)
+			if i < hi && w.cfg.BatchHandler == nil && el-prev > chunkItemLimit {
 				// Items are no longer tiny: the rest of the chunk goes
 				// back at once, for whoever is free.
+				b.recordRun(w, &okFrom, i)
 				b.record(w, i, hi, outcome{release: true})
 				break
 			}
 		}
+		b.recordRun(w, &okFrom, hi)
 		w.busy.Add(-1)
 		w.sizer.ended(t0)
 		if ran > 0 {
-			d := time.Since(t0)
+			d := el
 			w.sizer.observe(d, ran)
 			if w.cfg.BatchHandler != nil {
 				w.m.duration(w.cfg.Job, d.Seconds())
@@ -206,6 +223,15 @@ func (b *batch) isLost() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.lost
+}
+
+// recordRun records the run of plain successes from *from up to to, if
+// any, and ends it.
+func (b *batch) recordRun(w *Worker, from *int, to int) {
+	if *from >= 0 && *from < to {
+		b.record(w, *from, to, outcome{})
+	}
+	*from = -1
 }
 
 // record notes the outcome of items lo..hi and hands the batch to the acker
