@@ -36,8 +36,12 @@ func New(rdb redis.UniversalClient) *Store {
 	return s
 }
 
+// builtScripts are the scripts every Store shares: building them (the
+// library shaken per script) costs milliseconds of CPU, once per process.
+var builtScripts = sync.OnceValues(loadScripts)
+
 func newStore() *Store {
-	sc, err := loadScripts()
+	sc, err := builtScripts()
 	if err != nil {
 		// The scripts are embedded: a failure here is a build defect.
 		panic(err)
