@@ -179,8 +179,7 @@ func (s *Store) groupStatus(ctx context.Context, g Group) (jobstate.Status, erro
 	shards := make([]jobstate.Status, len(g.Shards))
 	for k, err := range errs {
 		if errors.Is(err, ErrNoJob) {
-			return jobstate.Status{}, fmt.Errorf("status of %q: %w: its shard %q is missing (deleted, or its create was interrupted); delete %q and create it again",
-				g.Name, ErrStateLost, g.Shards[k], g.Name)
+			return jobstate.Status{}, fmt.Errorf("status of %q: %w", g.Name, g.missing(g.Shards[k]))
 		}
 		if err != nil {
 			return jobstate.Status{}, err
@@ -339,12 +338,22 @@ func eachShard(g Group, f func(shard string) error) error {
 	for _, sh := range g.Shards {
 		if err := f(sh); err != nil {
 			if errors.Is(err, ErrNoJob) {
-				err = fmt.Errorf("%w: shard %q of %q is missing; delete %q and create it again", ErrStateLost, sh, g.Name, g.Name)
+				err = g.missing(sh)
 			}
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ErrShardMissing: a shard of a sharded Job does not exist (it was
+// deleted alone, expired, or the create that made the Job was cut short).
+var ErrShardMissing = errors.New("a shard of the sharded job is missing")
+
+// missing is the error for shard of g not found.
+func (g Group) missing(shard string) error {
+	return fmt.Errorf("%w: %q of %q (deleted, expired, or its create was cut short); delete %q and create it again",
+		ErrShardMissing, shard, g.Name, g.Name)
 }
 
 // checkUID refuses a call bound to another incarnation of sharded Job g.
@@ -380,7 +389,7 @@ func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool, total 
 		case errors.Is(err, ErrFinished):
 			finished++
 		case errors.Is(err, ErrNoJob):
-			errs = append(errs, fmt.Errorf("%w: shard %q of %q is missing; delete %q and create it again", ErrStateLost, sh, g.Name, g.Name))
+			errs = append(errs, g.missing(sh))
 		case err != nil:
 			errs = append(errs, err)
 		}

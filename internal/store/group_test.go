@@ -205,6 +205,12 @@ func TestAShardedJobCompletesWhenEveryShardHas(t *testing.T) {
 
 		err = e.s.Delete(ctx, store.ShardName(e.job, 1))
 		require.ErrorContains(t, err, "shard 1 of the sharded job")
+
+		// A shard gone behind the Job's back is named, with the fix.
+		require.NoError(t, e.rdb.Del(ctx, store.KeysFor(store.ShardName(e.job, 1)).Key("spec")).Err())
+		_, err = e.s.Status(ctx, e.job)
+		require.ErrorIs(t, err, store.ErrShardMissing)
+		require.ErrorContains(t, err, store.ShardName(e.job, 1))
 		require.NoError(t, e.s.Delete(ctx, e.job))
 		for k := range 2 {
 			_, err = e.s.UID(ctx, store.ShardName(e.job, k))

@@ -14,6 +14,10 @@ const MaxErrorBytes = store.MaxErrorBytes
 var (
 	// ErrNoJob: the Job does not exist (never created, deleted or expired).
 	ErrNoJob = store.ErrNoJob
+	// ErrShardMissing: a shard of a sharded Job does not exist (deleted
+	// alone, expired, or the create was cut short); delete the Job and
+	// create it again.
+	ErrShardMissing = store.ErrShardMissing
 	// ErrReplaced: the Job was deleted and created again under the same
 	// name since the caller (a Worker, a Pusher) bound to it.
 	ErrReplaced = store.ErrReplaced
