@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,7 +23,8 @@ import (
 // status is the sum of the shards'. When one shard fails, the controller
 // fails the others (GuardShardFailed).
 
-// ShardName returns the name of shard k of the sharded Job group.
+// ShardName returns the name shard k of the sharded Job group has unless
+// it was placed (see placeShards): Group.Shards has the names.
 func ShardName(group string, k int) string { return group + "-shard-" + strconv.Itoa(k) }
 
 // Group is a sharded Job: its name, incarnation, spec and shards.
@@ -39,12 +41,13 @@ func (s *Store) groupRecord(ctx context.Context, name string) (Group, error) {
 	if err := s.ready(ctx); err != nil {
 		return Group{}, err
 	}
-	v, err := s.rdb().HMGet(ctx, s.keysOf(name).Key("group"), "uid", "json").Result()
+	v, err := s.rdb().HMGet(ctx, s.keysOf(name).Key("group"), "uid", "json", "names").Result()
 	if err != nil {
 		return Group{}, classify(err)
 	}
 	uid, ok := v[0].(string)
 	raw, _ := v[1].(string)
+	names, _ := v[2].(string)
 	if !ok {
 		return Group{}, ErrNoJob
 	}
@@ -52,9 +55,11 @@ func (s *Store) groupRecord(ctx context.Context, name string) (Group, error) {
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		return Group{}, fmt.Errorf("%w: spec of sharded job %q: %v", ErrReply, name, err)
 	}
-	g := Group{Name: name, UID: uid, Spec: spec, Shards: make([]string, spec.Shards)}
-	for k := range g.Shards {
-		g.Shards[k] = ShardName(name, k)
+	g := Group{Name: name, UID: uid, Spec: spec, Shards: shardNames(name, spec.Shards)}
+	if names != "" {
+		if placed := strings.Split(names, ","); len(placed) == spec.Shards {
+			g.Shards = placed
+		}
 	}
 	return g, nil
 }
@@ -94,8 +99,12 @@ func (s *Store) createGroup(ctx context.Context, name string, spec jobstate.Spec
 	if err != nil {
 		return "", fmt.Errorf("create %q: %w", name, err)
 	}
+	names, err := s.placeShards(ctx, name, spec.Shards)
+	if err != nil {
+		return "", fmt.Errorf("create %q: %w", name, err)
+	}
 	uid := NewID()
-	v, err := s.run(ctx, s.sc.group, name, uid, spec.Shards, string(js))
+	v, err := s.run(ctx, s.sc.group, name, uid, spec.Shards, string(js), strings.Join(names, ","))
 	if err != nil {
 		return "", fmt.Errorf("create %q: %w", name, err)
 	}
@@ -112,11 +121,11 @@ func (s *Store) createGroup(ctx context.Context, name string, spec jobstate.Spec
 			shard.IndexBase = k * c / n
 			shard.Completions = jobstate.Ptr((k+1)*c/n - shard.IndexBase)
 		}
-		if _, err := s.Create(ctx, ShardName(name, k), shard); err != nil {
+		if _, err := s.Create(ctx, names[k], shard); err != nil {
 			// Undo: the name must not stand for a Job without its shards.
-			derr := s.deleteGroup(ctx, Group{Name: name, UID: uid, Spec: spec, Shards: shardNames(name, k)})
+			derr := s.deleteGroup(ctx, Group{Name: name, UID: uid, Spec: spec, Shards: names[:k]})
 			if errors.Is(err, ErrExists) {
-				err = fmt.Errorf("%w: its shard name %q is taken by another job; delete that job or choose another name", ErrExists, ShardName(name, k))
+				err = fmt.Errorf("%w: its shard name %q is taken by another job; delete that job or choose another name", ErrExists, names[k])
 			}
 			return "", errors.Join(fmt.Errorf("create %q: %w", name, err), derr)
 		}
@@ -125,6 +134,68 @@ func (s *Store) createGroup(ctx context.Context, name string, spec jobstate.Spec
 		return "", fmt.Errorf("create %q: the job exists but could not be listed: %w", name, err)
 	}
 	return uid, nil
+}
+
+// placeShards names the shards of sharded Job name: NAME-shard-k, except
+// on a Redis Cluster, where a shard whose slot falls on a node that holds
+// its share of the shards already (ceil(K / nodes)) is named
+// NAME-shard-k-1, -2, ... until one falls on a node that does not. So K
+// shards spread evenly over min(K, nodes) nodes, whatever the name. The
+// names are kept in the Job's record: a later change of the Cluster's
+// slots moves no shard.
+func (s *Store) placeShards(ctx context.Context, name string, k int) ([]string, error) {
+	names := shardNames(name, k)
+	cc, ok := s.rdb().(*redis.ClusterClient)
+	if !ok {
+		return names, nil
+	}
+	slots, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, classify(err)
+	}
+	owner := func(slot int64) string {
+		for _, r := range slots {
+			if slot >= int64(r.Start) && slot <= int64(r.End) && len(r.Nodes) > 0 {
+				return r.Nodes[0].ID
+			}
+		}
+		return ""
+	}
+	nodes := map[string]bool{}
+	for _, r := range slots {
+		if len(r.Nodes) > 0 {
+			nodes[r.Nodes[0].ID] = true
+		}
+	}
+	share := (k + len(nodes) - 1) / max(len(nodes), 1)
+	held := map[string]int{}
+	for i := range names {
+		pick, at := names[i], ""
+		for try := 0; try < 8*len(nodes)+8; try++ {
+			cand := names[i]
+			if try > 0 {
+				cand = names[i] + "-" + strconv.Itoa(try)
+			}
+			if len(cand) > jobstate.MaxNameLength {
+				break
+			}
+			slot, err := cc.ClusterKeySlot(ctx, KeysFor(cand).Key("spec")).Result()
+			if err != nil {
+				return nil, classify(err)
+			}
+			n := owner(slot)
+			if try == 0 {
+				at = n // kept if no name does better
+			}
+			if held[n] < share {
+				pick, at = cand, n
+				break
+			}
+		}
+		names[i] = pick
+		held[at]++
+	}
+	return names, nil
 }
 
 func shardNames(group string, n int) []string {

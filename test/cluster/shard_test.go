@@ -31,29 +31,50 @@ const (
 	shardedBatch    = 10 // create --batch-size
 )
 
-// shardsOnEveryNode names a sharded Job of k shards, trying prefix-000,
-// prefix-001, ..., so that k different nodes of c serve its shards' slots,
-// found with the Cluster's own CLUSTER KEYSLOT and CLUSTER SLOTS. It
-// returns the name and the node of each shard.
-func shardsOnEveryNode(t testing.TB, c *redistest.Cluster, prefix string, k int) (string, []int) {
+// placedShards creates sharded Job name of k shards on c and returns
+// its shards' names and the node of each, read from the Job's record and
+// the Cluster's own CLUSTER KEYSLOT and CLUSTER SLOTS.
+func placedShards(t testing.TB, c *redistest.Cluster, name string, k int, create ...string) ([]string, []int) {
 	t.Helper()
-	require.LessOrEqual(t, k, len(c.Nodes), "%d shards on %d nodes", k, len(c.Nodes))
-	for i := range 10_000 {
-		name := fmt.Sprintf("%s-%03d", prefix, i)
-		nodes := make([]int, k)
-		for s := range nodes {
-			owner, err := c.Owner(store.KeysFor(store.ShardName(name, s)).Key("spec"))
-			require.NoError(t, err)
-			nodes[s] = owner
-		}
-		sorted := slices.Clone(nodes)
-		slices.Sort(sorted)
-		if len(slices.Compact(sorted)) == k {
-			return name, nodes
+	ctx := context.Background()
+	s, err := store.Open(ctx, store.DialOptions{URL: c.URL()})
+	require.NoError(t, err)
+	defer s.Close()
+	if len(create) == 0 {
+		_, err = s.Create(ctx, name, jobstate.Spec{Shards: k})
+		require.NoError(t, err)
+	}
+	g, err := s.Group(ctx, name)
+	require.NoError(t, err)
+	require.Len(t, g.Shards, k)
+	nodes := make([]int, k)
+	for i, sh := range g.Shards {
+		nodes[i], err = c.Owner(store.KeysFor(sh).Key("spec"))
+		require.NoError(t, err)
+	}
+	return g.Shards, nodes
+}
+
+// TestShardsSpreadEvenlyOverTheNodes: whatever a sharded Job's name, its
+// K shards land on min(K, nodes) nodes of a Cluster, at most ceil(K /
+// nodes) on one: a shard whose default name hashes to a full node is named
+// with a suffix (docs/SCALING.md, section 4).
+func TestShardsSpreadEvenlyOverTheNodes(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	for i, k := range []int{2, 3, 4, 6, 7, 12} {
+		for _, name := range []string{fmt.Sprintf("spread%d", i), fmt.Sprintf("other-name-%d", i)} {
+			shards, nodes := placedShards(t, c, name, k)
+			per := map[int]int{}
+			for _, n := range nodes {
+				per[n]++
+			}
+			require.Len(t, per, min(k, len(c.Nodes)), "%s: shards %v on nodes %v", name, shards, nodes)
+			for n, got := range per {
+				require.LessOrEqual(t, got, (k+len(c.Nodes)-1)/len(c.Nodes), "%s: node %d holds %d of %d shards (%v)", name, n, got, k, shards)
+			}
 		}
 	}
-	t.Fatalf("no name %s-NNN has its %d shards on %d different nodes", prefix, k, k)
-	return "", nil
 }
 
 // TestShardedJobSpreadsOverTheClusterThroughAPrimaryRestart runs one Job
@@ -70,21 +91,23 @@ func TestShardedJobSpreadsOverTheClusterThroughAPrimaryRestart(t *testing.T) {
 	e := newEnv(t, c.URL())
 	t.Logf("%s, URL %s", c, c.URL())
 
-	job, nodes := shardsOnEveryNode(t, c, "sharded", shardedShards)
-	shards := make([]string, shardedShards)
+	job := "sharded"
+	items := e.load(job, shardedItems, "--shards", strconv.Itoa(shardedShards),
+		"--batch-size", strconv.Itoa(shardedBatch), "--lease", "10s")
+	// create placed the shards: one on each node, whatever the name.
+	shards, nodes := placedShards(t, c, job, shardedShards, "created")
 	for k := range shards {
-		shards[k] = store.ShardName(job, k)
 		t.Logf("shard %s on node %d (%s)", shards[k], nodes[k], c.Nodes[nodes[k]].Addr)
 	}
+	sorted := slices.Clone(nodes)
+	slices.Sort(sorted)
+	require.Len(t, slices.Compact(sorted), shardedShards, "one shard per node: %v on %v", shards, nodes)
 	// The node restarted holds the Job's record, which status, push and
 	// every worker's start read, and one of its shards.
 	victim, err := c.Owner(store.KeysFor(job).Key("group"))
 	require.NoError(t, err)
 	victimShard := shards[slices.Index(nodes, victim)]
 	otherShards := slices.DeleteFunc(slices.Clone(shards), func(s string) bool { return s == victimShard })
-
-	items := e.load(job, shardedItems, "--shards", strconv.Itoa(shardedShards),
-		"--batch-size", strconv.Itoa(shardedBatch), "--lease", "10s")
 	all := map[string]bool{}
 	for _, it := range items {
 		all[it] = true
@@ -265,16 +288,15 @@ func BenchmarkShardedJobOverCluster(b *testing.B) {
 			var drained time.Duration
 			for i := range b.N {
 				job := fmt.Sprintf("bench%d", i)
+				require.NoError(b, qc.Create(ctx, job, jobstate.Spec{BatchSize: 1000, Shards: shards}))
 				if shards > 1 {
-					var nodes []int
-					job, nodes = shardsOnEveryNode(b, c, job, shards)
-					b.Logf("%s: shards on nodes %v", job, nodes)
+					names, nodes := placedShards(b, c, job, shards, "created")
+					b.Logf("%s: shards %v on nodes %v", job, names, nodes)
 				} else {
 					node, err := c.Owner(store.KeysFor(job).Key("spec"))
 					require.NoError(b, err)
 					b.Logf("%s: on node %d", job, node)
 				}
-				require.NoError(b, qc.Create(ctx, job, jobstate.Spec{BatchSize: 1000, Shards: shards}))
 				n, err := qc.Push(ctx, job, payload, queue.PushOptions{})
 				require.NoError(b, err)
 				require.Equal(b, int64(shardedBenchItems), n)
