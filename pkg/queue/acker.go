@@ -54,7 +54,6 @@ func (a *acker) Run(ctx context.Context) error {
 		select {
 		case b := <-w.ready:
 			complete[b] = true
-		case <-w.kick:
 		case <-t.C:
 		case <-a.closing:
 			closing = true

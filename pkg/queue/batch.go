@@ -119,15 +119,11 @@ func (w *Worker) execute(ctx context.Context) {
 		t0 := time.Now()
 		w.sizer.started(t0)
 		ran := 0
-		// Items of a chunk are tiny: the clock is read once per item (the
-		// time since t0), and a run of plain successes is recorded at once,
-		// when it ends.
+		// Items of a chunk are tiny: the clock is read once per item, as
+		// the time since t0.
 		var el time.Duration // since t0, when the last item ended
-		okFrom := -1         // the first item of that run, -1 when none
-		plain := w.cfg.BatchHandler == nil && w.cfg.Results == 0
 		for i := lo; i < hi; {
 			if w.stopping.Load() || b.isLost() {
-				b.recordRun(w, &okFrom, i)
 				b.record(w, i, hi, outcome{release: true})
 				break
 			}
@@ -136,14 +132,7 @@ func (w *Worker) execute(ctx context.Context) {
 				end = hi
 			}
 			o := w.run(ctx, b, i, end)
-			if plain && o.err == nil && !o.release {
-				if okFrom < 0 {
-					okFrom = i
-				}
-			} else {
-				b.recordRun(w, &okFrom, i)
-				b.record(w, i, end, o)
-			}
+			b.record(w, i, end, o)
 			ran += end - i
 			i = end
 			prev := el
@@ -151,12 +140,10 @@ func (w *Worker) execute(ctx context.Context) {
 			if i < hi && w.cfg.BatchHandler == nil && el-prev > chunkItemLimit {
 				// Items are no longer tiny: the rest of the chunk goes
 				// back at once, for whoever is free.
-				b.recordRun(w, &okFrom, i)
 				b.record(w, i, hi, outcome{release: true})
 				break
 			}
 		}
-		b.recordRun(w, &okFrom, hi)
 		w.busy.Add(-1)
 		w.sizer.ended(t0)
 		if ran > 0 {
@@ -225,15 +212,6 @@ func (b *batch) isLost() bool {
 	return b.lost
 }
 
-// recordRun records the run of plain successes from *from up to to, if
-// any, and ends it.
-func (b *batch) recordRun(w *Worker, from *int, to int) {
-	if *from >= 0 && *from < to {
-		b.record(w, *from, to, outcome{})
-	}
-	*from = -1
-}
-
 // record notes the outcome of items lo..hi and hands the batch to the acker
 // once every item has one.
 func (b *batch) record(w *Worker, lo, hi int, o outcome) {
@@ -258,10 +236,10 @@ func (b *batch) record(w *Worker, lo, hi int, o outcome) {
 	b.done += hi - lo
 	complete := b.done == len(b.items)
 	b.mu.Unlock()
+	// Only a finished batch wakes the acker: outcomes of one still
+	// running wait partialAfter anyway, and its tick finds them.
 	if complete {
 		w.ready <- b
-	} else {
-		signal(w.kick)
 	}
 }
 

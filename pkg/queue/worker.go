@@ -140,7 +140,6 @@ type Worker struct {
 
 	busy      atomic.Int32  // executors running an item
 	room      chan struct{} // the leaser may want more
-	kick      chan struct{} // the acker has work
 	ready     chan *batch   // batches whose every item finished
 	reconcile chan struct{} // the Job may have to end now (an item died, a FailJob rule)
 
@@ -158,7 +157,7 @@ func NewWorker(c *Client, cfg WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{c: c, cfg: cfg, log: cfg.Logger.With("job", cfg.Job, "worker", cfg.ID), m: cfg.Metrics,
-		held: map[string]*batch{}, room: make(chan struct{}, 1), kick: make(chan struct{}, 1), reconcile: make(chan struct{}, 1),
+		held: map[string]*batch{}, room: make(chan struct{}, 1), reconcile: make(chan struct{}, 1),
 		ready: make(chan *batch, 64)}
 	w.claim = sync.NewCond(&w.mu)
 	return w, nil

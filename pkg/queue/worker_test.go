@@ -502,3 +502,37 @@ func TestAStoppedWorkerEndsWhileRedisIsDown(t *testing.T) {
 	close(finish) // the item succeeds, but its ack cannot reach Redis
 	require.ErrorIs(t, waitErr(t, done), queue.ErrStopped)
 }
+
+// TestAnItemsSuccessIsSettledWhileTheNextOneRuns: outcomes reach Redis
+// while the batch still runs, whatever comes next in it: here an item that
+// waits until every item before it is counted succeeded. It would wait
+// forever if successes were held back until the next item ended (tiny
+// items are claimed in chunks, and the one that waits shares a chunk with
+// the items before it).
+func TestAnItemsSuccessIsSettledWhileTheNextOneRuns(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		e.create(t, jobstate.Spec{})
+		its := items(300)
+		its[150] = "wait"
+		e.push(t, its...)
+		e.seal(t)
+		h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+			if string(it.Payload) != "wait" {
+				return nil
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				if st := e.status(t); st.Items.Succeeded >= 150 {
+					return nil
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return errors.New("the items before this one were not counted within 20s")
+		})
+		require.NoError(t, waitErr(t, runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: "w", Handler: h}))))
+		st := e.status(t)
+		require.EqualValues(t, 300, st.Items.Succeeded)
+		require.Zero(t, st.Items.Dead+st.Items.FailedAttempts)
+	})
+}
