@@ -393,7 +393,7 @@ func (s *Store) Dead(ctx context.Context, job string, limit int) ([]DeadItem, er
 		}
 	}
 	if len(out) == 0 {
-		if g, err := s.groupRecord(ctx, job); err == nil {
+		if g, err := s.Group(ctx, job); err == nil {
 			return s.deadOfGroup(ctx, g, limit)
 		}
 	}
@@ -511,7 +511,7 @@ func (s *Store) Workers(ctx context.Context, job string) ([]WorkerInfo, error) {
 		return nil, fmt.Errorf("workers of %q: %w", job, classify(err))
 	}
 	if len(zs) == 0 {
-		if g, err := s.groupRecord(ctx, job); err == nil {
+		if g, err := s.Group(ctx, job); err == nil {
 			// A sharded Job: the workers of its shards (a worker process
 			// is there once per lane, as ID-0, ID-1, ...).
 			var out []WorkerInfo

@@ -35,9 +35,9 @@ type Group struct {
 	Shards []string // the shards' names, in order
 }
 
-// groupRecord reads the record of sharded Job name; ErrNoJob when there is
-// none.
-func (s *Store) groupRecord(ctx context.Context, name string) (Group, error) {
+// Group reads sharded Job name from its record, or returns ErrNoJob when
+// name is not one (it may be a Job of one slot, or nothing).
+func (s *Store) Group(ctx context.Context, name string) (Group, error) {
 	if err := s.ready(ctx); err != nil {
 		return Group{}, err
 	}
@@ -64,19 +64,13 @@ func (s *Store) groupRecord(ctx context.Context, name string) (Group, error) {
 	return g, nil
 }
 
-// Group returns sharded Job name, or ErrNoJob when name is not one (it may
-// be a Job of one slot, or nothing).
-func (s *Store) Group(ctx context.Context, name string) (Group, error) {
-	return s.groupRecord(ctx, name)
-}
-
 // orGroup runs f on the sharded Job name when err says that no Job of
 // that name exists and a sharded one does; otherwise it returns err.
 func (s *Store) orGroup(ctx context.Context, name string, err error, f func(Group) error) error {
 	if !errors.Is(err, ErrNoJob) {
 		return err
 	}
-	g, gerr := s.groupRecord(ctx, name)
+	g, gerr := s.Group(ctx, name)
 	if gerr != nil {
 		if errors.Is(gerr, ErrNoJob) {
 			return err
@@ -435,11 +429,11 @@ func (g Group) checkUID(uid string) error {
 	return nil
 }
 
-// retryDeadGroup puts back the dead items of every shard of g, adding
-// them to total. With reopen, the shards that failed on their own are
+// retryDeadGroup puts back the dead items of every shard of g and
+// returns how many came back. With reopen, the shards that failed on their own are
 // reopened before those stopped for them, so that no controller sees a
 // reopened shard beside a sibling still failed and stops it again.
-func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool, total *int) error {
+func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool) (int, error) {
 	snaps, _ := s.Snapshots(ctx, g.Shards)
 	order := make([]string, 0, len(g.Shards))
 	var later []string
@@ -451,11 +445,11 @@ func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool, total 
 		}
 	}
 	order = append(order, later...)
-	var finished int
+	var total, finished int
 	var errs []error
 	for _, sh := range order {
 		n, err := s.retryDead(ctx, sh, reopen)
-		*total += n
+		total += n
 		switch {
 		case errors.Is(err, ErrFinished):
 			finished++
@@ -466,9 +460,9 @@ func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool, total 
 		}
 	}
 	if len(errs) == 0 && finished == len(g.Shards) {
-		return fmt.Errorf("retry dead items of %q: %w", g.Name, ErrFinished)
+		return total, fmt.Errorf("retry dead items of %q: %w", g.Name, ErrFinished)
 	}
-	return errors.Join(errs...)
+	return total, errors.Join(errs...)
 }
 
 // FailsEarly reports whether a failed shard stops its siblings: it failed

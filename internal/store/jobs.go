@@ -212,9 +212,9 @@ const RetryDeadChunk = 200
 func (s *Store) RetryDead(ctx context.Context, name string, reopen bool) (int, error) {
 	total, err := s.retryDead(ctx, name, reopen)
 	if err != nil {
-		err = s.orGroup(ctx, name, err, func(g Group) error {
-			total = 0
-			return s.retryDeadGroup(ctx, g, reopen, &total)
+		err = s.orGroup(ctx, name, err, func(g Group) (err error) {
+			total, err = s.retryDeadGroup(ctx, g, reopen)
+			return err
 		})
 	}
 	return total, err
@@ -248,7 +248,7 @@ func (s *Store) retryDead(ctx context.Context, name string, reopen bool) (int, e
 // refuses to delete one shard of a sharded Job that still exists.
 func (s *Store) Delete(ctx context.Context, name string) error {
 	if spec, _, err := s.Spec(ctx, name); err == nil && spec.Group != "" {
-		if g, err := s.groupRecord(ctx, spec.Group); err == nil {
+		if g, err := s.Group(ctx, spec.Group); err == nil {
 			return fmt.Errorf("delete %q: it is shard %d of the sharded job %q; delete %q, which deletes its %d shards", name, spec.Shard, g.Name, g.Name, len(g.Shards))
 		}
 	}

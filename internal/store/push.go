@@ -66,7 +66,7 @@ type Pusher struct {
 // incarnation each chunk finds). Close must be called. For a sharded Job,
 // it deals the items over the shards.
 func (s *Store) NewPusher(ctx context.Context, job, uid string, opts PushOptions) *Pusher {
-	if g, err := s.groupRecord(ctx, job); err == nil && (uid == "" || uid == g.UID) {
+	if g, err := s.Group(ctx, job); err == nil && (uid == "" || uid == g.UID) {
 		p := &Pusher{opts: opts, shards: make([]*Pusher, len(g.Shards))}
 		for k, sh := range g.Shards {
 			// Each shard's pusher is bound to the incarnation it finds

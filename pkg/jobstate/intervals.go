@@ -12,16 +12,8 @@ func Intervals(bitmap []byte, n int) string {
 	var b strings.Builder
 	start := -1
 	flush := func(end int) {
-		if start < 0 {
-			return
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(start))
-		if end > start {
-			b.WriteByte('-')
-			b.WriteString(strconv.Itoa(end))
+		if start >= 0 {
+			writeRange(&b, start, end)
 		}
 		start = -1
 	}
@@ -89,16 +81,8 @@ func JoinIntervals(lists ...string) string {
 	var b strings.Builder
 	lo, hi := -1, -1
 	flush := func() {
-		if lo < 0 {
-			return
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(lo))
-		if hi > lo {
-			b.WriteByte('-')
-			b.WriteString(strconv.Itoa(hi))
+		if lo >= 0 {
+			writeRange(&b, lo, hi)
 		}
 		lo, hi = -1, -1
 	}
@@ -131,4 +115,17 @@ func JoinIntervals(lists ...string) string {
 	}
 	flush()
 	return b.String()
+}
+
+// writeRange appends the interval lo-hi ("lo" alone when hi is lo) to an
+// interval string.
+func writeRange(b *strings.Builder, lo, hi int) {
+	if b.Len() > 0 {
+		b.WriteByte(',')
+	}
+	b.WriteString(strconv.Itoa(lo))
+	if hi > lo {
+		b.WriteByte('-')
+		b.WriteString(strconv.Itoa(hi))
+	}
 }

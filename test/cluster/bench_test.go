@@ -127,28 +127,15 @@ func BenchmarkJobsOverCluster(b *testing.B) {
 				require.NoError(b, err)
 				_, err = qc.Seal(ctx, job)
 				require.NoError(b, err)
-				for range workers / r.jobs {
-					w, err := queue.NewWorker(qc, queue.WorkerConfig{Job: job, Concurrency: 4,
-						Handler: queue.HandlerFunc(func(context.Context, queue.Item) error { return nil }),
-						Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
-					require.NoError(b, err)
-					ws = append(ws, w)
-				}
+				ws = append(ws, noopWorkers(b, qc, job, workers/r.jobs, 4)...)
 			}
-			cpu0 := nodesCPU(b, c)
 			b.ResetTimer()
-			start := time.Now()
-			var g errgroup.Group
-			for _, w := range ws {
-				g.Go(func() error { return w.Run(ctx) })
-			}
-			require.NoError(b, g.Wait())
-			d := time.Since(start)
+			d, cpu := drain(b, c, ws)
 			b.StopTimer()
 			total := float64(perJob * len(names))
 			b.ReportMetric(total/d.Seconds(), "items/s")
-			for i, c1 := range nodesCPU(b, c) {
-				b.ReportMetric((c1-cpu0[i])/total*1e5, fmt.Sprintf("node%d-cpu-s/100k", i))
+			for i, v := range cpu {
+				b.ReportMetric(v/total*1e5, fmt.Sprintf("node%d-cpu-s/100k", i))
 			}
 			for _, job := range names {
 				s, err := qc.Inspector().Status(ctx, job)
@@ -157,6 +144,38 @@ func BenchmarkJobsOverCluster(b *testing.B) {
 			}
 		})
 	}
+}
+
+// noopWorkers makes n in-process Workers of job whose items take no time.
+func noopWorkers(b *testing.B, qc *queue.Client, job string, n, concurrency int) []*queue.Worker {
+	b.Helper()
+	ws := make([]*queue.Worker, n)
+	for i := range ws {
+		w, err := queue.NewWorker(qc, queue.WorkerConfig{Job: job, Concurrency: concurrency,
+			Handler: queue.HandlerFunc(func(context.Context, queue.Item) error { return nil }),
+			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(b, err)
+		ws[i] = w
+	}
+	return ws
+}
+
+// drain runs ws until every one ends, without error, and returns how long
+// that took and the Redis CPU (s) each node of c used meanwhile.
+func drain(b *testing.B, c *redistest.Cluster, ws []*queue.Worker) (time.Duration, []float64) {
+	b.Helper()
+	cpu := nodesCPU(b, c)
+	start := time.Now()
+	var g errgroup.Group
+	for _, w := range ws {
+		g.Go(func() error { return w.Run(context.Background()) })
+	}
+	require.NoError(b, g.Wait())
+	d := time.Since(start)
+	for i, c1 := range nodesCPU(b, c) {
+		cpu[i] = c1 - cpu[i]
+	}
+	return d, cpu
 }
 
 // nodesCPU returns each node's used_cpu_sys + used_cpu_user (seconds).

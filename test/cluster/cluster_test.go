@@ -3,7 +3,6 @@
 package cluster_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -100,33 +99,8 @@ func TestClusterRunsJobsOnEveryNodeThroughAPrimaryRestart(t *testing.T) {
 	}
 
 	victimTotal := int64(len(victimJobs) * clusterItems)
-	testkit.Eventually(t, 3*time.Minute, "a quarter of the restarted node's items succeeded", func() (bool, string) {
-		n, err := e.succeeded(victimJobs...)
-		return n >= victimTotal/4, fmt.Sprintf("%d of %d %s", n, victimTotal, err)
-	})
-	before, msg := e.succeeded(victimJobs...)
-	require.Empty(t, msg)
-	require.Less(t, before, victimTotal, "the node is killed mid-run")
-	othersBefore, msg := e.succeeded(otherJobs...)
-	require.Empty(t, msg)
-
-	// A node down for longer than cluster-node-timeout is marked failed,
-	// and then a cluster without replicas refuses every slot: keep the
-	// others serving however slow this machine is while the node restarts.
-	for i, n := range c.Nodes {
-		_, err := n.Do("CONFIG", "SET", "cluster-node-timeout", "60000")
-		require.NoError(t, err, "node %d", i)
-	}
-	c.Kill(victim)
-	t.Logf("killed node %d (%s) with %d of its %d items succeeded", victim, c.Nodes[victim].Addr, before, victimTotal)
 	// The Jobs of the other primaries go on while it is down.
-	testkit.Eventually(t, 30*time.Second, "Jobs of the other nodes make progress", func() (bool, string) {
-		n, msg := e.succeeded(otherJobs...)
-		return n >= othersBefore+10, fmt.Sprintf("%d succeeded, %d before the kill %s", n, othersBefore, msg)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, c.Start(ctx, victim), "node %d restarts on its AOF", victim)
+	e.restartMidRun(t, c, victim, victimJobs, otherJobs, victimTotal, 30*time.Second)
 	require.False(t, serve.Exited(), "serve rides out the restart: %s", serve)
 
 	e.waitComplete(3*time.Minute, jobs...)

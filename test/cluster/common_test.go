@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/workq/workq/internal/redistest"
 	"github.com/workq/workq/internal/testkit"
 	"github.com/workq/workq/pkg/jobstate"
 	"github.com/workq/workq/pkg/queue"
@@ -115,6 +116,41 @@ func (e *env) succeeded(jobs ...string) (int64, string) {
 		n += s.Items.Succeeded
 	}
 	return n, ""
+}
+
+// restartMidRun restarts primary victim of c mid-run: once a quarter of
+// victimTotal, the items of the Jobs victimJobs it serves, succeeded, it
+// keeps the other nodes from marking it failed (which, without replicas,
+// stops every slot) however slow this machine is, kills it, requires the
+// Jobs otherJobs of the other nodes to make progress while it is down
+// (within progress), and starts it again on its AOF. It returns how many
+// of victimJobs' items had succeeded at the kill.
+func (e *env) restartMidRun(t *testing.T, c *redistest.Cluster, victim int, victimJobs, otherJobs []string, victimTotal int64, progress time.Duration) int64 {
+	t.Helper()
+	testkit.Eventually(t, 3*time.Minute, "a quarter of the restarted node's items succeeded", func() (bool, string) {
+		n, msg := e.succeeded(victimJobs...)
+		return n >= victimTotal/4, fmt.Sprintf("%d of %d %s", n, victimTotal, msg)
+	})
+	before, msg := e.succeeded(victimJobs...)
+	require.Empty(t, msg)
+	require.Less(t, before, victimTotal, "the node is killed mid-run")
+	othersBefore, msg := e.succeeded(otherJobs...)
+	require.Empty(t, msg)
+	for i, n := range c.Nodes {
+		_, err := n.Do("CONFIG", "SET", "cluster-node-timeout", "60000")
+		require.NoError(t, err, "node %d", i)
+	}
+	c.Kill(victim)
+	t.Logf("killed node %d (%s), which serves %v, with %d of its %d items succeeded",
+		victim, c.Nodes[victim].Addr, victimJobs, before, victimTotal)
+	testkit.Eventually(t, progress, "Jobs of the other nodes make progress", func() (bool, string) {
+		n, msg := e.succeeded(otherJobs...)
+		return n >= othersBefore+10, fmt.Sprintf("%d succeeded, %d before the kill %s", n, othersBefore, msg)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, c.Start(ctx, victim), "node %d restarts on its AOF", victim)
+	return before
 }
 
 // waitComplete waits until every one of jobs is Complete; a Failed Job

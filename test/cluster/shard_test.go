@@ -5,15 +5,12 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/workq/workq/internal/redistest"
 	"github.com/workq/workq/internal/store"
@@ -122,35 +119,9 @@ func TestShardedJobSpreadsOverTheClusterThroughAPrimaryRestart(t *testing.T) {
 		workers = append(workers, e.worker(fmt.Sprintf("worker-%d", i), job, "--concurrency", strconv.Itoa(shardedParallel)))
 	}
 
-	testkit.Eventually(t, 3*time.Minute, "a quarter of the restarted node's shard succeeded", func() (bool, string) {
-		n, msg := e.succeeded(victimShard)
-		return n >= victimTotal/4, fmt.Sprintf("%d of %d %s", n, victimTotal, msg)
-	})
-	before, msg := e.succeeded(victimShard)
-	require.Empty(t, msg)
-	require.Less(t, before, victimTotal, "the node is killed mid-run")
-	othersBefore, msg := e.succeeded(otherShards...)
-	require.Empty(t, msg)
-
-	// As in TestClusterRunsJobsOnEveryNodeThroughAPrimaryRestart: the
-	// other nodes must not mark the killed one failed (which, without
-	// replicas, stops the whole Cluster) however slow this machine is.
-	for i, n := range c.Nodes {
-		_, err := n.Do("CONFIG", "SET", "cluster-node-timeout", "60000")
-		require.NoError(t, err, "node %d", i)
-	}
-	c.Kill(victim)
-	t.Logf("killed node %d (%s), which holds %s and the record of %s, with %d of its %d items succeeded",
-		victim, c.Nodes[victim].Addr, victimShard, job, before, victimTotal)
-	// The lanes of the same worker processes on the other shards go on
-	// while it is down.
-	testkit.Eventually(t, time.Minute, "the shards of the other nodes make progress", func() (bool, string) {
-		n, msg := e.succeeded(otherShards...)
-		return n >= othersBefore+10, fmt.Sprintf("%d succeeded, %d before the kill %s", n, othersBefore, msg)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	require.NoError(t, c.Start(ctx, victim), "node %d restarts on its AOF", victim)
+	// It holds the record of the Job and one of its shards; the lanes of
+	// the same worker processes on the other shards go on while it is down.
+	e.restartMidRun(t, c, victim, []string{victimShard}, otherShards, victimTotal, time.Minute)
 
 	e.waitComplete(5*time.Minute, job)
 	for _, w := range workers {
@@ -302,26 +273,13 @@ func BenchmarkShardedJobOverCluster(b *testing.B) {
 				require.Equal(b, int64(shardedBenchItems), n)
 				_, err = qc.Seal(ctx, job)
 				require.NoError(b, err)
-				var ws []*queue.Worker
-				for range workers {
-					w, err := queue.NewWorker(qc, queue.WorkerConfig{Job: job, Concurrency: concurrency,
-						Handler: queue.HandlerFunc(func(context.Context, queue.Item) error { return nil }),
-						Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
-					require.NoError(b, err)
-					ws = append(ws, w)
-				}
-				cpu0 := nodesCPU(b, c)
+				ws := noopWorkers(b, qc, job, workers, concurrency)
 				b.StartTimer()
-				start := time.Now()
-				var g errgroup.Group
-				for _, w := range ws {
-					g.Go(func() error { return w.Run(ctx) })
-				}
-				require.NoError(b, g.Wait())
-				drained += time.Since(start)
+				d, used := drain(b, c, ws)
 				b.StopTimer()
-				for k, c1 := range nodesCPU(b, c) {
-					cpu[k] += c1 - cpu0[k]
+				drained += d
+				for k, v := range used {
+					cpu[k] += v
 				}
 				s, err := qc.Inspector().Status(ctx, job)
 				require.NoError(b, err)
