@@ -138,6 +138,9 @@ func (s *Store) createGroup(ctx context.Context, name string, spec jobstate.Spec
 // names are kept in the Job's record: a later change of the Cluster's
 // slots moves no shard.
 func (s *Store) placeShards(ctx context.Context, name string, k int) ([]string, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
 	names := shardNames(name, k)
 	cc, ok := s.rdb().(*redis.ClusterClient)
 	if !ok {

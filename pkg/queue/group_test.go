@@ -152,3 +152,16 @@ func TestAShardedIndexedJobRunsEveryIndexOnce(t *testing.T) {
 		require.Equal(t, store.ShardName(e.job, 2), dead[0].Shard)
 	})
 }
+
+// TestAClientNotYetConnectedCreatesAShardedJob: a Client made with Connect
+// reaches Redis on its first call, a sharded create too.
+func TestAClientNotYetConnectedCreatesAShardedJob(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		c, err := queue.Connect(queue.Options{URL: e.url})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		require.NoError(t, c.Create(context.Background(), e.job, jobstate.Spec{Shards: 2}))
+		require.Equal(t, 2, e.status(t).Spec.Shards)
+	})
+}
