@@ -147,7 +147,7 @@ func (e *env) restartMidRun(t *testing.T, c *redistest.Cluster, victim int, vict
 		n, msg := e.succeeded(otherJobs...)
 		return n >= othersBefore+10, fmt.Sprintf("%d succeeded, %d before the kill %s", n, othersBefore, msg)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, c.Start(ctx, victim), "node %d restarts on its AOF", victim)
 	return before
