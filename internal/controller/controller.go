@@ -95,12 +95,8 @@ func (r *Reconciler) groupDeadLimit(ctx context.Context, snap store.Snapshot) (s
 	t := jobstate.Transition{To: jobstate.PhaseFailing, Guard: jobstate.GuardShardFailed, Condition: jobstate.Condition{
 		Type: jobstate.ConditionFailureTarget, Status: "True", Reason: reason,
 		Message: fmt.Sprintf("%d items are dead across the %d shards of %s, more than max-failed-items (%d)", dead, len(g.Shards), g.Name, limit)}}
-	applied, err := r.S.Apply(ctx, snap.Status.Name, t)
-	if err != nil {
+	if err := r.apply(ctx, snap.Status.Name, t); err != nil {
 		return snap, err
-	}
-	if applied {
-		r.Log.Info("job phase changed", "job", snap.Status.Name, "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
 	}
 	return r.observe(ctx, snap.Status.Name)
 }
@@ -111,13 +107,8 @@ func (r *Reconciler) groupDeadLimit(ctx context.Context, snap store.Snapshot) (s
 // A shard that drained with dead items stops nothing: the others run
 // their items to the end, as a Job of one slot would.
 func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) error {
-	if !store.FailsEarly(shard) {
+	if !store.FailsEarly(shard) || store.StoppedForSibling(shard) {
 		return nil
-	}
-	for _, c := range shard.Conditions {
-		if c.Type == jobstate.ConditionFailureTarget && c.Reason == jobstate.ReasonShardFailed {
-			return nil
-		}
 	}
 	g, err := r.S.Group(ctx, shard.Spec.Group)
 	if errors.Is(err, store.ErrNoJob) {
@@ -126,7 +117,7 @@ func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) er
 	if err != nil {
 		return err
 	}
-	why := failureMessage(shard)
+	why := shard.Failure()
 	snaps, errs := r.S.Snapshots(ctx, g.Shards)
 	for k, sib := range g.Shards {
 		if sib == shard.Name || errs[k] != nil || snaps[k].Observed.Stored != "" {
@@ -135,25 +126,21 @@ func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) er
 		t := jobstate.Transition{To: jobstate.PhaseFailing, Guard: jobstate.GuardShardFailed, Condition: jobstate.Condition{
 			Type: jobstate.ConditionFailureTarget, Status: "True", Reason: jobstate.ReasonShardFailed,
 			Message: fmt.Sprintf("shard %s of %s failed: %s", shard.Name, g.Name, why)}}
-		applied, err := r.S.Apply(ctx, sib, t)
-		if err != nil && !errors.Is(err, store.ErrNoJob) {
+		if err := r.apply(ctx, sib, t); err != nil && !errors.Is(err, store.ErrNoJob) {
 			return err
-		}
-		if applied {
-			r.Log.Info("job phase changed", "job", sib, "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
 		}
 	}
 	return nil
 }
 
-// failureMessage is why a failed Job failed, from its conditions.
-func failureMessage(st jobstate.Status) string {
-	for _, c := range st.Conditions {
-		if c.Type == jobstate.ConditionFailureTarget || c.Type == jobstate.ConditionFailed {
-			return c.Reason + ": " + c.Message
-		}
+// apply applies transition t to job if its guard still holds, and logs it
+// when it did.
+func (r *Reconciler) apply(ctx context.Context, job string, t jobstate.Transition) error {
+	applied, err := r.S.Apply(ctx, job, t)
+	if applied {
+		r.Log.Info("job phase changed", "job", job, "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
 	}
-	return "it failed"
+	return err
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, job string) (store.Snapshot, error) {
@@ -185,14 +172,10 @@ func (r *Reconciler) reconcile(ctx context.Context, job string) (store.Snapshot,
 		if !ok {
 			return snap, nil
 		}
-		applied, err := r.S.Apply(ctx, job, t)
-		if err != nil {
-			return snap, err
-		}
 		// Not applied: another controller moved the Job first, or the
 		// facts changed; either way the next observation tells.
-		if applied {
-			log.Info("job phase changed", "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
+		if err := r.apply(ctx, job, t); err != nil {
+			return snap, err
 		}
 	}
 	if snap, err = r.observe(ctx, job); err != nil {

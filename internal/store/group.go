@@ -441,7 +441,7 @@ func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool) (int, 
 	order := make([]string, 0, len(g.Shards))
 	var later []string
 	for k, sh := range g.Shards {
-		if stoppedForSibling(snaps[k].Status) {
+		if StoppedForSibling(snaps[k].Status) {
 			later = append(later, sh)
 		} else {
 			order = append(order, sh)
@@ -485,9 +485,9 @@ func early(reason string) bool {
 	return reason != jobstate.ReasonFailedItems && reason != jobstate.ReasonFailedIndexes
 }
 
-// stoppedForSibling reports whether a shard failed because another shard
+// StoppedForSibling reports whether a shard failed because another shard
 // did.
-func stoppedForSibling(st jobstate.Status) bool {
+func StoppedForSibling(st jobstate.Status) bool {
 	for _, c := range st.Conditions {
 		if c.Type == jobstate.ConditionFailureTarget && c.Reason == jobstate.ReasonShardFailed {
 			return true

@@ -204,3 +204,17 @@ func SortConditions(cs []Condition) {
 
 // terminal reports whether t is a condition that ends a Job.
 func (t ConditionType) terminal() bool { return t == ConditionComplete || t == ConditionFailed }
+
+// Failure is why a failed Job failed: the reason and message of its
+// failure condition, its lost state, or else its phase.
+func (s Status) Failure() string {
+	for _, c := range s.Conditions {
+		if c.Type == ConditionFailureTarget || c.Type == ConditionFailed {
+			return c.Reason + ": " + c.Message
+		}
+	}
+	if s.StateLost != "" {
+		return ReasonStateLost + ": " + s.StateLost
+	}
+	return string(s.Phase)
+}

@@ -308,3 +308,14 @@ func TestSortConditions(t *testing.T) {
 		jobstate.Condition{Type: jobstate.ConditionSuccessCriteriaMet, LastTransitionTime: now},
 	), "SuccessCriteriaMet, then Complete, also within one millisecond")
 }
+
+func TestFailureExplainsAFailedJob(t *testing.T) {
+	t.Parallel()
+	st := jobstate.Status{Phase: jobstate.PhaseFailed, Conditions: []jobstate.Condition{
+		{Type: jobstate.ConditionSuspended, Reason: "JobResumed", Message: "x"},
+		{Type: jobstate.ConditionFailed, Reason: jobstate.ReasonFailedItems, Message: "1 item is dead"},
+	}}
+	require.Equal(t, "FailedItems: 1 item is dead", st.Failure())
+	require.Equal(t, "StateLost: gone", jobstate.Status{Phase: jobstate.PhaseFailing, StateLost: "gone"}.Failure())
+	require.Equal(t, "Running", jobstate.Status{Phase: jobstate.PhaseRunning}.Failure())
+}

@@ -287,7 +287,7 @@ func (w *Worker) lateEnd(ctx context.Context) error {
 		return fmt.Errorf("job %q: read its outcome: %w", w.cfg.Job, err)
 	}
 	if ok, known := snap.Observed.Stored.Outcome(); known && !ok {
-		reason := failureOf(snap.Status)
+		reason := snap.Status.Failure()
 		w.log.Warn("job failed before this worker joined; exiting non-zero", "reason", reason)
 		return fmt.Errorf("job %q: %w: %s", w.cfg.Job, ErrJobFailed, reason)
 	}
@@ -434,7 +434,7 @@ func (w *Worker) finish(ctx context.Context, end endReason) error {
 		w.log.Debug("job reconciled at the worker's end")
 	}
 	if end == endStateLost || phase.Failed() || !ok {
-		reason := failureOf(snap.Status)
+		reason := snap.Status.Failure()
 		w.log.Warn("job failed; exiting non-zero", "reason", reason)
 		return fmt.Errorf("job %q: %w: %s", w.cfg.Job, ErrJobFailed, reason)
 	}
@@ -475,18 +475,6 @@ func (w *Worker) whileUnreachable(ctx context.Context, what string, f func(conte
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-func failureOf(s jobstate.Status) string {
-	for _, c := range s.Conditions {
-		if c.Type == jobstate.ConditionFailureTarget || c.Type == jobstate.ConditionFailed {
-			return c.Reason + ": " + c.Message
-		}
-	}
-	if s.StateLost != "" {
-		return jobstate.ReasonStateLost + ": " + s.StateLost
-	}
-	return string(s.Phase)
 }
 
 // recordEnd records the worker's end, retrying while Redis is unreachable:
