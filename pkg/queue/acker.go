@@ -106,7 +106,7 @@ func (a *acker) collect(complete map[*batch]bool, final bool) []pending {
 	for _, c := range cands {
 		b := c.b
 		b.mu.Lock()
-		p := pending{b: b, claimed: c.claimed, complete: complete[b] || b.done == len(b.items)}
+		p := pending{b: b, claimed: c.claimed, complete: complete[b] || b.done == b.len()}
 		p.nA, p.nF, p.nR, p.nRes = len(b.acked), len(b.failed), len(b.released), len(b.results)
 		outcomes := p.nA + p.nF + p.nR
 		started := c.claimed - (b.sent + outcomes)
@@ -161,12 +161,12 @@ func (a *acker) apply(ps []pending, res store.SettleResult) {
 		} else {
 			b.since = time.Time{}
 		}
-		if gone[b.token] && !b.lost {
-			b.lost = true
+		if gone[b.token] && !b.lost.Load() {
+			b.lost.Store(true)
 			newlyLost++
 			b.cancel() // its running items are refused anyway: stop them
 		}
-		end := b.sent == len(b.items) || (b.lost && b.done == len(b.items))
+		end := b.sent == b.len() || (b.lost.Load() && b.done == b.len())
 		b.mu.Unlock()
 		if end {
 			finished = append(finished, b)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/workq/workq/internal/store"
@@ -16,7 +18,9 @@ import (
 // Redis charges an attempt for if this worker dies.
 type batch struct {
 	token  string
-	items  []Item
+	raw    []store.Item
+	fence  int64
+	index  int             // an Indexed Job's first index (a shard's base); -1: not indexed
 	ctx    context.Context // its items' context: cancelled when the lease is lost
 	cancel context.CancelFunc
 
@@ -32,7 +36,35 @@ type batch struct {
 	since    time.Time // the oldest outcome not sent yet
 	reported int       // started items Redis knows of (after sent ones)
 	startAt  time.Time // when an item started that Redis does not know of
-	lost     bool
+	// lost: the lease was taken over. Set under mu (with what goes with
+	// it), read without: executors look at it before every item.
+	lost atomic.Bool
+}
+
+// len is how many items the lease holds.
+func (b *batch) len() int { return len(b.raw) }
+
+// item is the i-th item as a handler receives it.
+func (b *batch) item(i int) Item {
+	r := b.raw[i]
+	it := Item{ID: r.ID, Attempt: r.Attempt, Payload: r.Payload, Fence: b.fence, Index: -1}
+	if b.index >= 0 {
+		it.Index = int(r.ID) + b.index
+		if b.index > 0 {
+			// A shard's ids count from 0; its indexes from its base.
+			it.Payload = strconv.AppendInt(nil, int64(it.Index), 10)
+		}
+	}
+	return it
+}
+
+// items returns items lo..hi as a handler receives them.
+func (b *batch) items(lo, hi int) []Item {
+	out := make([]Item, hi-lo)
+	for i := range out {
+		out[i] = b.item(lo + i)
+	}
+	return out
 }
 
 // outcome is what one item's run came to.
@@ -65,10 +97,10 @@ func (w *Worker) take(n int) (b *batch, lo, hi int, ok bool) {
 	}
 	b = w.queue[0]
 	lo = b.next
-	hi = min(len(b.items), lo+n)
+	hi = min(b.len(), lo+n)
 	b.next = hi
 	w.queued -= hi - lo
-	if hi == len(b.items) {
+	if hi == b.len() {
 		w.queue[0] = nil
 		w.queue = w.queue[1:]
 	}
@@ -80,7 +112,7 @@ func (w *Worker) enqueue(b *batch) {
 	w.mu.Lock()
 	w.held[b.token] = b
 	w.queue = append(w.queue, b)
-	w.queued += len(b.items)
+	w.queued += b.len()
 	w.mu.Unlock()
 	w.claim.Broadcast()
 }
@@ -206,18 +238,14 @@ func (b *batch) noteStart() {
 	b.mu.Unlock()
 }
 
-func (b *batch) isLost() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.lost
-}
+func (b *batch) isLost() bool { return b.lost.Load() }
 
 // record notes the outcome of items lo..hi and hands the batch to the acker
 // once every item has one.
 func (b *batch) record(w *Worker, lo, hi int, o outcome) {
 	b.mu.Lock()
 	for i := lo; i < hi; i++ {
-		id := b.items[i].ID
+		id := b.raw[i].ID
 		switch {
 		case o.release:
 			b.released = append(b.released, id)
@@ -227,14 +255,14 @@ func (b *batch) record(w *Worker, lo, hi int, o outcome) {
 			b.acked = append(b.acked, id)
 		}
 		if w.cfg.Results > 0 && !o.release {
-			b.results = append(b.results, store.Result{ID: id, Attempt: b.items[i].Attempt, Exit: o.exit, Output: o.output})
+			b.results = append(b.results, store.Result{ID: id, Attempt: b.raw[i].Attempt, Exit: o.exit, Output: o.output})
 		}
 	}
 	if b.since.IsZero() {
 		b.since = time.Now()
 	}
 	b.done += hi - lo
-	complete := b.done == len(b.items)
+	complete := b.done == b.len()
 	b.mu.Unlock()
 	// Only a finished batch wakes the acker: outcomes of one still
 	// running wait partialAfter anyway, and its tick finds them.
@@ -257,9 +285,9 @@ func (w *Worker) handBack() int {
 	}
 	spans := make([]span, 0, len(q))
 	for _, b := range q {
-		if b.next < len(b.items) {
-			spans = append(spans, span{b, b.next, len(b.items)})
-			b.next = len(b.items)
+		if b.next < b.len() {
+			spans = append(spans, span{b, b.next, b.len()})
+			b.next = b.len()
 		}
 	}
 	w.mu.Unlock()

@@ -199,8 +199,8 @@ func (w *Worker) markLost(tokens []string) int {
 			continue
 		}
 		b.mu.Lock()
-		if !b.lost {
-			b.lost = true
+		if !b.lost.Load() {
+			b.lost.Store(true)
 			n++
 		}
 		b.mu.Unlock()

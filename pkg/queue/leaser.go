@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/workq/workq/internal/store"
@@ -116,21 +115,14 @@ func (l *leaser) lease(ctx context.Context, n int) (store.LeaseReply, error) {
 	}
 }
 
-// newBatch turns a lease into the worker's batch.
+// newBatch turns a lease into the worker's batch. Its items stay as the
+// store decoded them: a handler's Item is made when it runs (see item), so
+// a lease is not copied item by item.
 func (w *Worker) newBatch(l *store.Lease) *batch {
-	items := make([]Item, len(l.Items))
-	indexed := w.spec.Kind() == jobstate.KindIndexed
-	for i, it := range l.Items {
-		items[i] = Item{ID: it.ID, Attempt: it.Attempt, Payload: it.Payload, Fence: l.Fence, Index: -1}
-		if indexed {
-			items[i].Index = int(it.ID) + w.spec.IndexBase
-			if w.spec.IndexBase > 0 {
-				// A shard's ids count from 0; its indexes from its base.
-				items[i].Payload = strconv.AppendInt(nil, int64(items[i].Index), 10)
-			}
-		}
+	b := &batch{token: l.Token, raw: l.Items, fence: l.Fence, index: -1, acked: make([]int64, 0, len(l.Items))}
+	if w.spec.Kind() == jobstate.KindIndexed {
+		b.index = w.spec.IndexBase
 	}
-	b := &batch{token: l.Token, items: items}
 	// Its items stop when the worker kills its items, or when this lease
 	// alone is lost.
 	b.ctx, b.cancel = context.WithCancel(w.itemCtx)

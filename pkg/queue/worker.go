@@ -517,7 +517,7 @@ func (w *Worker) call(ctx context.Context, b *batch, lo, hi int) (err error) {
 		}
 	}()
 	if w.cfg.BatchHandler != nil {
-		return w.cfg.BatchHandler.HandleBatch(ctx, b.items[lo:hi])
+		return w.cfg.BatchHandler.HandleBatch(ctx, b.items(lo, hi))
 	}
-	return w.cfg.Handler.Handle(ctx, b.items[lo])
+	return w.cfg.Handler.Handle(ctx, b.item(lo))
 }
