@@ -141,6 +141,7 @@ type Worker struct {
 	busy      atomic.Int32  // executors running an item
 	room      chan struct{} // the leaser may want more
 	ready     chan *batch   // batches whose every item finished
+	settleGap time.Duration // see settleGap (tests change it)
 	reconcile chan struct{} // the Job may have to end now (an item died, a FailJob rule)
 
 	itemCtx  context.Context // the parent of every item's context
@@ -158,7 +159,7 @@ func NewWorker(c *Client, cfg WorkerConfig) (*Worker, error) {
 	}
 	w := &Worker{c: c, cfg: cfg, log: cfg.Logger.With("job", cfg.Job, "worker", cfg.ID), m: cfg.Metrics,
 		held: map[string]*batch{}, room: make(chan struct{}, 1), reconcile: make(chan struct{}, 1),
-		ready: make(chan *batch, 64)}
+		ready: make(chan *batch, 64), settleGap: settleGap}
 	w.claim = sync.NewCond(&w.mu)
 	return w, nil
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/workq/workq/pkg/jobstate"
@@ -535,4 +537,54 @@ func TestAnItemsSuccessIsSettledWhileTheNextOneRuns(t *testing.T) {
 		require.EqualValues(t, 300, st.Items.Succeeded)
 		require.Zero(t, st.Items.Dead+st.Items.FailedAttempts)
 	})
+}
+
+// Leases that finish within the settle gap of the last settle go in one
+// settle call, not one call each: leases of tiny items finish thousands of
+// times a second, and one call each spent most of Redis's time on what
+// every call costs. The gap is widened here, so that the count does not
+// hang on the machine's speed.
+func TestSettlesOfLeasesThatFinishTogetherGoTogether(t *testing.T) {
+	t.Parallel()
+	e := realEnv(t)
+	e.create(t, jobstate.Spec{BatchSize: 1})
+	e.push(t, items(300)...)
+	e.seal(t)
+	// The last item waits until the calls are counted: the worker's
+	// session numbers its lease and settle calls (l<session> holds the
+	// last lease's, s<session> "seq:reply" the last settle's), and its
+	// end removes them.
+	var c counter
+	last := make(chan struct{})
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		if string(it.Payload) == "item-00299" {
+			<-last
+		}
+		time.Sleep(time.Millisecond)
+		return c.handler().Handle(ctx, it)
+	})
+	w := e.worker(t, queue.WorkerConfig{ID: "w", Concurrency: 2, Handler: h})
+	queue.SetSettleGap(w, 200*time.Millisecond)
+	done := runAsync(context.Background(), w)
+	eventually(t, "every other item settled", func() bool { return e.status(t).Items.Succeeded == 299 })
+	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(e.url, "redis://"), "/0")})
+	defer rdb.Close()
+	reqs, err := rdb.HGetAll(context.Background(), "workq:{"+e.job+"}:reqs").Result()
+	require.NoError(t, err)
+	close(last)
+	require.NoError(t, waitErr(t, done))
+	require.Equal(t, 300, c.count())
+	var leases, settles int
+	for f, v := range reqs {
+		switch f[0] {
+		case 'l':
+			leases, err = strconv.Atoi(v)
+		case 's':
+			settles, err = strconv.Atoi(v[:strings.IndexByte(v, ':')])
+		}
+		require.NoError(t, err)
+	}
+	t.Logf("%d lease calls, %d settle calls", leases, settles)
+	require.GreaterOrEqual(t, leases, 299, "one item a lease")
+	require.LessOrEqual(t, settles, 30, "leases that finished within the gap of the last settle went together")
 }
