@@ -31,10 +31,11 @@ type scripts struct {
 }
 
 func loadScripts() (*scripts, error) {
-	lib, err := luaFiles.ReadFile("lua/lib.lua")
+	src, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, err
 	}
+	lib := parseLib(string(src))
 	s := &scripts{}
 	for _, f := range []struct {
 		name string
@@ -49,7 +50,7 @@ func loadScripts() (*scripts, error) {
 		if err != nil {
 			return nil, err
 		}
-		sc, err := buildScript(f.name, string(body), string(lib))
+		sc, err := buildScript(f.name, string(body), lib)
 		if err != nil {
 			return nil, err
 		}
@@ -62,7 +63,7 @@ func loadScripts() (*scripts, error) {
 // buildScript puts together a script's source: a local per key name (from
 // KEYS when the header declares it, else nil), the phase and guard names of
 // pkg/jobstate, the shared library, then the body.
-func buildScript(name, body, lib string) (*script, error) {
+func buildScript(name, body string, lib *library) (*script, error) {
 	var declared []string
 	for _, line := range strings.Split(body, "\n") {
 		if rest, ok := strings.CutPrefix(line, "-- KEYS:"); ok {
@@ -92,7 +93,7 @@ func buildScript(name, body, lib string) (*script, error) {
 		}
 	}
 	b.WriteString(luaConstants())
-	b.WriteString(shake(lib, body))
+	b.WriteString(lib.shake(body))
 	b.WriteString("\n")
 	b.WriteString(body)
 	sc.Script = redis.NewScript(b.String())
@@ -102,47 +103,88 @@ func buildScript(name, body, lib string) (*script, error) {
 // libDef matches the first line of a definition in lib.lua.
 var libDef = regexp.MustCompile(`^local (?:function )?([A-Za-z_][A-Za-z0-9_]*)`)
 
-var luaIdent = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+// library is lib.lua cut into its definitions, each with the names it
+// uses: cut once per process, for every script.
+type library struct {
+	defs   []libDefinition
+	byName map[string]int
+}
 
-// shake returns the definitions of lib that body uses, directly or
-// through other definitions, in lib's order. Every definition costs each
-// call (a closure made per run), so a script carries only its own.
-func shake(lib, body string) string {
-	type def struct {
-		name string
-		text string
-	}
-	var defs []def
-	var cur *def
-	var pre strings.Builder // comments before the first definition
+type libDefinition struct {
+	text string
+	uses []int // the definitions its text names
+}
+
+// parseLib cuts lib into its definitions.
+func parseLib(lib string) *library {
+	l := &library{byName: map[string]int{}}
+	var names []string
+	var text []strings.Builder
 	for _, line := range strings.SplitAfter(lib, "\n") {
 		if m := libDef.FindStringSubmatch(line); m != nil {
-			defs = append(defs, def{name: m[1]})
-			cur = &defs[len(defs)-1]
+			names = append(names, m[1])
+			text = append(text, strings.Builder{})
 		}
-		if cur == nil {
-			pre.WriteString(line)
+		if len(text) == 0 {
+			continue // comments before the first definition
+		}
+		text[len(text)-1].WriteString(line)
+	}
+	for i, n := range names {
+		l.byName[n] = i
+	}
+	l.defs = make([]libDefinition, len(names))
+	for i := range names {
+		l.defs[i].text = text[i].String()
+		l.defs[i].uses = l.named(l.defs[i].text)
+	}
+	return l
+}
+
+// named returns the definitions text names: its names (runs of letters,
+// digits and _ that do not start with a digit) that are definitions.
+func (l *library) named(text string) []int {
+	var out []int
+	word := func(c byte) bool {
+		return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+	}
+	for i := 0; i < len(text); {
+		if !word(text[i]) {
+			i++
 			continue
 		}
-		cur.text += line
+		j := i
+		for j < len(text) && word(text[j]) {
+			j++
+		}
+		for i < j && text[i] <= '9' { // a digit starts no name
+			i++
+		}
+		if d, ok := l.byName[text[i:j]]; ok && i < j {
+			out = append(out, d)
+		}
+		i = j
 	}
-	byName := map[string]int{}
-	for i, d := range defs {
-		byName[d.name] = i
-	}
-	need := map[int]bool{}
-	var visit func(text string)
-	visit = func(text string) {
-		for _, id := range luaIdent.FindAllString(text, -1) {
-			if i, ok := byName[id]; ok && !need[i] {
+	return out
+}
+
+// shake returns the definitions that body uses, directly or through other
+// definitions, in lib's order. Every definition costs each call (a closure
+// made per run), so a script carries only its own.
+func (l *library) shake(body string) string {
+	need := make([]bool, len(l.defs))
+	var visit func(uses []int)
+	visit = func(uses []int) {
+		for _, i := range uses {
+			if !need[i] {
 				need[i] = true
-				visit(defs[i].text)
+				visit(l.defs[i].uses)
 			}
 		}
 	}
-	visit(body)
+	visit(l.named(body))
 	var b strings.Builder
-	for i, d := range defs {
+	for i, d := range l.defs {
 		if need[i] {
 			b.WriteString(d.text)
 		}
