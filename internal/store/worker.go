@@ -96,11 +96,17 @@ type LeaseRequest struct {
 	// Want is how many items the worker can use now; Max caps a lease (0:
 	// the spec's batch size). The store also caps it at a fair share.
 	Want, Max int
+	// Leases is how many leases of at most Max items the call may make
+	// when Want is more than Max (0 or 1: one). The ones after the first
+	// are made only while the one before is full, from pending items or
+	// next indexes: they come in LeaseReply.More.
+	Leases int
 }
 
 // LeaseReply is a lease, or why there is none.
 type LeaseReply struct {
 	Lease *Lease
+	More  []*Lease // further leases of the call (LeaseRequest.Leases)
 	// Wait is why no item came: unsealed, peers, suspended, repeat, lost.
 	Wait   string
 	WakeIn time.Duration // when a lease expires or a retry is due; -1 unknown
@@ -114,7 +120,7 @@ type LeaseReply struct {
 // leases on the way. It returns ErrDrained (the worker must end), ErrJobFailed,
 // ErrNoJob, ErrReplaced, ErrStateLost or ErrStale.
 func (s *Store) Lease(ctx context.Context, job string, q LeaseRequest) (LeaseReply, error) {
-	v, err := s.run(ctx, s.sc.lease, job, q.UID, q.Session, q.Seq, q.Worker, q.Want, q.Max)
+	v, err := s.run(ctx, s.sc.lease, job, q.UID, q.Session, q.Seq, q.Worker, q.Want, q.Max, max(q.Leases, 1))
 	if err != nil {
 		return LeaseReply{}, err
 	}
@@ -133,16 +139,31 @@ func (s *Store) Lease(ctx context.Context, job string, q LeaseRequest) (LeaseRep
 		}
 		return LeaseReply{Wait: str(r[1]), WakeIn: msDuration(toInt(r[2])), AvgItem: usDuration(toInt(r[3])), Live: int(toInt(r[4]))}, nil
 	case "LEASE":
-		if len(r) != 7 {
+		if len(r) < 7 || len(r)%2 == 0 {
 			return LeaseReply{}, replyErr("lease", v)
 		}
-		l, err := decodeRecord(str(r[3]))
+		expires := time.UnixMilli(toInt(r[2]))
+		lease := func(token, rec any) (*Lease, error) {
+			l, err := decodeRecord(str(rec))
+			if err != nil {
+				return nil, err
+			}
+			l.Token, l.Expires = str(token), expires
+			return &l, nil
+		}
+		first, err := lease(r[1], r[3])
 		if err != nil {
 			return LeaseReply{}, err
 		}
-		l.Token = str(r[1])
-		l.Expires = time.UnixMilli(toInt(r[2]))
-		return LeaseReply{Lease: &l, AvgItem: usDuration(toInt(r[4])), Live: int(toInt(r[5])), Left: toInt(r[6]), WakeIn: -1}, nil
+		out := LeaseReply{Lease: first, AvgItem: usDuration(toInt(r[4])), Live: int(toInt(r[5])), Left: toInt(r[6]), WakeIn: -1}
+		for i := 7; i < len(r); i += 2 {
+			l, err := lease(r[i], r[i+1])
+			if err != nil {
+				return LeaseReply{}, err
+			}
+			out.More = append(out.More, l)
+		}
+		return out, nil
 	}
 	return LeaseReply{}, replyErr("lease", v)
 }

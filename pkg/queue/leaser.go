@@ -30,7 +30,7 @@ func (l *leaser) Run(ctx context.Context) error {
 		queued := w.queued
 		w.mu.Unlock()
 		free := w.cfg.Concurrency - int(w.busy.Load())
-		n, ok, at := w.sizer.want(queued, free, time.Now())
+		n, per, ok, at := w.sizer.want(queued, free, time.Now())
 		if !ok {
 			var timer <-chan time.Time
 			if !at.IsZero() {
@@ -47,7 +47,7 @@ func (l *leaser) Run(ctx context.Context) error {
 		}
 		gen := l.wa.Gen()
 		l.seq++
-		r, err := l.lease(ctx, n)
+		r, err := l.lease(ctx, n, per)
 		if err != nil {
 			if end := jobError(err); end != endNone {
 				w.setEnd(end)
@@ -75,26 +75,31 @@ func (l *leaser) Run(ctx context.Context) error {
 			signal(w.reconcile)
 		}
 		w.enqueue(w.newBatch(r.Lease))
+		for _, l := range r.More {
+			w.enqueue(w.newBatch(l))
+		}
 	}
 }
 
 // lease makes one lease call, repeating it with the same sequence number
 // while Redis cannot be reached: a lease whose reply was lost is returned
 // again, never leased twice.
-func (l *leaser) lease(ctx context.Context, n int) (store.LeaseReply, error) {
+func (l *leaser) lease(ctx context.Context, n, per int) (store.LeaseReply, error) {
 	w := l.w
 	backoff := 50 * time.Millisecond
 	for {
 		t0 := time.Now()
 		r, err := w.s.Lease(ctx, w.cfg.Job, store.LeaseRequest{UID: w.reg.UID, Session: w.reg.Session, Worker: w.cfg.ID,
-			Seq: l.seq, Want: n, Max: w.maxBatch})
+			Seq: l.seq, Want: n, Max: per, Leases: leasesPerCall})
 		if err == nil {
 			d := time.Since(t0)
 			items, bytes := 0, 0
 			if r.Lease != nil {
-				items = len(r.Lease.Items)
-				for _, it := range r.Lease.Items {
-					bytes += len(it.Payload)
+				for _, l := range append([]*store.Lease{r.Lease}, r.More...) {
+					items += len(l.Items)
+					for _, it := range l.Items {
+						bytes += len(it.Payload)
+					}
 				}
 			}
 			w.sizer.roundTrip(d, items, bytes)

@@ -28,8 +28,14 @@ const justInTime = 20
 // leaseStretch is the work one lease of fast items covers.
 const leaseStretch = 100 * time.Millisecond
 
-// maxLeaseBytes caps a lease's payloads, by the items' average size.
+// maxLeaseBytes caps a lease call's payloads, by the items' average size.
 const maxLeaseBytes = 8 << 20
+
+// leasesPerCall is how many leases one call may bring for fast items: a
+// worker that wants more than a lease holds asks for them in one round
+// trip, not one each (each lease still holds at most the batch size, with
+// its own token and fence).
+const leasesPerCall = 4
 
 type sizer struct {
 	mu       sync.Mutex
@@ -138,12 +144,18 @@ func (s *sizer) tiny() bool {
 	return s.item > 0 && s.item < 50*time.Microsecond
 }
 
-// want decides whether to lease now and how many items: queued is what
-// the worker holds unclaimed, free its idle executors. When it says not
-// now, at (if not zero) is when to ask again: the just-in-time moment.
-func (s *sizer) want(queued, free int, now time.Time) (n int, ok bool, at time.Time) {
+// want decides whether to lease now and how many items (n, in leases of
+// at most per items): queued is what the worker holds unclaimed, free its
+// idle executors. When it says not now, at (if not zero) is when to ask
+// again: the just-in-time moment.
+func (s *sizer) want(queued, free int, now time.Time) (n, per int, ok bool, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n, ok, at = s.wantLocked(queued, free, now)
+	return n, s.perLocked(), ok, at
+}
+
+func (s *sizer) wantLocked(queued, free int, now time.Time) (n int, ok bool, at time.Time) {
 	if !s.fastLocked() {
 		if s.batchFn {
 			// A batch handler runs a batch at a time: lease one when an
@@ -151,7 +163,7 @@ func (s *sizer) want(queued, free int, now time.Time) (n int, ok bool, at time.T
 			if queued > 0 || free == 0 {
 				return 0, false, time.Time{}
 			}
-			return s.capLocked(s.max), true, time.Time{}
+			return s.capLocked(s.max, 1), true, time.Time{}
 		}
 		if queued > 0 {
 			return 0, false, time.Time{}
@@ -181,7 +193,11 @@ func (s *sizer) want(queued, free int, now time.Time) (n int, ok bool, at time.T
 	if s.item > 0 {
 		target = int(math.Ceil(float64(leaseStretch) * float64(s.conc) / float64(s.item)))
 	}
-	target = s.capLocked(target)
+	if s.batchFn {
+		target = s.capLocked(target, 1)
+	} else {
+		target = s.capLocked(target, leasesPerCall)
+	}
 	// Keep enough for two round trips of every executor.
 	low := s.conc
 	if s.item > 0 {
@@ -196,11 +212,25 @@ func (s *sizer) want(queued, free int, now time.Time) (n int, ok bool, at time.T
 	return target, true, time.Time{}
 }
 
-func (s *sizer) capLocked(n int) int {
+// perLocked is the most items of one lease: max, and maxLeaseBytes by
+// the items' average size.
+func (s *sizer) perLocked() int {
+	per := s.max
+	if s.itemSize > 0 {
+		per = min(per, int(maxLeaseBytes/s.itemSize))
+	}
+	return max(1, per)
+}
+
+// capLocked caps n at leases leases of at most max items, and all of
+// them at maxLeaseBytes by the items' average size: a call brings no more
+// bytes than one lease could.
+func (s *sizer) capLocked(n, leases int) int {
+	n = min(n, s.max*leases)
 	if s.itemSize > 0 {
 		n = min(n, int(maxLeaseBytes/s.itemSize))
 	}
-	return max(1, min(n, s.max))
+	return max(1, n)
 }
 
 // holdsTooMuch reports whether unclaimed items are worth handing to idle

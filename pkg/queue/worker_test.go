@@ -551,12 +551,13 @@ func TestSettlesOfLeasesThatFinishTogetherGoTogether(t *testing.T) {
 	e.push(t, items(300)...)
 	e.seal(t)
 	// The last item waits until the calls are counted: the worker's
-	// session numbers its lease and settle calls (l<session> holds the
-	// last lease's, s<session> "seq:reply" the last settle's), and its
-	// end removes them.
+	// session numbers its settle calls (s<session> holds "seq:reply" of
+	// the last one), and its end removes them.
 	var c counter
 	last := make(chan struct{})
+	var leases atomic.Int64 // one item a lease: a run is a lease
 	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		leases.Add(1)
 		if string(it.Payload) == "item-00299" {
 			<-last
 		}
@@ -574,17 +575,58 @@ func TestSettlesOfLeasesThatFinishTogetherGoTogether(t *testing.T) {
 	close(last)
 	require.NoError(t, waitErr(t, done))
 	require.Equal(t, 300, c.count())
-	var leases, settles int
+	settles := 0
 	for f, v := range reqs {
-		switch f[0] {
-		case 'l':
-			leases, err = strconv.Atoi(v)
-		case 's':
+		if f[0] == 's' {
 			settles, err = strconv.Atoi(v[:strings.IndexByte(v, ':')])
+			require.NoError(t, err)
 		}
-		require.NoError(t, err)
 	}
-	t.Logf("%d lease calls, %d settle calls", leases, settles)
-	require.GreaterOrEqual(t, leases, 299, "one item a lease")
+	t.Logf("%d leases, %d settle calls", leases.Load(), settles)
+	require.EqualValues(t, 300, leases.Load(), "one item a lease, each run once")
 	require.LessOrEqual(t, settles, 30, "leases that finished within the gap of the last settle went together")
+}
+
+// A worker of fast items that wants more than a lease holds asks for
+// several leases in one call: at batch size 10, 5000 items are 500 leases,
+// in far fewer calls.
+func TestFastItemsComeSeveralLeasesACall(t *testing.T) {
+	t.Parallel()
+	e := realEnv(t)
+	e.create(t, jobstate.Spec{BatchSize: 10})
+	e.push(t, items(5000)...)
+	e.seal(t)
+	// The last item waits until the calls are counted (l<session> holds
+	// the number of the session's last lease call; its end removes it).
+	var c counter
+	last := make(chan struct{})
+	var batches sync.Map
+	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		batches.Store(it.Fence, true)
+		if string(it.Payload) == "item-04999" {
+			<-last
+		}
+		return c.handler().Handle(ctx, it)
+	})
+	done := runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: "w", Concurrency: 8, Handler: h}))
+	eventually(t, "every other item settled", func() bool { return e.status(t).Items.Succeeded == 4999 })
+	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(e.url, "redis://"), "/0")})
+	defer rdb.Close()
+	reqs, err := rdb.HGetAll(context.Background(), "workq:{"+e.job+"}:reqs").Result()
+	require.NoError(t, err)
+	close(last)
+	require.NoError(t, waitErr(t, done))
+	require.Equal(t, 5000, c.count())
+	calls := 0
+	for f, v := range reqs {
+		if f[0] == 'l' {
+			calls, err = strconv.Atoi(v)
+			require.NoError(t, err)
+		}
+	}
+	leases := 0
+	batches.Range(func(any, any) bool { leases++; return true })
+	t.Logf("%d leases (fences) in %d lease calls", leases, calls)
+	require.GreaterOrEqual(t, leases, 500, "5000 items in leases of at most 10")
+	require.Less(t, calls, leases/2, "several leases a call")
 }

@@ -8,8 +8,12 @@
 -- ARGV: 1 uid, 2 session, 3 seq (per session, increasing: the token is
 --   "session.seq"; a repeated call returns the lease the first one made, an
 --   older one is refused), 4 worker id, 5 n wanted, 6 max (0: the spec's
---   batch size)
--- Reply: {'LEASE', token, expiresMs, record, avgUs, live, left};
+--   batch size): the most items of one lease, 7 leases (default 1): how
+--   many leases of at most max items this call may make, for a worker that
+--   wants more than max (the ones after the first come from pending items
+--   or next indexes only, and are made only while the first is full)
+-- Reply: {'LEASE', token, expiresMs, record, avgUs, live, left, then token,
+--   record of each further lease (same expiry)};
 --   {'WAIT', reason (unsealed, peers, suspended, repeat, lost), wakeMs
 --   (-1: none known), avgUs, live}; {'DONE'}; {'FAILED'}; errors NOJOB,
 --   REPLACED, LOST, STALE.
@@ -26,7 +30,17 @@ local last = num(redis.call('HGET', REQS, 'l' .. sess), -1)
 if seq <= last then
   local rec = redis.call('HGET', BATCHES, token)
   if rec then
-    return {'LEASE', token, redis.call('ZSCORE', LEASES, token), rec, avg, redis.call('ZCOUNT', WORKERS, now, '+inf'), 0}
+    local reply = {'LEASE', token, redis.call('ZSCORE', LEASES, token), rec, avg, redis.call('ZCOUNT', WORKERS, now, '+inf'), 0}
+    -- The call's further leases that are still held.
+    for k = 2, math.min(tonumber(ARGV[7]) or 1, 8) do
+      local t = token .. '/' .. k
+      local r = redis.call('HGET', BATCHES, t)
+      if r then
+        reply[#reply + 1] = t
+        reply[#reply + 1] = r
+      end
+    end
+    return reply
   end
   if seq == last then return {'WAIT', 'repeat', 0, avg, 0} end
   return err('STALE', 'a lease call older than the last one')
@@ -40,7 +54,11 @@ stalled(st.seen, now, leaseMs)
 redis.call('ZADD', WORKERS, now + leaseMs, ARGV[4])
 local took = reclaim(now, 1000, maxAtt)
 local popped = num(st.popped, 0)
-local n = math.max(1, math.min(tonumber(ARGV[5]), tonumber(ARGV[6]) > 0 and tonumber(ARGV[6]) or tonumber(spec.batchSize)))
+local cap = tonumber(ARGV[6]) > 0 and tonumber(ARGV[6]) or tonumber(spec.batchSize)
+local nleases = math.min(math.max(tonumber(ARGV[7]) or 1, 1), 8)
+-- total: the items of every lease of this call; n: of the first one.
+local total = math.max(1, math.min(tonumber(ARGV[5]), cap * nleases))
+local n = math.min(total, cap)
 local live, left = -1, -1
 if st.suspended == '1' then
   changed()
@@ -48,17 +66,18 @@ if st.suspended == '1' then
   redis.call('HSET', STATE, 'seen', now)
   return {'WAIT', 'suspended', next_wake(now), avg, live}
 end
-if n > 1 then
-  -- The fair share: a lease never takes more than left / live workers,
+if total > 1 then
+  -- The fair share: a call never takes more than left / live workers,
   -- so the tail of a Job spreads over every worker. While the pending
-  -- items alone give every registered worker (live or not) n, it cannot
-  -- bind, and two O(1) reads tell so.
+  -- items alone give every registered worker (live or not) total, it
+  -- cannot bind, and two O(1) reads tell so.
   local lower = redis.call('LLEN', PENDING)
   if comp then lower = lower + math.max(comp - popped, 0) end
-  if lower < n * redis.call('ZCARD', WORKERS) then
+  if lower < total * redis.call('ZCARD', WORKERS) then
     live = redis.call('ZCOUNT', WORKERS, now, '+inf')
     left = remaining(now, popped, comp)
-    n = math.max(1, math.min(n, math.ceil(left / math.max(live, 1))))
+    total = math.max(1, math.min(total, math.ceil(left / math.max(live, 1))))
+    n = math.min(n, total)
   end
 end
 
@@ -138,17 +157,23 @@ if got == 0 then
   end
   return {'WAIT', reason, wake, avg, live}
 end
-local fence = fence_after(st.fseq, now)
-local rec
-if #ids == 0 and ((fresh and popped == g0 and not comp) or (not fresh and popped > g0)) then
-  -- The common cases: a run of fresh items, or of next indexes, and
-  -- nothing else; nothing is done per item in Lua (payloads joins them
-  -- in C).
+-- run_record is the record of a run of k items from id p0: fresh ones
+-- (their payloads) or next indexes (fresh nil). Nothing is done per item
+-- in Lua (payloads joins them in C).
+local function run_record(fence, p0, k, fresh)
   local r = int(p0)
-  if got > 1 then r = r .. '-' .. int(p0 + got - 1) end
+  if k > 1 then r = r .. '-' .. int(p0 + k - 1) end
   local lens, body = 'i', ''
   if fresh then lens, body = payloads(fresh) end
-  rec = got .. '|' .. fence .. '|' .. r .. '||' .. lens .. '\n' .. body
+  return k .. '|' .. fence .. '|' .. r .. '||' .. lens .. '\n' .. body
+end
+local fence = fence_after(st.fseq, now)
+local rec
+-- The common cases: a run of fresh items, or of next indexes, and nothing
+-- else.
+local run = #ids == 0 and ((fresh and popped == g0 and not comp) or (not fresh and popped > g0))
+if run then
+  rec = run_record(fence, p0, got, fresh)
 else
   if fresh then
     for k = 1, #fresh do
@@ -163,6 +188,32 @@ else
   end
   rec = encode(fence, ids, atts, pays, comp ~= nil)
 end
+redis.call('HSET', BATCHES, token, rec)
+redis.call('ZADD', LEASES, now + leaseMs, token)
+local reply = {'LEASE', token, now + leaseMs, rec, avg, live, 0}
+-- Further leases, while the last one was full: each one a run of the
+-- next pending items or indexes, under the token "token/k", with the
+-- next fence.
+local k, last = 1, got
+while run and last == n and got < total and k < nleases do
+  local m, more = math.min(n, total - got), nil
+  if fresh then
+    more = redis.call('LPOP', PENDING, m)
+    if not more then break end
+    m = #more
+  else
+    m = math.min(m, comp - popped)
+    if m <= 0 then break end
+  end
+  k = k + 1
+  fence = int(tonumber(fence) + 1)
+  local t, r = token .. '/' .. k, run_record(fence, popped, m, more)
+  redis.call('HSET', BATCHES, t, r)
+  redis.call('ZADD', LEASES, now + leaseMs, t)
+  reply[#reply + 1] = t
+  reply[#reply + 1] = r
+  popped, got, last = popped + m, got + m, m
+end
 local w = {'fseq', fence, 'seen', now, 'ver', int(num(st.ver, 0) + 1)}
 -- leased as load read it, unless a takeover above moved it.
 if took == 0 then
@@ -171,7 +222,6 @@ end
 if popped ~= p0 then w[#w + 1] = 'popped'; w[#w + 1] = popped end
 if not st.start then w[#w + 1] = 'start'; w[#w + 1] = now end
 redis.call('HSET', STATE, unpack(w))
-redis.call('HSET', BATCHES, token, rec)
-redis.call('ZADD', LEASES, now + leaseMs, token)
 if took > 0 then redis.call('HINCRBY', STATE, 'leased', got) end
-return {'LEASE', token, now + leaseMs, rec, avg, live, math.max(left - got, -1)}
+reply[7] = math.max(left - got, -1)
+return reply
