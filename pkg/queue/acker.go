@@ -25,6 +25,14 @@ const (
 	// time on what every call costs. A worker whose leases finish further
 	// apart never waits.
 	settleGap = 2 * time.Millisecond
+	// settleWeight caps the work of one settle call: what Redis does per
+	// listed outcome (a failure, a hand-back, a result, an ack of a lease
+	// still running), and one for each lease. A lease whose items all
+	// succeeded weighs one; a lease of 1000 items of which 90 failed,
+	// about 90 (a millisecond of Redis). Leases that finish together go
+	// in as few calls as this allows, so that no call keeps Redis from
+	// other clients for long.
+	settleWeight = 128
 )
 
 // acker sends the outcomes of items to Redis, batching everything that is
@@ -79,7 +87,7 @@ func (a *acker) Run(ctx context.Context) error {
 				break drain
 			}
 		}
-		if ps := a.collect(complete, closing); len(ps) > 0 {
+		for _, ps := range splitSettle(a.collect(complete, closing)) {
 			last = time.Now()
 			if res, ok := a.send(ctx, ps, closing); ok {
 				a.apply(ps, res)
@@ -89,6 +97,25 @@ func (a *acker) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// splitSettle cuts the leases of one settle into calls of at most
+// settleWeight each (a heavier lease goes alone).
+func splitSettle(ps []pending) [][]pending {
+	var out [][]pending
+	from, weight := 0, 0
+	for i, p := range ps {
+		wt := 1 + len(p.s.Failed) + len(p.s.Released) + len(p.s.Results) + len(p.s.Acked)
+		if i > from && weight+wt > settleWeight {
+			out = append(out, ps[from:i])
+			from, weight = i, 0
+		}
+		weight += wt
+	}
+	if from < len(ps) {
+		out = append(out, ps[from:])
+	}
+	return out
 }
 
 // gather adds to complete the batches that finish within wait, and says
