@@ -97,9 +97,9 @@ type LeaseRequest struct {
 	// the spec's batch size). The store also caps it at a fair share.
 	Want, Max int
 	// Leases is how many leases of at most Max items the call may make
-	// when Want is more than Max (0 or 1: one). The ones after the first
-	// are made only while the one before is full, from pending items or
-	// next indexes: they come in LeaseReply.More.
+	// when Want is more than Max (0 or 1: one; at most 8). The ones after
+	// the first are made only while the one before is full, from pending
+	// items or next indexes: they come in LeaseReply.More.
 	Leases int
 }
 

@@ -31,6 +31,7 @@ func (l *leaser) Run(ctx context.Context) error {
 		w.mu.Unlock()
 		free := w.cfg.Concurrency - int(w.busy.Load())
 		n, per, ok, at := w.sizer.want(queued, free, time.Now())
+		leases := (n + per - 1) / per
 		if !ok {
 			var timer <-chan time.Time
 			if !at.IsZero() {
@@ -47,7 +48,7 @@ func (l *leaser) Run(ctx context.Context) error {
 		}
 		gen := l.wa.Gen()
 		l.seq++
-		r, err := l.lease(ctx, n, per)
+		r, err := l.lease(ctx, n, per, leases)
 		if err != nil {
 			if end := jobError(err); end != endNone {
 				w.setEnd(end)
@@ -84,13 +85,13 @@ func (l *leaser) Run(ctx context.Context) error {
 // lease makes one lease call, repeating it with the same sequence number
 // while Redis cannot be reached: a lease whose reply was lost is returned
 // again, never leased twice.
-func (l *leaser) lease(ctx context.Context, n, per int) (store.LeaseReply, error) {
+func (l *leaser) lease(ctx context.Context, n, per, leases int) (store.LeaseReply, error) {
 	w := l.w
 	backoff := 50 * time.Millisecond
 	for {
 		t0 := time.Now()
 		r, err := w.s.Lease(ctx, w.cfg.Job, store.LeaseRequest{UID: w.reg.UID, Session: w.reg.Session, Worker: w.cfg.ID,
-			Seq: l.seq, Want: n, Max: per, Leases: leasesPerCall})
+			Seq: l.seq, Want: n, Max: per, Leases: leases})
 		if err == nil {
 			d := time.Since(t0)
 			items, bytes := 0, 0

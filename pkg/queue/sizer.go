@@ -31,11 +31,15 @@ const leaseStretch = 100 * time.Millisecond
 // maxLeaseBytes caps a lease call's payloads, by the items' average size.
 const maxLeaseBytes = 8 << 20
 
-// leasesPerCall is how many leases one call may bring for fast items: a
-// worker that wants more than a lease holds asks for them in one round
-// trip, not one each (each lease still holds at most the batch size, with
-// its own token and fence).
-const leasesPerCall = 4
+// A worker of fast items that wants more than a lease holds asks for
+// several in one round trip, not one each (each lease still holds at most
+// the batch size, with its own token and fence): up to maxLeasesPerCall,
+// and no more than callItems items in all unless one lease holds more, so
+// that no call keeps Redis longer than a lease of a large batch does.
+const (
+	maxLeasesPerCall = 8
+	callItems        = 2000
+)
 
 type sizer struct {
 	mu       sync.Mutex
@@ -196,7 +200,7 @@ func (s *sizer) wantLocked(queued, free int, now time.Time) (n int, ok bool, at 
 	if s.batchFn {
 		target = s.capLocked(target, 1)
 	} else {
-		target = s.capLocked(target, leasesPerCall)
+		target = s.capLocked(target, s.leasesLocked())
 	}
 	// Keep enough for two round trips of every executor.
 	low := s.conc
@@ -221,6 +225,9 @@ func (s *sizer) perLocked() int {
 	}
 	return max(1, per)
 }
+
+// leasesLocked is how many leases a call may make.
+func (s *sizer) leasesLocked() int { return min(maxLeasesPerCall, max(1, callItems/s.perLocked())) }
 
 // capLocked caps n at leases leases of at most max items, and all of
 // them at maxLeaseBytes by the items' average size: a call brings no more

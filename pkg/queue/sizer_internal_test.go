@@ -23,7 +23,17 @@ func TestTheSizerAsksForSeveralLeasesOfFastItems(t *testing.T) {
 	n, per, ok, _ := fastSizer(100, false, time.Microsecond, 16).want(0, 8, time.Now())
 	require.True(t, ok)
 	require.Equal(t, 100, per)
-	require.Equal(t, leasesPerCall*100, n)
+	require.Equal(t, 800, n, "8 leases of 100")
+
+	n, per, ok, _ = fastSizer(1000, false, time.Microsecond, 16).want(0, 8, time.Now())
+	require.True(t, ok)
+	require.Equal(t, 1000, per)
+	require.Equal(t, 2000, n, "2 leases of 1000: 2000 items a call")
+
+	n, per, ok, _ = fastSizer(5000, false, time.Microsecond, 16).want(0, 8, time.Now())
+	require.True(t, ok)
+	require.Equal(t, 5000, per)
+	require.Equal(t, 5000, n, "one lease of a batch larger than a call's items")
 
 	n, per, ok, _ = fastSizer(1000, false, time.Microsecond, 1<<20).want(0, 8, time.Now())
 	require.True(t, ok)
