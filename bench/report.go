@@ -81,7 +81,8 @@ type row struct {
 	// does not depend on other load, unlike the wall-clock rates.
 	Capacity float64 `json:"cpuCapacityItemsPerSec,omitempty"`
 	// LeaseItems and LeaseRTTms are the in-process workq workers' mean
-	// items per lease and mean lease round trip, medians over the runs.
+	// items per lease call (a call may make several leases of at most B
+	// items) and mean lease round trip, medians over the runs.
 	LeaseItems *float64 `json:"meanItemsPerLease,omitempty"`
 	LeaseRTTms *float64 `json:"meanLeaseRoundTripMs,omitempty"`
 	NotRun     string   `json:"notRun,omitempty"`
@@ -207,7 +208,7 @@ func (rep *report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "command: %s\n", rep.Command)
 	fmt.Fprintf(w, "load average at start: %s, at end: %s (above %d, other work shared the machine)\n\n", m.LoadStart, m.LoadEnd, m.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "config\titems\truns\tpush items/s\tdrain items/s (median (min–max))\t×item ceil\t×batch ceil\t×fenced ceil\t×asynq best\tRedis B/item\tpeak RSS MiB\tRedis CPU s/100k: push\tdrain\tclient CPU s/100k\tCPU capacity items/s\titems/lease\tlease RTT ms\t")
+	fmt.Fprintln(tw, "config\titems\truns\tpush items/s\tdrain items/s (median (min–max))\t×item ceil\t×batch ceil\t×fenced ceil\t×asynq best\tRedis B/item\tpeak RSS MiB\tRedis CPU s/100k: push\tdrain\tclient CPU s/100k\tCPU capacity items/s\titems/call\tlease RTT ms\t")
 	group := ""
 	var notRun []string
 	for _, r := range rep.Rows {
