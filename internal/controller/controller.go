@@ -118,7 +118,19 @@ func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) er
 		return err
 	}
 	why := shard.Failure()
+	// The siblings' reopen generations first, then the shard's phase again:
+	// a `retry --reopen` that reopened the shard after the read that found
+	// it failed either shows in that second read (nothing is stopped), or
+	// moves a sibling's generation after the first (its stop is refused).
+	gens, err := r.S.ReopenGens(ctx, g.Shards)
+	if err != nil {
+		return err
+	}
 	snaps, errs := r.S.Snapshots(ctx, g.Shards)
+	again, err := r.S.Snapshot(ctx, shard.Name)
+	if err != nil || !again.Observed.Stored.Failed() || !store.FailsEarly(again.Status) || store.StoppedForSibling(again.Status) {
+		return nil // reopened meanwhile, gone, or unreadable: the next sweep looks again
+	}
 	for k, sib := range g.Shards {
 		if sib == shard.Name || errs[k] != nil || snaps[k].Observed.Stored != "" {
 			continue
@@ -126,7 +138,7 @@ func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) er
 		t := jobstate.Transition{To: jobstate.PhaseFailing, Guard: jobstate.GuardShardFailed, Condition: jobstate.Condition{
 			Type: jobstate.ConditionFailureTarget, Status: "True", Reason: jobstate.ReasonShardFailed,
 			Message: fmt.Sprintf("shard %s of %s failed: %s", shard.Name, g.Name, why)}}
-		if err := r.apply(ctx, sib, t); err != nil && !errors.Is(err, store.ErrNoJob) {
+		if err := r.applyAtGen(ctx, sib, t, gens[k]); err != nil && !errors.Is(err, store.ErrNoJob) {
 			return err
 		}
 	}
@@ -136,7 +148,13 @@ func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) er
 // apply applies transition t to job if its guard still holds, and logs it
 // when it did.
 func (r *Reconciler) apply(ctx context.Context, job string, t jobstate.Transition) error {
-	applied, err := r.S.Apply(ctx, job, t)
+	return r.applyAtGen(ctx, job, t, "")
+}
+
+// applyAtGen is apply of a GuardShardFailed transition decided at the
+// shard's reopen generation gen (store.ApplyAtGen; "": any).
+func (r *Reconciler) applyAtGen(ctx context.Context, job string, t jobstate.Transition, gen string) error {
+	applied, err := r.S.ApplyAtGen(ctx, job, t, gen)
 	if applied {
 		r.Log.Info("job phase changed", "job", job, "phase", t.To, "reason", t.Condition.Reason, "message", t.Condition.Message)
 	}

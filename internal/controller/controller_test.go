@@ -374,14 +374,14 @@ func (c *competitor) applied() []jobstate.Phase {
 }
 
 // transition decodes a call of the transition script (see
-// internal/store/lua/transition.lua: 7 ARGV, the third a guard).
+// internal/store/lua/transition.lua: 8 ARGV, the third a guard).
 func transition(cmd redis.Cmder) (jobstate.Transition, bool) {
 	a := cmd.Args()
 	if len(a) < 3 || (a[0] != "evalsha" && a[0] != "eval") {
 		return jobstate.Transition{}, false
 	}
 	nk, err := fmtInt(a[2])
-	if err != nil || len(a) != 3+nk+7 {
+	if err != nil || len(a) != 3+nk+8 {
 		return jobstate.Transition{}, false
 	}
 	argv := make([]string, 7)

@@ -242,8 +242,46 @@ func decodeSnapshot(job string, v any) (Snapshot, error) {
 // Apply applies a transition if its guard still holds in Redis. It returns
 // false when the guard no longer holds (the snapshot was stale).
 func (s *Store) Apply(ctx context.Context, job string, t jobstate.Transition) (bool, error) {
+	return s.apply(ctx, job, t, "")
+}
+
+// ReopenGens returns the reopen generation of each of jobs (their state's
+// rgen, raised by every `retry --reopen`), read in one round trip per
+// node; "0" for a Job never reopened.
+func (s *Store) ReopenGens(ctx context.Context, jobs []string) ([]string, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	pipe := s.rdb().Pipeline()
+	cmds := make([]*redis.StringCmd, len(jobs))
+	for i, j := range jobs {
+		cmds[i] = pipe.HGet(ctx, s.keysOf(j).Key("state"), "rgen")
+	}
+	_, _ = pipe.Exec(ctx)
+	gens := make([]string, len(jobs))
+	for i, c := range cmds {
+		v, err := c.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			v = "0"
+		case err != nil:
+			return nil, fmt.Errorf("reopen generation of %q: %w", jobs[i], classify(err))
+		}
+		gens[i] = v
+	}
+	return gens, nil
+}
+
+// ApplyAtGen is Apply of a GuardShardFailed transition decided when the
+// shard's reopen generation (ReopenGens) was gen: a `retry --reopen` of
+// the shard since then refuses it.
+func (s *Store) ApplyAtGen(ctx context.Context, job string, t jobstate.Transition, gen string) (bool, error) {
+	return s.apply(ctx, job, t, gen)
+}
+
+func (s *Store) apply(ctx context.Context, job string, t jobstate.Transition, gen string) (bool, error) {
 	v, err := s.run(ctx, s.sc.transition, job, "", NewID(), string(t.Guard), string(t.To), string(t.Condition.Type),
-		t.Condition.Reason, t.Condition.Message)
+		t.Condition.Reason, t.Condition.Message, gen)
 	if err != nil {
 		return false, fmt.Errorf("move %q to %s: %w", job, t.To, err)
 	}

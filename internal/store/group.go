@@ -450,16 +450,28 @@ func (s *Store) retryDeadGroup(ctx context.Context, g Group, reopen bool) (int, 
 	order = append(order, later...)
 	var total, finished int
 	var errs []error
-	for _, sh := range order {
-		n, err := s.retryDead(ctx, sh, reopen)
-		total += n
-		switch {
-		case errors.Is(err, ErrFinished):
-			finished++
-		case errors.Is(err, ErrNoJob):
-			errs = append(errs, g.missing(sh))
-		case err != nil:
-			errs = append(errs, err)
+	// With reopen, a second pass: a controller that read a shard failed
+	// before the first pass reopened it may stop a sibling with that old
+	// news. Before the second pass reaches the sibling, the second pass
+	// reopens it; after, the stop is refused, as the sibling's reopen
+	// generation has moved since the controller read it (ApplyAtGen).
+	passes := 1
+	if reopen {
+		passes = 2
+	}
+	for pass := range passes {
+		finished = 0
+		for _, sh := range order {
+			n, err := s.retryDead(ctx, sh, reopen)
+			total += n
+			switch {
+			case errors.Is(err, ErrFinished):
+				finished++
+			case errors.Is(err, ErrNoJob) && pass == 0:
+				errs = append(errs, g.missing(sh))
+			case err != nil && pass == 0:
+				errs = append(errs, err)
+			}
 		}
 	}
 	if len(errs) == 0 && finished == len(g.Shards) {

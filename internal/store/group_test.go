@@ -307,3 +307,51 @@ func conditionOf(t *testing.T, st jobstate.Status, ct jobstate.ConditionType) jo
 	t.Fatalf("%s has no %s condition: %+v", st.Name, ct, st.Conditions)
 	return jobstate.Condition{}
 }
+
+// TestAStopForASiblingDecidedBeforeAReopenIsRefused: a controller that
+// read a shard failed, then a `retry --reopen` of the sharded Job, then
+// the controller's stop of a sibling: the stop carries the sibling's
+// reopen generation read before the reopen, and is refused.
+func TestAStopForASiblingDecidedBeforeAReopenIsRefused(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.create(t, jobstate.Spec{Shards: 2, MaxAttempts: 1, MaxFailedItems: jobstate.Ptr(0)})
+		e.push(t, items(4)...)
+		ws := e.shardSessions(t, 2, "w1")
+		l := ws[1].mustLease(t, 1)
+		_, err := ws[1].settle(t, store.Settlement{Token: l.Token, Started: -1,
+			Failed: []store.Failure{{ID: l.Items[0].ID, Action: store.ActionCount, Err: "boom"}}})
+		require.NoError(t, err)
+		shards := []string{store.ShardName(e.job, 0), store.ShardName(e.job, 1)}
+		rec := controllerFor(e)
+		for range 2 {
+			_, err = rec.Reconcile(ctx, shards[1])
+			require.NoError(t, err)
+		}
+		// What a controller read while shard 1 was failed.
+		before, err := e.s.ReopenGens(ctx, shards)
+		require.NoError(t, err)
+		_, err = e.s.RetryDead(ctx, e.job, true)
+		require.NoError(t, err)
+		st, err := e.s.Status(ctx, e.job)
+		require.NoError(t, err)
+		require.False(t, st.Phase.Stopping(), "every shard is back: %s", st.Phase)
+
+		stop := jobstate.Transition{To: jobstate.PhaseFailing, Guard: jobstate.GuardShardFailed, Condition: jobstate.Condition{
+			Type: jobstate.ConditionFailureTarget, Status: "True", Reason: jobstate.ReasonShardFailed, Message: "shard 1 failed"}}
+		applied, err := e.s.ApplyAtGen(ctx, shards[0], stop, before[0])
+		require.NoError(t, err)
+		require.False(t, applied, "decided before the reopen")
+		st, err = e.s.Status(ctx, shards[0])
+		require.NoError(t, err)
+		require.False(t, st.Phase.Stopping(), "shard 0 runs on: %s", st.Phase)
+
+		now, err := e.s.ReopenGens(ctx, shards)
+		require.NoError(t, err)
+		require.NotEqual(t, before[0], now[0])
+		applied, err = e.s.ApplyAtGen(ctx, shards[0], stop, now[0])
+		require.NoError(t, err)
+		require.True(t, applied, "decided after it")
+	})
+}

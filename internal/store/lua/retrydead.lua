@@ -14,6 +14,11 @@ if st[2] and string.sub(st[2], 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
   return {tonumber(moved), tonumber(left)}
 end
 local now = now_ms()
+if ARGV[4] == '1' then
+  -- A stop of this shard for a failed sibling, decided before this
+  -- reopen, is refused from now on (see transition, GUARD_SHARD_FAILED).
+  redis.call('HINCRBY', STATE, 'rgen', 1)
+end
 if st[1] then
   if ARGV[4] ~= '1' then return err('FINISHED') end
   -- A shard stopped because a sibling failed reopens with it.

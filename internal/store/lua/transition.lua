@@ -4,7 +4,9 @@
 -- KEYS: spec state pending returned leases batches bstart backup retry dead dedupe doneidx workers winfo wended rate pushlog chunks reqs lost results events
 -- ARGV: 1 uid ('' the current incarnation), 2 request id (a repeated call
 --   returns 1 again), 3 guard, 4 new phase, 5 condition type, 6 reason,
---   7 message
+--   7 message, 8 (GUARD_SHARD_FAILED, optional) the reopen generation
+--   (state field rgen, which retry --reopen raises) the stop was decided
+--   at: a stop decided before a reopen is refused after it
 -- Reply: 1 applied, 0 refused (the guard no longer holds); errors NOJOB,
 --   REPLACED.
 local g = ARGV[3]
@@ -55,7 +57,7 @@ elseif g == GUARD_DRAINED then
 elseif g == GUARD_DRAINED_DEAD then
   ok = st.done == '1' and dead > 0
 elseif g == GUARD_SHARD_FAILED then
-  ok = true
+  ok = (ARGV[8] or '') == '' or (redis.call('HGET', STATE, 'rgen') or '0') == ARGV[8]
 end
 if not ok then return 0 end
 changed()
