@@ -233,14 +233,9 @@ func TestAShardThatFailsStopsItsSiblings(t *testing.T) {
 	t.Parallel()
 	both(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		e.create(t, jobstate.Spec{Shards: 3, MaxAttempts: 1, MaxFailedItems: jobstate.Ptr(0)})
-		e.push(t, items(6)...)
-		ws := e.shardSessions(t, 3, "w1")
+		ws := e.failingShard(t, 3)
 		rec := controllerFor(e)
-		l := ws[1].mustLease(t, 1)
-		_, err := ws[1].settle(t, store.Settlement{Token: l.Token, Started: -1,
-			Failed: []store.Failure{{ID: l.Items[0].ID, Action: store.ActionCount, Err: "boom"}}})
-		require.NoError(t, err)
+		var err error
 		for _, w := range ws {
 			_, err := e.s.Finish(ctx, w.e.job, w.reg.UID, w.wid, w.reg.Session, store.OutcomeStopped)
 			require.NoError(t, err)
@@ -277,6 +272,22 @@ func TestAShardThatFailsStopsItsSiblings(t *testing.T) {
 		require.False(t, st.Phase.Stopping(), "every shard is back: %s", st.Phase)
 		require.Equal(t, int64(6), st.Items.Pending+st.Items.Retrying)
 	})
+}
+
+// failingShard creates a sharded Job of k shards with no dead item
+// allowed, pushes 2k items, and has shard 1's first item die: the shard
+// fails on its own at its next reconcile. It returns a session on each
+// shard.
+func (e *env) failingShard(t *testing.T, k int) []*session {
+	t.Helper()
+	e.create(t, jobstate.Spec{Shards: k, MaxAttempts: 1, MaxFailedItems: jobstate.Ptr(0)})
+	e.push(t, items(2*k)...)
+	ws := e.shardSessions(t, k, "w1")
+	l := ws[1].mustLease(t, 1)
+	_, err := ws[1].settle(t, store.Settlement{Token: l.Token, Started: -1,
+		Failed: []store.Failure{{ID: l.Items[0].ID, Action: store.ActionCount, Err: "boom"}}})
+	require.NoError(t, err)
+	return ws
 }
 
 // drained has w lease again and find its shard drained.
@@ -316,13 +327,8 @@ func TestAStopForASiblingDecidedBeforeAReopenIsRefused(t *testing.T) {
 	t.Parallel()
 	both(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		e.create(t, jobstate.Spec{Shards: 2, MaxAttempts: 1, MaxFailedItems: jobstate.Ptr(0)})
-		e.push(t, items(4)...)
-		ws := e.shardSessions(t, 2, "w1")
-		l := ws[1].mustLease(t, 1)
-		_, err := ws[1].settle(t, store.Settlement{Token: l.Token, Started: -1,
-			Failed: []store.Failure{{ID: l.Items[0].ID, Action: store.ActionCount, Err: "boom"}}})
-		require.NoError(t, err)
+		e.failingShard(t, 2)
+		var err error
 		shards := []string{store.ShardName(e.job, 0), store.ShardName(e.job, 1)}
 		rec := controllerFor(e)
 		for range 2 {

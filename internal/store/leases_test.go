@@ -41,15 +41,22 @@ func ids(l *store.Lease) []int64 {
 	return out
 }
 
+// tenItemsInBatchesOf3 creates a Job of batch size 3, pushes i0 to i9
+// and returns a worker's session.
+func (e *env) tenItemsInBatchesOf3(t *testing.T) *session {
+	t.Helper()
+	e.create(t, jobstate.Spec{BatchSize: 3})
+	e.push(t, "i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "i9")
+	return e.worker(t, "w1")
+}
+
 // A worker that wants more than a lease holds gets several leases in one
 // call: each of at most the batch size, with a token and a fence of its
 // own, settled on its own; a repeated call returns the same leases.
 func TestOneCallMakesSeveralLeases(t *testing.T) {
 	t.Parallel()
 	both(t, func(t *testing.T, e *env) {
-		e.create(t, jobstate.Spec{BatchSize: 3})
-		e.push(t, "i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "i9")
-		w := e.worker(t, "w1")
+		w := e.tenItemsInBatchesOf3(t)
 		r := w.leaseMany(t, 12, 4)
 		ls := all(r)
 		require.Len(t, ls, 4)
@@ -117,9 +124,7 @@ func TestSeveralLeasesKeepTheFairShare(t *testing.T) {
 func TestFurtherLeasesComeOnlyFromPendingItems(t *testing.T) {
 	t.Parallel()
 	both(t, func(t *testing.T, e *env) {
-		e.create(t, jobstate.Spec{BatchSize: 3})
-		e.push(t, "a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
-		w := e.worker(t, "w1")
+		w := e.tenItemsInBatchesOf3(t)
 		l := w.mustLease(t, 3)
 		_, err := w.settle(t, store.Settlement{Token: l.Token, All: true, AckCount: 2, Released: []int64{1}, Started: -1})
 		require.NoError(t, err)

@@ -539,6 +539,53 @@ func TestAnItemsSuccessIsSettledWhileTheNextOneRuns(t *testing.T) {
 	})
 }
 
+// calls creates the env's Job with spec, pushes items(n) and seals it,
+// runs a worker with h, and returns how many lease and settle calls it
+// made to settle all but the last item: that one waits while the worker's
+// request slots are read (l<session> holds the number of its last lease
+// call, s<session> "seq:reply" of its last settle; its end removes them).
+func (e *env) calls(t *testing.T, spec jobstate.Spec, n int, h queue.HandlerFunc, cfg queue.WorkerConfig, tune func(*queue.Worker)) (leases, settles int) {
+	t.Helper()
+	e.create(t, spec)
+	e.push(t, items(n)...)
+	e.seal(t)
+	var c counter
+	last := make(chan struct{})
+	lastItem := items(n)[n-1]
+	cfg.Handler = queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		if string(it.Payload) == lastItem {
+			<-last
+		}
+		if err := h(ctx, it); err != nil {
+			return err
+		}
+		return c.handler().Handle(ctx, it)
+	})
+	w := e.worker(t, cfg)
+	if tune != nil {
+		tune(w)
+	}
+	done := runAsync(context.Background(), w)
+	eventually(t, "every other item settled", func() bool { return e.status(t).Items.Succeeded == int64(n-1) })
+	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(e.url, "redis://"), "/0")})
+	defer rdb.Close()
+	reqs, err := rdb.HGetAll(context.Background(), "workq:{"+e.job+"}:reqs").Result()
+	require.NoError(t, err)
+	close(last)
+	require.NoError(t, waitErr(t, done))
+	require.Equal(t, n, c.count())
+	for f, v := range reqs {
+		switch f[0] {
+		case 'l':
+			leases, err = strconv.Atoi(v)
+		case 's':
+			settles, err = strconv.Atoi(v[:strings.IndexByte(v, ':')])
+		}
+		require.NoError(t, err)
+	}
+	return leases, settles
+}
+
 // Leases that finish within the settle gap of the last settle go in one
 // settle call, not one call each: leases of tiny items finish thousands of
 // times a second, and one call each spent most of Redis's time on what
@@ -547,41 +594,12 @@ func TestAnItemsSuccessIsSettledWhileTheNextOneRuns(t *testing.T) {
 func TestSettlesOfLeasesThatFinishTogetherGoTogether(t *testing.T) {
 	t.Parallel()
 	e := realEnv(t)
-	e.create(t, jobstate.Spec{BatchSize: 1})
-	e.push(t, items(300)...)
-	e.seal(t)
-	// The last item waits until the calls are counted: the worker's
-	// session numbers its settle calls (s<session> holds "seq:reply" of
-	// the last one), and its end removes them.
-	var c counter
-	last := make(chan struct{})
 	var leases atomic.Int64 // one item a lease: a run is a lease
-	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+	_, settles := e.calls(t, jobstate.Spec{BatchSize: 1}, 300, func(context.Context, queue.Item) error {
 		leases.Add(1)
-		if string(it.Payload) == "item-00299" {
-			<-last
-		}
 		time.Sleep(time.Millisecond)
-		return c.handler().Handle(ctx, it)
-	})
-	w := e.worker(t, queue.WorkerConfig{ID: "w", Concurrency: 2, Handler: h})
-	queue.SetSettleGap(w, 200*time.Millisecond)
-	done := runAsync(context.Background(), w)
-	eventually(t, "every other item settled", func() bool { return e.status(t).Items.Succeeded == 299 })
-	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(e.url, "redis://"), "/0")})
-	defer rdb.Close()
-	reqs, err := rdb.HGetAll(context.Background(), "workq:{"+e.job+"}:reqs").Result()
-	require.NoError(t, err)
-	close(last)
-	require.NoError(t, waitErr(t, done))
-	require.Equal(t, 300, c.count())
-	settles := 0
-	for f, v := range reqs {
-		if f[0] == 's' {
-			settles, err = strconv.Atoi(v[:strings.IndexByte(v, ':')])
-			require.NoError(t, err)
-		}
-	}
+		return nil
+	}, queue.WorkerConfig{ID: "w", Concurrency: 2}, func(w *queue.Worker) { queue.SetSettleGap(w, 200*time.Millisecond) })
 	t.Logf("%d leases, %d settle calls", leases.Load(), settles)
 	require.EqualValues(t, 300, leases.Load(), "one item a lease, each run once")
 	require.LessOrEqual(t, settles, 30, "leases that finished within the gap of the last settle went together")
@@ -593,39 +611,13 @@ func TestSettlesOfLeasesThatFinishTogetherGoTogether(t *testing.T) {
 func TestFastItemsComeSeveralLeasesACall(t *testing.T) {
 	t.Parallel()
 	e := realEnv(t)
-	e.create(t, jobstate.Spec{BatchSize: 10})
-	e.push(t, items(5000)...)
-	e.seal(t)
-	// The last item waits until the calls are counted (l<session> holds
-	// the number of the session's last lease call; its end removes it).
-	var c counter
-	last := make(chan struct{})
-	var batches sync.Map
-	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
-		batches.Store(it.Fence, true)
-		if string(it.Payload) == "item-04999" {
-			<-last
-		}
-		return c.handler().Handle(ctx, it)
-	})
-	done := runAsync(context.Background(), e.worker(t, queue.WorkerConfig{ID: "w", Concurrency: 8, Handler: h}))
-	eventually(t, "every other item settled", func() bool { return e.status(t).Items.Succeeded == 4999 })
-	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(e.url, "redis://"), "/0")})
-	defer rdb.Close()
-	reqs, err := rdb.HGetAll(context.Background(), "workq:{"+e.job+"}:reqs").Result()
-	require.NoError(t, err)
-	close(last)
-	require.NoError(t, waitErr(t, done))
-	require.Equal(t, 5000, c.count())
-	calls := 0
-	for f, v := range reqs {
-		if f[0] == 'l' {
-			calls, err = strconv.Atoi(v)
-			require.NoError(t, err)
-		}
-	}
+	var fences sync.Map // a lease's items share its fence
+	calls, _ := e.calls(t, jobstate.Spec{BatchSize: 10}, 5000, func(_ context.Context, it queue.Item) error {
+		fences.Store(it.Fence, true)
+		return nil
+	}, queue.WorkerConfig{ID: "w", Concurrency: 8}, nil)
 	leases := 0
-	batches.Range(func(any, any) bool { leases++; return true })
+	fences.Range(func(any, any) bool { leases++; return true })
 	t.Logf("%d leases (fences) in %d lease calls", leases, calls)
 	require.GreaterOrEqual(t, leases, 500, "5000 items in leases of at most 10")
 	require.Less(t, calls, leases/2, "several leases a call")

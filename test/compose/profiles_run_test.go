@@ -71,6 +71,24 @@ func TestComposeRedisProfiles(t *testing.T) {
 		st = s.waitComplete(t, "example", time.Minute)
 		require.Equal(t, st.Items.Total, st.Items.Succeeded, st.String())
 		t.Logf("example Job of %d items Complete on the cluster profile in %s", st.Items.Total, time.Since(start).Round(time.Second))
+
+		// A sharded Job: created by `coordinator create --shards 3`, its
+		// shards placed one per node, drained by the same workers.
+		const sharded, n = "sharded", 3000
+		s.env["WORKQ_JOB"] = sharded
+		s.createJob(t, sharded, makeItems("s", n), "--shards", "3")
+		s.must(t, 5*time.Minute, nil, "--profile", "cluster", "up", "--detach", "--no-build")
+		st = s.waitComplete(t, sharded, 3*time.Minute)
+		require.Equal(t, n, st.Items.Total, st.String())
+		require.Equal(t, n, st.Items.Succeeded, st.String())
+		for _, w := range s.waitExited(t, "worker", 3, 2*time.Minute) {
+			require.Equal(t, 0, w.ExitCode, "worker %s", w.Name)
+		}
+		for _, node := range []string{"redis-node-1", "redis-node-2", "redis-node-3"} {
+			out, err := s.exec(node, "redis-cli", "--scan", "--pattern", "workq:{"+sharded+"-shard-*}:spec")
+			require.NoError(t, err)
+			require.Len(t, strings.Fields(out), 1, "one shard on %s: %q", node, out)
+		}
 		s.must(t, 3*time.Minute, nil, "--profile", "cluster", "down", "--volumes", "--timeout", "5")
 	})
 
