@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "workq_worker_lease_batch_items",
 			Help:    "Items returned by one lease call.",
-			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000},
 		}, []string{"job"}),
 		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "workq_worker_leases_lost_total",
