@@ -34,6 +34,7 @@ type scenario struct {
 var scenarios = []scenario{
 	{name: "WorkersKilledEvery300msLoseNothing", run: scenarioKill9},
 	{name: "ShardedJobWorkersKilledEvery300msLoseNothing", run: scenarioKill9Sharded},
+	{name: "FastItemWorkersKilledEvery300msLoseNothing", run: scenarioKill9Fast},
 	{name: "FrozenWorkerLateAcksAreRefused", run: scenarioSIGSTOP},
 	{name: "RedisKilledWithAOFAlwaysKeepsEveryReportedItem", run: scenarioRedisAlways},
 	{name: "RedisKilledWithAOFEverysecIsMeasured", run: scenarioRedisEverysec},
