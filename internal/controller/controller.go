@@ -128,8 +128,14 @@ func (r *Reconciler) failSiblings(ctx context.Context, shard jobstate.Status) er
 	}
 	snaps, errs := r.S.Snapshots(ctx, g.Shards)
 	again, err := r.S.Snapshot(ctx, shard.Name)
-	if err != nil || !again.Observed.Stored.Failed() || !store.FailsEarly(again.Status) || store.StoppedForSibling(again.Status) {
-		return nil // reopened meanwhile, gone, or unreadable: the next sweep looks again
+	if errors.Is(err, store.ErrNoJob) {
+		return nil // the sharded Job is gone
+	}
+	if err != nil {
+		return err
+	}
+	if !again.Observed.Stored.Failed() || !store.FailsEarly(again.Status) || store.StoppedForSibling(again.Status) {
+		return nil // reopened meanwhile
 	}
 	for k, sib := range g.Shards {
 		if sib == shard.Name || errs[k] != nil || snaps[k].Observed.Stored != "" {
