@@ -61,12 +61,12 @@ func clockRun(t *testing.T, off time.Duration) row {
 		return s.Items.Succeeded >= n/4, fmt.Sprintf("%+v", s.Items)
 	})
 	// What the killed worker held may run twice: items it ran and had not
-	// settled, and the ones running. It is frozen first, so that what
-	// Redis holds leased (its leases and its peer's) bounds that. A
-	// worker whose round trip is longer than an item (a loaded machine)
-	// holds several leases of up to the batch size, not one or two.
+	// settled, and the ones running. It is frozen first, so that what it
+	// holds in Redis then bounds that. A worker whose round trip is
+	// longer than an item (as on a loaded machine) holds several leases
+	// of up to the batch size, not one or two.
 	w1.Signal(t, syscall.SIGSTOP)
-	held := e.status(job).Items.Leased
+	held := e.heldBy(job, "worker-1")
 	w1.Kill()
 	killedAt := time.Now()
 	testkit.Eventually(t, 30*time.Second, "the killed worker's leases are taken over", func() (bool, string) {
@@ -87,7 +87,7 @@ func clockRun(t *testing.T, off time.Duration) row {
 	r.Scenario = fmt.Sprintf("7. server clock %+.0fh from every worker's (miniredis serving the real binaries)", off.Hours())
 	r.Faults = 1
 	r.TimeToComplete = done.Sub(start)
-	r.Note = fmt.Sprintf("lease 1s: a killed worker's leases taken over %.1fs after the kill (%d items leased when it was killed); %d failed attempts (every tenth item's first, retried after a 300ms backoff, and the killed worker's reclaimed items); every tenth item's first run exited 1 by design, so %d items ran at least twice, the first time failing",
+	r.Note = fmt.Sprintf("lease 1s: a killed worker's leases taken over %.1fs after the kill (it held %d items when it was killed); %d failed attempts (every tenth item's first, retried after a 300ms backoff, and the killed worker's reclaimed items); every tenth item's first run exited 1 by design, so %d items ran at least twice, the first time failing",
 		takeover.Seconds(), held, s.Items.FailedAttempts, failing)
 	return r
 }

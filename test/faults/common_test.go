@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,38 @@ func (e *env) status(job string) jobstate.Status {
 	s, err := e.tryStatus(job)
 	require.NoError(e.t, err)
 	return s
+}
+
+// heldBy counts the items that worker holds in leases of job (a Job of
+// one shard): the items of every lease whose token carries the session
+// its registration opened. Those are what may run again if it dies now:
+// the ones it ran and has not settled, the ones running, the ones waiting.
+func (e *env) heldBy(job, worker string) int64 {
+	e.t.Helper()
+	k := store.KeysFor(job)
+	sess, err := call(func(ctx context.Context) (string, error) {
+		return e.rdb.HGet(ctx, k.Key("reqs"), "w"+worker).Result()
+	})
+	if errors.Is(err, redis.Nil) {
+		return 0 // not registered yet
+	}
+	require.NoError(e.t, err)
+	recs, err := call(func(ctx context.Context) (map[string]string, error) {
+		return e.rdb.HGetAll(ctx, k.Key("batches")).Result()
+	})
+	require.NoError(e.t, err)
+	var held int64
+	for tok, rec := range recs {
+		if !strings.HasPrefix(tok, sess+".") {
+			continue
+		}
+		// A record starts "n|fence|...": its items not yet settled.
+		c, _, _ := strings.Cut(rec, "|")
+		n, err := strconv.ParseInt(c, 10, 64)
+		require.NoError(e.t, err, "lease record %q of %s", rec, tok)
+		held += n
+	}
+	return held
 }
 
 // exists reports whether job exists.

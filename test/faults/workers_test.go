@@ -47,12 +47,12 @@ func scenarioKill9Sharded(t *testing.T) []row {
 // several batches a call and settle those that end together in one call.
 func scenarioKill9Fast(t *testing.T) []row {
 	bin := fastWorker(t)
-	r := killEvery300ms(t, "kill9f", 300_000, -1, func(e *env, name, job string) *testkit.Proc {
+	r := killEvery300ms(t, "kill9f", 300_000, heldAtKill, func(e *env, name, job string) *testkit.Proc {
 		return testkit.Start(e.t, testkit.Command{Name: name, Bin: bin, Args: []string{job, name},
 			Env: []string{"WORKQ_REDIS_URL=" + e.url, "OUT=" + e.out}})
 	})
 	r.Scenario = fmt.Sprintf("1f. as 1, with workers of fast items (a `queue.Worker` process each): several leases a call, %d items", r.Items)
-	r.Note = fmt.Sprintf("batch %d, lease 2s, up to 8 leases a call; executed twice: items that had run but were not yet settled when their worker was killed (done leases are settled within 2 ms, so this is the work of a few ms per kill, not a fixed number of batches)", kill9Batch)
+	r.Note = fmt.Sprintf("batch %d, lease 2s, up to 8 leases a call; executed twice: items that had run but were not yet settled when their worker was killed (done leases are settled within 2 ms, so this is the work of a few ms per kill, not a fixed number of batches); bound: what the killed workers held, read while each was frozen before its kill", kill9Batch)
 	return []row{r}
 }
 
@@ -84,6 +84,9 @@ var fastWorker = func() func(t *testing.T) string {
 const (
 	kill9Workers = 8
 	kill9Batch   = 50
+	// heldAtKill (for killEvery300ms) bounds re-runs by what each killed
+	// worker held.
+	heldAtKill = -1
 )
 
 // killEvery300ms runs n items through kill9Workers workers, a random one
@@ -92,7 +95,8 @@ const (
 // the worker binary with batchCmd).
 //
 // inFlight bounds the items a worker may have run but not yet settled at
-// its kill (they run again); -1: reported, not bounded.
+// its kill (they run again); heldAtKill: what the worker held in Redis,
+// read while it is frozen just before the kill (a Job of one shard).
 func killEvery300ms(t *testing.T, job string, n int, inFlight int, startWorker func(e *env, name, job string) *testkit.Proc, create ...string) row {
 	e := newEnv(t)
 	const batch, workers = kill9Batch, kill9Workers
@@ -107,17 +111,19 @@ func killEvery300ms(t *testing.T, job string, n int, inFlight int, startWorker f
 	start := time.Now()
 	var all []*testkit.Proc
 	live := map[*testkit.Proc]bool{}
-	seq := 0
+	names := map[*testkit.Proc]string{}
 	spawn := func() {
-		seq++
-		p := startWorker(e, fmt.Sprintf("worker-%d", seq), job)
+		name := fmt.Sprintf("worker-%d", len(all)+1)
+		p := startWorker(e, name, job)
 		all = append(all, p)
 		live[p] = true
+		names[p] = name
 	}
 	for range workers {
 		spawn()
 	}
 	killed := map[*testkit.Proc]bool{}
+	var held int64 // what the killed workers held (heldAtKill)
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(2 * time.Minute)
@@ -139,6 +145,9 @@ func killEvery300ms(t *testing.T, job string, n int, inFlight int, startWorker f
 			continue
 		}
 		victim := cands[rand.IntN(len(cands))]
+		if inFlight == heldAtKill && victim.TrySignal(syscall.SIGSTOP) == nil {
+			held += e.heldBy(job, names[victim])
+		}
 		victim.Kill()
 		killed[victim] = true
 		delete(live, victim)
@@ -150,8 +159,8 @@ func killEvery300ms(t *testing.T, job string, n int, inFlight int, startWorker f
 			require.Equal(t, 0, p.Wait(t, 30*time.Second), "a worker that was not killed exits 0: %s", p)
 		}
 	}
-	bound := int64(-1)
-	if inFlight >= 0 {
+	bound := held
+	if inFlight != heldAtKill {
 		bound = int64(len(killed) * inFlight)
 	}
 	r := e.account(job, items, bound)
