@@ -18,6 +18,10 @@ import (
 // its end, where a process says why it stopped.
 const messageTail = 4000
 
+// quitWait is how long a process that outlived its Wait has to print its
+// goroutines after SIGQUIT.
+const quitWait = 5 * time.Second
+
 // waitDelay is how long Wait waits for a process's output to close after
 // the process itself exited (a grandchild may hold it open).
 const waitDelay = 5 * time.Second
@@ -202,8 +206,10 @@ func (p *Proc) Exited() bool {
 }
 
 // Wait waits up to timeout for the process to end and returns its exit
-// code (-1 after a signal). A process that outlives timeout is killed and
-// fails the test, with the end of its output.
+// code (-1 after a signal). A process that outlives timeout fails the
+// test: it gets SIGQUIT first, on which a Go program prints the stacks of
+// its goroutines (where it waits) and exits, then SIGKILL. The message
+// shows the end of its stdout and all of its stderr.
 func (p *Proc) Wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	timer := time.NewTimer(timeout)
@@ -211,8 +217,16 @@ func (p *Proc) Wait(t testing.TB, timeout time.Duration) int {
 	select {
 	case <-p.done:
 	case <-timer.C:
+		if p.TrySignal(syscall.SIGQUIT) == nil {
+			select {
+			case <-p.done:
+			case <-time.After(quitWait):
+			}
+		}
 		p.Kill()
-		t.Fatalf("%s did not exit within %s and was killed\n%s", p.name, timeout, p.Result())
+		r := p.Result()
+		t.Fatalf("%s did not exit within %s and was stopped (SIGQUIT, then SIGKILL): exit %d\nstdout:\n%s\nstderr:\n%s",
+			p.name, timeout, r.Code, tail(r.Stdout, messageTail), r.Stderr)
 	}
 	e, _ := p.ended()
 	return e.code

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -49,6 +50,27 @@ func failureOf(t *testing.T, fn func(tb testing.TB)) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failure
+}
+
+// helperBlocks makes TestHelperBlocks, run in a process of its own, block
+// forever.
+const helperBlocks = "TESTKIT_HELPER_BLOCKS"
+
+// TestHelperBlocks is a Go program that never ends, for Wait's timeout: it
+// does nothing unless helperBlocks is set.
+func TestHelperBlocks(t *testing.T) {
+	if os.Getenv(helperBlocks) != "1" {
+		t.Skip("a helper process, run by WaitPastTheTimeoutShowsWhereAGoProgramWaits")
+	}
+	fmt.Println("blocking")
+	blockForever()
+}
+
+//go:noinline
+func blockForever() {
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 func sh(script string) Command {
@@ -153,9 +175,23 @@ func TestProc(t *testing.T) {
 			Eventually(tb, 30*time.Second, "sh started", func() (bool, string) { return p.Stdout() != "", "" })
 			p.Wait(tb, 50*time.Millisecond)
 		})
-		require.True(t, strings.HasPrefix(msg, "sleeper did not exit within 50ms and was killed\n"), msg)
+		require.True(t, strings.HasPrefix(msg, "sleeper did not exit within 50ms and was stopped (SIGQUIT, then SIGKILL)"), msg)
 		require.Contains(t, msg, "still here")
-		require.True(t, p.Exited(), "the process was killed")
+		require.True(t, p.Exited(), "the process was stopped")
+	})
+
+	t.Run("WaitPastTheTimeoutShowsWhereAGoProgramWaits", func(t *testing.T) {
+		t.Parallel()
+		c := Command{Name: "blocker", Bin: os.Args[0], Args: []string{"-test.run=^TestHelperBlocks$"}, Env: []string{helperBlocks + "=1"}}
+		var p *Proc
+		msg := failureOf(t, func(tb testing.TB) {
+			p = Start(tb, c)
+			Eventually(tb, 30*time.Second, "the helper blocks", func() (bool, string) { return strings.Contains(p.Stdout(), "blocking"), p.Stdout() })
+			p.Wait(tb, 50*time.Millisecond)
+		})
+		require.Contains(t, msg, "SIGQUIT", "the Go runtime's goroutine dump")
+		require.Contains(t, msg, "testkit.blockForever", "the stack of the goroutine that waits")
+		require.True(t, p.Exited())
 	})
 
 	t.Run("SignalToAnEndedProcessFails", func(t *testing.T) {
