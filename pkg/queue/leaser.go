@@ -34,15 +34,18 @@ func (l *leaser) Run(ctx context.Context) error {
 		leases := (n + per - 1) / per
 		if !ok {
 			var timer <-chan time.Time
+			var t *time.Timer
 			if !at.IsZero() {
-				t := time.NewTimer(time.Until(at))
-				defer t.Stop()
+				t = time.NewTimer(time.Until(at))
 				timer = t.C
 			}
 			select {
 			case <-ctx.Done():
 			case <-w.room:
 			case <-timer:
+			}
+			if t != nil {
+				t.Stop()
 			}
 			continue
 		}
