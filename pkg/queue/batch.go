@@ -291,6 +291,9 @@ func (w *Worker) handBack() int {
 		}
 	}
 	w.mu.Unlock()
+	// The leaser may wait for the executors to claim what was queued: it
+	// is gone, so it must look again (or it waits for nothing).
+	signal(w.room)
 	n := 0
 	for _, s := range spans {
 		s.b.record(w, s.lo, s.hi, outcome{release: true})
