@@ -623,3 +623,46 @@ func TestSettleCanWaitForReplicas(t *testing.T) {
 	require.Zero(t, r.Replicas)
 	require.EqualValues(t, 3, e.status(t).Items.Succeeded)
 }
+
+// A worker that finds nothing to lease while leases are held makes the
+// Job "hungry": the holders' heartbeats hear of it and hand back what they
+// have not started. Only another worker's hunger counts, and only while
+// that worker is live: a lone worker's own hunger (its own leases are the
+// ones held) would have it hand its items back to itself, and a worker
+// that has ended takes nothing.
+func TestHungerIsAnotherLiveWorkers(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.create(t, jobstate.Spec{})
+		e.push(t, items(2)...)
+		_, err := e.s.Seal(ctx, e.job, "")
+		require.NoError(t, err)
+		a := e.worker(t, "a")
+		l := a.mustLease(t, 2)
+		hungry := func(w *session) time.Duration {
+			t.Helper()
+			hb, err := e.s.Heartbeat(ctx, e.job, w.reg.UID, w.wid, []string{l.Token})
+			require.NoError(t, err)
+			return hb.HungryAgo
+		}
+		require.Equal(t, time.Duration(-1), hungry(a), "nobody was hungry")
+
+		r, err := a.lease(t, 1)
+		require.NoError(t, err)
+		require.Nil(t, r.Lease)
+		require.Equal(t, "peers", r.Wait, "a's own lease is held")
+		require.Equal(t, time.Duration(-1), hungry(a), "a's own hunger is not news to a")
+
+		e.advance(t, 200*time.Millisecond) // past the 100 ms between two hungers
+		b := e.worker(t, "b")
+		r, err = b.lease(t, 1)
+		require.NoError(t, err)
+		require.Nil(t, r.Lease)
+		require.GreaterOrEqual(t, hungry(a), time.Duration(0), "b is idle while a holds items")
+
+		_, err = e.s.Finish(ctx, e.job, b.reg.UID, b.wid, b.reg.Session, store.OutcomeSucceeded)
+		require.NoError(t, err)
+		require.Equal(t, time.Duration(-1), hungry(a), "b has ended: nobody takes what a would hand back")
+	})
+}

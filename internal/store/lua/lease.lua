@@ -143,9 +143,11 @@ if got == 0 then
   local reason = 'peers'
   if st.sealed ~= '1' then reason = 'unsealed' end
   if reason == 'peers' and redis.call('ZCARD', LEASES) > 0 then
-    -- Peers hold items: those they have not started can come here.
+    -- Peers hold items: those they have not started can come here. The
+    -- leases may be this worker's own: hungryw says who is idle, so that
+    -- its own heartbeat does not hand its items back to itself.
     if now - num(redis.call('HGET', STATE, 'hungry'), 0) > 100 then
-      redis.call('HSET', STATE, 'hungry', now)
+      redis.call('HSET', STATE, 'hungry', now, 'hungryw', ARGV[4])
       redis.call('PUBLISH', EVENTS, 'hungry')
     end
   end
