@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,6 +140,22 @@ func failover(t *testing.T, g sentinelGroup, data []*redistest.Server, workerFla
 	for i := range failoverWorkers {
 		workers = append(workers, e.worker(fmt.Sprintf("worker-%d", i), job, flags...))
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// A worker still running shows where it waits: a Go program
+		// prints its goroutines on SIGQUIT.
+		for _, w := range workers {
+			if !w.Exited() && w.TrySignal(syscall.SIGQUIT) == nil {
+				for end := time.Now().Add(5 * time.Second); !w.Exited() && time.Now().Before(end); {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			r := w.Result()
+			t.Logf("%s: exit %d (%v); stderr:\n%s", w.Name(), r.Code, r.Err, r.Stderr)
+		}
+	})
 	testkit.Eventually(t, 3*time.Minute, "a third of the items succeeded", func() (bool, string) {
 		n, msg := e.succeeded(job)
 		return n >= failoverItems/3, fmt.Sprintf("%d %s", n, msg)
